@@ -1,0 +1,49 @@
+"""nbgrader configuration of the course. The course root is this folder (``assignments/``).
+
+The ``course`` command copies this file into a working course root (``<out>/course``) so that
+generated folders and the gradebook never land in the repository.
+"""
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    Execute,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+from autograder.nbgrader_ext import StripCheckInternals
+
+c = get_config()  # noqa: F821 - injected by traitlets
+
+c.CourseDirectory.course_id = "autoencoders-to-world-models"
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.png"]
+
+# What students see in place of a solution.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Autograding: every cell gets at most this long (seconds); training cells shrink their budget
+# while NBGRADER_EXECUTION is set, so a whole submission takes well under a minute.
+c.Execute.timeout = 300
+c.Execute.allow_errors = True
+c.LimitOutput.max_lines = 400
+c.LimitOutput.max_traceback = 60
+
+# Hidden checks raise CheckFailed with a message; keep that message, drop their traceback frames.
+c.Autograde.autograde_preprocessors = [
+    Execute,
+    StripCheckInternals,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+# Feedback shows the graded notebook without the hidden test code.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -1,0 +1,32 @@
+"""nbgrader preprocessors of the course.
+
+nbgrader's feedback shows a graded notebook with its outputs. A hidden check that fails would show
+its traceback, whose frames quote the checks' source. ``StripCheckInternals`` runs right after
+execution and keeps only the exception's name and message for errors raised inside
+``autograder``; frames of the student's own code stay.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_INTERNAL = ("autograder/", "autograder\\", "autograder.checks", "course_lib/solutions", "course_lib\\solutions")
+
+
+class StripCheckInternals(NbGraderPreprocessor):
+    """Remove traceback frames that quote ``autograder`` or ``course_lib.solutions`` code."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        if cell.cell_type != "code":
+            return cell, resources
+        for output in cell.get("outputs", []):
+            if output.get("output_type") != "error":
+                continue
+            frames = output.get("traceback", [])
+            if any(marker in _ANSI.sub("", frame) for frame in frames for marker in _INTERNAL):
+                kept = [f for f in frames[:-1] if not any(m in _ANSI.sub("", f) for m in _INTERNAL)]
+                output["traceback"] = [*kept, f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
+        return cell, resources

@@ -1,0 +1,415 @@
+"""The grading pipeline around real nbgrader: release, autograde, feedback, CSV export.
+
+Every command works in a private course root ``<out>/course`` (a copy of
+``assignments/nbgrader_config.py`` and ``assignments/source/<assignment>``), so the repository
+stays clean and one run never mixes with another. nbgrader runs as a subprocess per student:
+a submission that crashes, hangs or is not a notebook is reported by name and scored zero for
+what could not run, and the other students are graded as usual.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENTS = REPO / "assignments"
+COURSE_ID = "autoencoders-to-world-models"
+GRADES_FIELDS = ["student_id", "notebook", "score", "max_score", "needs_manual_grade"]
+CELLS_FIELDS = ["student_id", "notebook", "grade_id", "score", "max_score", "needs_manual_grade", "kind"]
+
+
+class PipelineError(RuntimeError):
+    """A pipeline step failed in a way that stops the whole run (not one student's problem)."""
+
+
+@dataclass
+class StudentReport:
+    """What happened to one student's submission."""
+
+    student_id: str
+    problems: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def source_dir(assignment: str) -> Path:
+    """``assignments/source/<assignment>``; raises PipelineError if there is no such assignment."""
+    path = ASSIGNMENTS / "source" / assignment
+    if not path.is_dir():
+        known = sorted(p.name for p in (ASSIGNMENTS / "source").iterdir() if p.is_dir())
+        raise PipelineError(f"no assignment {assignment!r} in {ASSIGNMENTS / 'source'}; known: {known}")
+    return path
+
+
+def notebook_names(assignment: str) -> list[str]:
+    """The notebook file names of an assignment, sorted (``01_....ipynb``, ...)."""
+    return sorted(p.name for p in source_dir(assignment).glob("*.ipynb"))
+
+
+def _nbgrader_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "MPLBACKEND": "Agg",
+            "SDL_VIDEODRIVER": "dummy",
+            "SDL_AUDIODRIVER": "dummy",
+            "PYTHONHASHSEED": "0",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "JUPYTER_PLATFORM_DIRS": "1",
+            "TQDM_DISABLE": "1",
+        }
+    )
+    # nbgrader runs helper commands (alembic, the kernel) from the environment it lives in.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.pop("COURSE_QUICK", None)  # grading shrinks budgets through NBGRADER_EXECUTION itself
+    return env
+
+
+def run_nbgrader(args: list[str], root: Path, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in course root ``root``; kill its whole process group on timeout.
+
+    Returns:
+        The completed process (``returncode`` -9 and a note in ``stderr`` after a timeout).
+    """
+    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={root}"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=root,
+        env=_nbgrader_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err += f"\n[course] nbgrader {args[0]} killed after {timeout:.0f} s"
+        return subprocess.CompletedProcess(cmd, -9, out, err)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def prepare_course(assignment: str, out: Path) -> Path:
+    """Make the private course root ``<out>/course`` with the config and the assignment's source."""
+    root = Path(out).resolve() / "course"
+    (root / "source").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ASSIGNMENTS / "nbgrader_config.py", root / "nbgrader_config.py")
+    dest = root / "source" / assignment
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source_dir(assignment), dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.png"))
+    return root
+
+
+def generate_assignment(assignment: str, root: Path) -> Path:
+    """``nbgrader generate_assignment``: the student version in ``<root>/release/<assignment>``."""
+    result = run_nbgrader(["generate_assignment", assignment, "--force"], root, timeout=600)
+    if result.returncode != 0:
+        raise PipelineError(f"nbgrader generate_assignment {assignment} failed:\n{result.stderr[-3000:]}")
+    return root / "release" / assignment
+
+
+def build_student_wheel(dest: Path) -> Path:
+    """Build a ``course_lib`` wheel without ``course_lib.solutions`` into ``dest``; return its path.
+
+    The runtime dependencies are those of pyproject.toml, less nbgrader (students do not grade).
+    """
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = [d for d in pyproject["dependencies"] if not d.startswith("nbgrader")]
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp)
+        shutil.copytree(
+            REPO / "course_lib",
+            stage / "course_lib",
+            ignore=shutil.ignore_patterns("solutions", "__pycache__", "*.pyc"),
+        )
+        (stage / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
+            f'[project]\nname = "course-lib"\nversion = "{pyproject["version"]}"\n'
+            f'description = "{pyproject["description"]}"\nrequires-python = "{pyproject["requires-python"]}"\n'
+            f'dependencies = {json.dumps(deps)}\n\n[tool.setuptools.packages.find]\ninclude = ["course_lib*"]\n'
+        )
+        dest.mkdir(parents=True, exist_ok=True)
+        # Reuse the venv's setuptools when there is one; otherwise pip fetches it.
+        isolation = ["--no-build-isolation"] if _has_setuptools() else []
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q", "-w", str(dest), str(stage)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise PipelineError(f"building the course_lib wheel failed:\n{result.stderr[-3000:]}")
+    wheels = sorted(dest.glob("course_lib-*.whl"))
+    if not wheels:
+        raise PipelineError(f"pip wheel produced no course_lib wheel in {dest}")
+    return wheels[-1]
+
+
+def _has_setuptools() -> bool:
+    try:
+        import setuptools  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def release(assignment: str, out: Path) -> dict[str, Path]:
+    """Release an assignment: student notebooks and a student kit zip.
+
+    Writes ``<out>/release/<assignment>/*.ipynb`` (via ``nbgrader generate_assignment``) and
+    ``<out>/<assignment>_student_kit.zip`` holding the released notebooks, a ``course_lib``
+    wheel without ``solutions/``, and ``environment.yml``.
+
+    Returns:
+        Paths of the ``release`` folder, the ``kit`` zip and the ``wheel``.
+    """
+    out = Path(out).resolve()
+    root = prepare_course(assignment, out)
+    released = generate_assignment(assignment, root)
+    release_dir = out / "release" / assignment
+    if release_dir.exists():
+        shutil.rmtree(release_dir)
+    shutil.copytree(released, release_dir)
+    wheel = build_student_wheel(out / "dist")
+    kit = out / f"{assignment}_student_kit.zip"
+    with zipfile.ZipFile(kit, "w", zipfile.ZIP_DEFLATED) as zf:
+        for nb in sorted(release_dir.glob("*.ipynb")):
+            zf.write(nb, f"{assignment}/{nb.name}")
+        zf.write(wheel, f"{assignment}/{wheel.name}")
+        zf.write(REPO / "environment.yml", f"{assignment}/environment.yml")
+        zf.writestr(
+            f"{assignment}/README.md",
+            f"# {assignment}\n\n1. `conda env create -f environment.yml`, then "
+            "`conda activate autoencoders-to-world-models`\n"
+            f"2. `pip install {wheel.name}`\n3. `jupyter lab` and open the notebooks in order.\n",
+        )
+    return {"release": release_dir, "kit": kit, "wheel": wheel}
+
+
+def _check_notebook(path: Path) -> str | None:
+    """A problem with a submitted notebook file, or None if nbgrader can read it."""
+    try:
+        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    except Exception as err:
+        return f"{path.name} is not a readable notebook ({type(err).__name__}: {str(err)[:200]})"
+    if nb.get("nbformat", 0) < 4:
+        return f"{path.name} uses nbformat {nb.get('nbformat')}; expected version 4"
+    return None
+
+
+def stage_submission(assignment: str, student_dir: Path, root: Path) -> StudentReport:
+    """Copy one student's notebooks into ``<root>/submitted/<id>/<assignment>``, reporting problems.
+
+    Notebooks that are missing or unreadable are left out (nbgrader scores a missing notebook
+    zero); other files are ignored.
+    """
+    report = StudentReport(student_dir.name)
+    dest = root / "submitted" / student_dir.name / assignment
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    expected = notebook_names(assignment)
+    for name in expected:
+        path = student_dir / name
+        if not path.exists():
+            report.problems.append(f"{name} is missing (scored zero)")
+            continue
+        problem = _check_notebook(path)
+        if problem:
+            report.problems.append(f"{problem} (scored zero)")
+            continue
+        shutil.copy(path, dest / name)
+    extra = sorted(p.name for p in student_dir.glob("*.ipynb") if p.name not in expected)
+    if extra:
+        report.problems.append(f"ignored unexpected notebooks: {', '.join(extra)}")
+    return report
+
+
+def autograde(
+    assignment: str,
+    submissions: Path,
+    out: Path,
+    cell_timeout: int = 300,
+    submission_timeout: int = 900,
+    feedback: bool = True,
+) -> list[StudentReport]:
+    """Autograde every student folder in ``submissions`` through nbgrader; write CSVs and feedback.
+
+    Args:
+        assignment: e.g. ``"hw1_vae"``.
+        submissions: a folder with one sub-folder per student holding that student's notebooks.
+        out: where to write ``grades.csv``, ``cells.csv``, ``report.txt``, ``feedback/<id>/*.html``
+            and the course root.
+        cell_timeout: seconds any one cell may run.
+        submission_timeout: seconds one student's whole autograde may run.
+        feedback: also run ``nbgrader generate_feedback``.
+
+    Returns:
+        One :class:`StudentReport` per student.
+
+    Raises:
+        PipelineError: if ``submissions`` has no student folders or the assignment cannot be generated.
+    """
+    submissions, out = Path(submissions).resolve(), Path(out).resolve()
+    students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not students:
+        raise PipelineError(f"no student folders in {submissions}")
+    root = prepare_course(assignment, out)
+    generate_assignment(assignment, root)
+    reports = []
+    for student_dir in students:
+        start = time.perf_counter()
+        report = stage_submission(assignment, student_dir, root)
+        args = [
+            "autograde",
+            assignment,
+            f"--student={report.student_id}",
+            "--force",
+            f"--Execute.timeout={cell_timeout}",
+        ]
+        result = run_nbgrader(args, root, timeout=submission_timeout)
+        log = result.stdout + result.stderr
+        if result.returncode != 0:
+            report.problems.append(_summarize_failure(log))
+        elif "Timeout waiting for execute reply" in log or "CellTimeoutError" in log:
+            report.problems.append(f"a cell ran past the {cell_timeout} s limit and was stopped (scored zero)")
+        if "DeadKernelError" in log or "Kernel died" in log:
+            report.problems.append("the kernel died while running the notebook (the rest of that notebook scored zero)")
+        if feedback and (root / "autograded" / report.student_id / assignment).exists():
+            fb = run_nbgrader(
+                ["generate_feedback", assignment, f"--student={report.student_id}", "--force"], root, timeout=300
+            )
+            if fb.returncode != 0:
+                report.problems.append("feedback could not be generated: " + _summarize_failure(fb.stdout + fb.stderr))
+            src = root / "feedback" / report.student_id / assignment
+            if src.exists():
+                dst = out / "feedback" / report.student_id
+                if dst.exists():
+                    shutil.rmtree(dst)
+                shutil.copytree(src, dst)
+        report.seconds = time.perf_counter() - start
+        reports.append(report)
+    export(assignment, root, out, [r.student_id for r in reports])
+    write_report(reports, out / "report.txt")
+    return reports
+
+
+def _summarize_failure(log: str) -> str:
+    lines = [line for line in log.splitlines() if "[AutogradeApp | ERROR]" in line or "Error" in line]
+    tail = " / ".join(line.strip() for line in lines[-3:]) or log.strip().splitlines()[-1:] or ["no output"]
+    return f"nbgrader could not grade it: {tail if isinstance(tail, str) else tail[0]}"[:500]
+
+
+def read_gradebook(assignment: str, root: Path, students: list[str]) -> tuple[list[dict], list[dict]]:
+    """Rows of ``grades.csv`` and ``cells.csv`` from ``<root>/gradebook.db``.
+
+    A notebook that nbgrader could not grade for a student scores zero.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    grades, cells = [], []
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+        assignment_row = gb.find_assignment(assignment)
+        notebooks = sorted(assignment_row.notebooks, key=lambda nb: nb.name)
+        for student in students:
+            for nb in notebooks:
+                grade_cells = sorted(nb.grade_cells, key=lambda c: c.name)
+                try:
+                    sub = gb.find_submission_notebook(nb.name, assignment, student)
+                    by_name = {g.name: g for g in sub.grades}
+                except MissingEntry:
+                    sub, by_name = None, {}
+                for gc in grade_cells:
+                    g = by_name.get(gc.name)
+                    score = float(g.score) if g is not None and g.score is not None else 0.0
+                    manual = bool(g.needs_manual_grade) if g is not None else False
+                    cells.append(
+                        {
+                            "student_id": student,
+                            "notebook": nb.name,
+                            "grade_id": gc.name,
+                            "score": score,
+                            "max_score": float(gc.max_score),
+                            "needs_manual_grade": manual,
+                            # test cells are autograded; written answers (markdown) are graded by hand
+                            "kind": "autograded" if gc.cell_type == "code" else "manual",
+                        }
+                    )
+                grades.append(
+                    {
+                        "student_id": student,
+                        "notebook": nb.name,
+                        "score": float(sub.score) if sub is not None else 0.0,
+                        "max_score": float(nb.max_score),
+                        "needs_manual_grade": bool(sub.needs_manual_grade) if sub is not None else False,
+                    }
+                )
+    return grades, cells
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def export(assignment: str, root: Path, out: Path, students: list[str]) -> tuple[Path, Path]:
+    """Write ``<out>/grades.csv`` and ``<out>/cells.csv`` from the gradebook."""
+    grades, cells = read_gradebook(assignment, root, students)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "grades.csv", GRADES_FIELDS, grades)
+    _write_csv(out / "cells.csv", CELLS_FIELDS, cells)
+    return out / "grades.csv", out / "cells.csv"
+
+
+def write_report(reports: list[StudentReport], path: Path) -> None:
+    """A plain-text report: each student's problems (or "ok") and grading time."""
+    lines = []
+    for r in reports:
+        status = "ok" if not r.problems else "; ".join(r.problems)
+        lines.append(f"{r.student_id}: {status} ({r.seconds:.1f} s)")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def activity_scores(cells_csv: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """Autograded points per student and activity (``a1``, ``a2``, ...) from ``cells.csv``.
+
+    Manually graded cells are left out, so the numbers are what autograding decided.
+
+    Returns:
+        ``{student_id: {activity: (score, max_score)}}``.
+    """
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    with Path(cells_csv).open() as f:
+        for row in csv.DictReader(f):
+            if row["kind"] != "autograded":
+                continue
+            activity = row["grade_id"].split("_")[0]
+            score, max_score = table.setdefault(row["student_id"], {}).get(activity, (0.0, 0.0))
+            table[row["student_id"]][activity] = (score + float(row["score"]), max_score + float(row["max_score"]))
+    return table
+
+
+def format_table(table: dict[str, dict[str, tuple[float, float]]]) -> str:
+    """The per-activity table ``course demo`` prints."""
+    activities = sorted({a for scores in table.values() for a in scores})
+    header = f"{'student':<14}" + "".join(f"{a:>10}" for a in activities) + f"{'total':>12}"
+    lines = [header, "-" * len(header)]
+    for student, scores in table.items():
+        cells = "".join(f"{scores[a][0]:>5.0f}/{scores[a][1]:<4.0f}" for a in activities)
+        total = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
+        lines.append(f"{student:<14}{cells}{total[0]:>7.0f}/{total[1]:<4.0f}")
+    return "\n".join(lines)

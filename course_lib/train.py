@@ -1,0 +1,347 @@
+"""Model-agnostic training: ``fit``, evaluation against the mean-image baseline, checkpoints.
+
+``fit`` trains any module whose forward pass returns ``(x_hat, mu, logvar)`` (the World Models
+``ConvVAE``, :class:`course_lib.models.SmallVAE`) or ``[x_hat, x, mu, logvar]`` (homework 1's
+``MyVAE``) with Adam on ``uint8`` frames, converting one batch at a time to float, so memory is
+bounded by the batch. It stops with :class:`NonFiniteLossError` when the loss goes NaN or inf.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from course_lib.frames import to_tensor
+from course_lib.losses import per_pixel_mse, vae_loss
+
+LossFn = Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised by :func:`fit` when a loss term becomes NaN or infinite."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and PyTorch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Pick ``prefer`` if given, else CUDA, then Apple's MPS, then the CPU."""
+    if prefer is not None:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def quick() -> bool:
+    """True while nbgrader autogrades (it sets ``NBGRADER_EXECUTION``) or ``COURSE_QUICK`` is set.
+
+    ``COURSE_QUICK=1`` is how the test suite runs notebooks at their small budget.
+    """
+    return bool(os.environ.get("NBGRADER_EXECUTION") or os.environ.get("COURSE_QUICK"))
+
+
+def budget(default: int, quick_value: int) -> int:
+    """A workload size: ``default`` normally, ``quick_value`` while grading or testing (:func:`quick`).
+
+    Heavy notebook cells use this to shrink their work during grading, never to change what
+    is graded.
+    """
+    return quick_value if quick() else default
+
+
+def unpack(output: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(x_hat, mu, logvar)`` from a model output ``(x_hat, mu, logvar)`` or ``[x_hat, x, mu, logvar]``.
+
+    Raises:
+        TypeError: for any other output.
+    """
+    if isinstance(output, (tuple, list)):
+        if len(output) == 3:
+            return output[0], output[1], output[2]
+        if len(output) == 4:
+            return output[0], output[2], output[3]
+    raise TypeError(
+        "expected the model to return (x_hat, mu, logvar) or [x_hat, x, mu, logvar], got "
+        f"{type(output).__name__} of length {len(output) if hasattr(output, '__len__') else '?'}"
+    )
+
+
+def make_vae_loss(beta: float = 1.0, kl_tolerance: float = 0.0) -> LossFn:
+    """A ``loss_fn(model, x) -> dict`` computing :func:`course_lib.losses.vae_loss`."""
+
+    def loss_fn(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x_hat, mu, logvar = unpack(model(x))
+        return vae_loss(x, x_hat, mu, logvar, beta=beta, kl_tolerance=kl_tolerance)
+
+    return loss_fn
+
+
+@dataclass
+class History:
+    """What :func:`fit` measured.
+
+    Attributes:
+        train: one dict per optimiser step with the floats of every loss term, plus ``beta``.
+        val: one dict per epoch: ``epoch``, ``step``, the mean loss terms on the validation
+            frames, and ``mse`` (per pixel value, model in eval mode).
+        seconds: wall time spent in ``fit``.
+        steps: optimiser steps taken in total (including earlier runs resumed from a checkpoint).
+        epochs: epochs completed in total.
+    """
+
+    train: list[dict[str, float]] = field(default_factory=list)
+    val: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+    epochs: int = 0
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(n)
+    return [np.sort(order[i : i + batch_size]) for i in range(0, n, batch_size)]
+
+
+def _check_frames(frames: Any, name: str) -> None:
+    shape = getattr(frames, "shape", None)
+    dtype = getattr(frames, "dtype", None)
+    if shape is None or len(shape) != 4 or shape[-1] != 3 or dtype != np.uint8:
+        raise ValueError(
+            f"{name} must be uint8 frames of shape (N, 64, 64, 3), got {type(frames).__name__} "
+            f"with shape {shape} and dtype {dtype}"
+        )
+    if shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    frames: Any,
+    loss_fn: LossFn | None = None,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+) -> dict[str, float]:
+    """Mean loss terms and per-pixel MSE of ``model`` on ``frames``, in eval mode.
+
+    Args:
+        model: a VAE as accepted by :func:`fit`.
+        frames: ``uint8 (N, 64, 64, 3)`` array, or anything indexable by an index array that
+            returns one (e.g. :class:`course_lib.data.ShardDataset`).
+        loss_fn: as in :func:`fit` (default: the plain VAE loss).
+        batch_size: frames per forward pass.
+        device: where to run (default: where the model is).
+
+    Returns:
+        Dict with the batch-weighted mean of each loss term and ``mse``: the mean squared error
+        per pixel value of the reconstruction, comparable with :func:`mean_image_baseline`.
+    """
+    _check_frames(frames, "frames")
+    loss_fn = loss_fn or make_vae_loss()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    totals: dict[str, float] = {}
+    n = frames.shape[0]
+    try:
+        for start in range(0, n, batch_size):
+            x = to_tensor(np.asarray(frames[start : start + batch_size])).to(device)
+            terms = loss_fn(model, x)
+            x_hat = unpack(model(x))[0]
+            terms = {**terms, "mse": per_pixel_mse(x, x_hat)}
+            for key, value in terms.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * x.shape[0]
+    finally:
+        model.train(was_training)
+    return {key: value / n for key, value in totals.items()}
+
+
+def mean_image_baseline(train_frames: Any, val_frames: Any) -> float:
+    """Per-pixel MSE on ``val_frames`` of always predicting the mean training image.
+
+    A model that does not beat this has learned nothing about individual frames.
+    """
+    _check_frames(train_frames, "train_frames")
+    _check_frames(val_frames, "val_frames")
+    total = np.zeros(train_frames.shape[1:], dtype=np.float64)
+    for start in range(0, train_frames.shape[0], 1024):
+        total += np.asarray(train_frames[start : start + 1024], dtype=np.float64).sum(axis=0)
+    mean_image = total / train_frames.shape[0] / 255.0
+    err = 0.0
+    for start in range(0, val_frames.shape[0], 1024):
+        batch = np.asarray(val_frames[start : start + 1024], dtype=np.float64) / 255.0
+        err += float(((batch - mean_image) ** 2).sum())
+    return err / float(np.prod(val_frames.shape))
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    history: History | None = None,
+    **extra: Any,
+) -> Path:
+    """Save model (and optimiser) state and the history so that training can resume.
+
+    The file is written to a temporary name and renamed, so an interrupted save never leaves
+    a truncated checkpoint behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "history": asdict(history) if history is not None else None,
+        "extra": extra,
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and ``optimizer``).
+
+    Returns:
+        The checkpoint dict; ``"history"`` is a :class:`History`.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        RuntimeError: if the weights do not fit ``model`` (message names the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise RuntimeError(f"checkpoint {path} does not fit {type(model).__name__}: {err}") from err
+    if optimizer is not None and state.get("optimizer") is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    state["history"] = History(**state["history"]) if state.get("history") else History()
+    return state
+
+
+def fit(
+    model: nn.Module,
+    train_frames: Any,
+    val_frames: Any | None = None,
+    *,
+    num_epochs: int = 1,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    beta: float | Callable[[int, int], float] = 1.0,
+    kl_tolerance: float = 0.0,
+    loss_fn: LossFn | None = None,
+    max_steps: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` with Adam on ``uint8`` frames and return the :class:`History`.
+
+    Args:
+        model: a VAE returning ``(x_hat, mu, logvar)`` or ``[x_hat, x, mu, logvar]``.
+        train_frames: ``uint8 (N, 64, 64, 3)`` array or an indexable dataset of such frames.
+        val_frames: frames for the end-of-epoch validation (optional).
+        num_epochs: passes over ``train_frames``.
+        batch_size: frames per step.
+        lr: Adam's learning rate.
+        beta: KL weight, or a function ``beta(step, total_steps)`` such as
+            :func:`course_lib.losses.cyclical_beta`.
+        kl_tolerance: free nats per latent dimension (World Models: 0.5).
+        loss_fn: ``loss_fn(model, x) -> dict`` overriding the VAE loss (``beta`` and
+            ``kl_tolerance`` are then ignored).
+        max_steps: stop after this many optimiser steps in total.
+        seed: seeds the shuffling and PyTorch's generator.
+        device: where to train (default: :func:`get_device`).
+        checkpoint_path: if given, resume from it when it exists and save to it after every
+            epoch.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The :class:`History` of this and any resumed run.
+
+    Raises:
+        NonFiniteLossError: when a loss term becomes NaN or infinite (names the step and terms).
+        ValueError: on frames of the wrong shape or dtype.
+    """
+    _check_frames(train_frames, "train_frames")
+    if val_frames is not None:
+        _check_frames(val_frames, "val_frames")
+    device = get_device() if device is None else torch.device(device)
+    torch.manual_seed(seed)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    history = History()
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        history = load_checkpoint(checkpoint_path, model, optimizer, map_location=device)["history"]
+    n = train_frames.shape[0]
+    steps_per_epoch = (n + batch_size - 1) // batch_size
+    total_steps = num_epochs * steps_per_epoch if max_steps is None else min(max_steps, num_epochs * steps_per_epoch)
+    rng = np.random.default_rng(seed + history.epochs)
+    start_time = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=min(history.steps, total_steps), disable=not progress, desc="fit")
+    while history.epochs < num_epochs and history.steps < total_steps:
+        model.train()
+        for index in _batches(n, batch_size, rng):
+            if history.steps >= total_steps:
+                break
+            x = to_tensor(np.asarray(train_frames[index])).to(device)  # (B, 3, 64, 64)
+            step_beta = beta(history.steps, total_steps) if callable(beta) else beta
+            terms = (loss_fn or make_vae_loss(step_beta, kl_tolerance))(model, x)
+            values = {key: float(value.detach()) for key, value in terms.items()}
+            if not all(np.isfinite(v) for v in values.values()):
+                raise NonFiniteLossError(
+                    f"loss became non-finite at step {history.steps} (epoch {history.epochs}): "
+                    f"{values}. Try a lower learning rate (lr={lr}) or check the data and the model."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            history.train.append({**values, "beta": float(step_beta)})
+            history.steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{values['loss']:.3g}")
+        else:
+            history.epochs += 1
+            if val_frames is not None:
+                scores = evaluate(model, val_frames, loss_fn or make_vae_loss(1.0, kl_tolerance), device=device)
+                history.val.append({"epoch": history.epochs, "step": history.steps, **scores})
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, model, optimizer, history)
+            continue
+        break
+    bar.close()
+    history.seconds += time.perf_counter() - start_time
+    if val_frames is not None and (not history.val or history.val[-1]["step"] != history.steps):
+        scores = evaluate(model, val_frames, loss_fn or make_vae_loss(1.0, kl_tolerance), device=device)
+        history.val.append({"epoch": history.epochs, "step": history.steps, **scores})
+    if checkpoint_path is not None:
+        save_checkpoint(checkpoint_path, model, optimizer, history)
+    model.eval()
+    return history

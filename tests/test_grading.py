@@ -1,0 +1,261 @@
+"""Self-test of homework 1's grading, through real nbgrader (release, autograde, feedback).
+
+Known submissions are graded in one run: the source (full marks), the blank release (zero), a
+correct answer written differently from the reference (full marks), one mutant per activity with
+a classic bug (loses that activity's points), and broken submissions (reported by name, zero,
+without stopping the others). A mutant holds only the notebook it changes: the other notebooks
+would be byte-identical to the source, which is graded in the same run.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import pipeline
+from autograder.submissions import HW1_MUTANTS, copy_notebooks, replace_answer
+
+pytestmark = pytest.mark.slow
+ASSIGNMENT = "hw1_vae"
+SOURCE = pipeline.source_dir(ASSIGNMENT)
+
+# Correct answers written differently from the reference and from the source's solutions.
+ALTERNATIVE = {
+    ("01_autoencoder_and_vae.ipynb", "a1_myvae"): '''
+class MyVAE(MyVAETemplate):
+    def __init__(self, in_channels, latent_dim, hidden_dims=None):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [32, 64, 128, 256, 512]
+        self.encoder = nn.Sequential()
+        for i, (a, b) in enumerate(zip([in_channels] + self.hidden_dims[:-1], self.hidden_dims)):
+            block = nn.Sequential()
+            block.add_module("conv", nn.Conv2d(a, b, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1)))
+            block.add_module("bn", nn.BatchNorm2d(b))
+            block.add_module("act", nn.LeakyReLU(0.01))
+            self.encoder.add_module(f"block{i}", block)
+        features = 4 * self.hidden_dims[-1]
+        self.z_simple, self.z_mu, self.z_var = (nn.Linear(features, latent_dim) for _ in range(3))
+        h0 = self.hidden_dims[0]
+        self.final_layer = nn.Sequential(
+            nn.Upsample(scale_factor=2), nn.Conv2d(h0, in_channels, 3, padding=1), nn.Sigmoid())
+        self.build_decoder()
+''',
+    ("01_autoencoder_and_vae.ipynb", "a2_reparameterize"): '''
+@add_to_class(MyVAE)
+def reparameterize(self, mu, logvar):
+    return mu + (logvar / 2).exp() * torch.randn(mu.shape, dtype=mu.dtype, device=mu.device)
+''',
+    ("01_autoencoder_and_vae.ipynb", "a2_encode"): '''
+@add_to_class(MyVAE)
+def encode(self, x):
+    features = self.encoder(x).reshape(x.shape[0], -1)
+    return self.z_mu(features), self.z_var(features)
+''',
+    ("01_autoencoder_and_vae.ipynb", "a2_forward"): '''
+@add_to_class(MyVAE)
+def forward(self, x):
+    mu, logvar = self.encode(x)
+    x_hat = self.decode(self.reparameterize(mu, logvar))
+    return x_hat, x, mu, logvar
+''',
+    ("03_curating_cartpole.ipynb", "a3_collect_frames"): '''
+def collect_frames(env, n_frames, episode_length=20, seed=None):
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    out, t = [], 0
+    while len(out) < n_frames:
+        out.append(preprocess_frame(env.render(), "CartPole-v1"))
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        t += 1
+        if t >= episode_length or term or trunc:
+            obs, _ = env.reset()
+            t = 0
+    return np.stack(out).astype(np.uint8)
+''',
+    ("03_curating_cartpole.ipynb", "a4_collect_upright_frames"): '''
+def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    kept = []
+    while len(kept) < n_frames:
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            obs, _ = env.reset()
+        if abs(obs[2]) <= max_angle:
+            kept.append(preprocess_frame(env.render(), "CartPole-v1"))
+    return np.array(kept, dtype=np.uint8)
+''',
+    ("05_other_environment.ipynb", "a5_collect_other_frames"): '''
+def collect_other_frames(env_id, n_frames, seed=None):
+    env = make_env(env_id, seed=seed)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    frames = []
+    for _ in range(n_frames):
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        frames.append(preprocess_frame(env.render(), Crop(top=0.2, bottom=0.8, left=0.2, right=0.8)))
+        if term or trunc:
+            obs, _ = env.reset()
+    return np.stack(frames)
+''',
+}
+
+
+def _read_cells(path: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    rows: dict[str, dict[str, tuple[float, float]]] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            if row["kind"] == "autograded":
+                rows.setdefault(row["student_id"], {})[row["grade_id"]] = (float(row["score"]), float(row["max_score"]))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("hw1")
+    released = pipeline.release(ASSIGNMENT, out / "release_run")
+    subs = out / "submissions"
+    copy_notebooks(SOURCE, subs / "solutions")
+    copy_notebooks(released["release"], subs / "blank")
+    alt = copy_notebooks(SOURCE, subs / "alternative")
+    for (notebook, grade_id), code in ALTERNATIVE.items():
+        replace_answer(alt / notebook, grade_id, code)
+    for name, (notebook, grade_id, code) in HW1_MUTANTS.items():
+        (subs / name).mkdir(parents=True)
+        (subs / name / notebook).write_bytes((SOURCE / notebook).read_bytes())
+        replace_answer(subs / name / notebook, grade_id, code)
+    broken = subs / "broken_json"
+    broken.mkdir()
+    (broken / "01_autoencoder_and_vae.ipynb").write_text("{this is not json")
+    (broken / "notes.ipynb").write_text("{}")
+    crash = subs / "kernel_crash"
+    crash.mkdir()
+    (crash / "05_other_environment.ipynb").write_bytes((SOURCE / "05_other_environment.ipynb").read_bytes())
+    replace_answer(crash / "05_other_environment.ipynb", "a5_collect_other_frames", "import os\nos._exit(1)")
+    reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=120, submission_timeout=600)
+    return {
+        "out": out,
+        "released": released,
+        "reports": {r.student_id: r for r in reports},
+        "cells": _read_cells(out / "grades" / "cells.csv"),
+        "activities": pipeline.activity_scores(out / "grades" / "cells.csv"),
+    }
+
+
+def test_source_scores_full_marks(graded):
+    """Does the source notebook (the solutions) earn every autograded point?"""
+    cells = graded["cells"]["solutions"]
+    assert len(cells) >= 15
+    lost = {gid: s for gid, s in cells.items() if s[0] != s[1]}
+    assert not lost, lost
+
+
+def test_blank_release_scores_zero(graded):
+    """Does the blank release earn no point at all?"""
+    earned = {gid: s for gid, s in graded["cells"]["blank"].items() if s[0] != 0}
+    assert not earned, earned
+
+
+def test_alternative_correct_answers_score_full_marks(graded):
+    """Does a correct answer written differently from the reference still earn full marks?"""
+    lost = {gid: s for gid, s in graded["cells"]["alternative"].items() if s[0] != s[1]}
+    assert not lost, lost
+
+
+@pytest.mark.parametrize("mutant", sorted(HW1_MUTANTS))
+def test_mutant_loses_only_its_activity(graded, mutant):
+    """Does each classic bug lose points of its own activity and keep the other activities of its notebook?"""
+    activity = mutant.split("_")[0]
+    scores = graded["activities"][mutant]
+    notebook = HW1_MUTANTS[mutant][0]
+    same_notebook = {gid.split("_")[0] for gid in graded["cells"]["solutions"] if _notebook_of(graded, gid) == notebook}
+    assert scores[activity][0] < scores[activity][1], scores
+    for other in same_notebook - {activity}:
+        assert scores[other][0] == scores[other][1], (other, scores)
+
+
+def _notebook_of(graded, grade_id: str) -> str:
+    with (graded["out"] / "grades" / "cells.csv").open() as f:
+        for row in csv.DictReader(f):
+            if row["grade_id"] == grade_id:
+                return row["notebook"] + ".ipynb"
+    raise KeyError(grade_id)
+
+
+def test_seed_reset_bug_loses_only_activity_3(graded):
+    """Does the seed's reset loop lose activity 3's points and keep activity 4's?"""
+    scores = graded["activities"]["a3_seed_reset_bug"]
+    assert scores["a3"][0] < scores["a3"][1]
+    assert scores["a4"] == (5.0, 5.0)
+
+
+def test_broken_submission_is_reported_by_name(graded):
+    """Is a notebook that is not JSON reported by student and file, scored zero, with missing notebooks named too?"""
+    problems = " | ".join(graded["reports"]["broken_json"].problems)
+    assert "01_autoencoder_and_vae.ipynb is not a readable notebook" in problems
+    assert "03_curating_cartpole.ipynb is missing" in problems
+    assert "notes.ipynb" in problems
+    assert all(s[0] == 0 for s in graded["cells"]["broken_json"].values())
+    report = (graded["out"] / "grades" / "report.txt").read_text()
+    assert "broken_json:" in report
+
+
+def test_kernel_crash_is_reported_and_others_graded(graded):
+    """Does a submission whose kernel dies score zero for that notebook while the others are graded?"""
+    a5 = {gid: s for gid, s in graded["cells"]["kernel_crash"].items() if gid.startswith("a5")}
+    assert a5 and all(s[0] == 0 for s in a5.values())
+    assert graded["reports"]["kernel_crash"].problems
+    assert graded["activities"]["solutions"]["a5"][0] == graded["activities"]["solutions"]["a5"][1]
+
+
+def test_grades_csv_has_one_row_per_student_and_notebook(graded):
+    """Does grades.csv list every student and notebook with the documented columns?"""
+    with (graded["out"] / "grades" / "grades.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == pipeline.GRADES_FIELDS
+    students = {r["student_id"] for r in rows}
+    assert {"solutions", "blank", "alternative", "broken_json", *HW1_MUTANTS} <= students
+    assert len(rows) == len(students) * 3
+
+
+LEAKS = ("autograder", "course_lib.solutions", "BEGIN HIDDEN TESTS", "BEGIN SOLUTION", "checks.a")
+
+
+def _assert_no_leak(text: str, where: str) -> None:
+    for marker in LEAKS:
+        assert marker not in text, f"{marker!r} appears in {where}"
+
+
+def test_release_and_kit_hold_no_solutions_or_checks(graded):
+    """Do the released notebooks and the student kit leave out the solutions and the hidden checks?"""
+    release_dir = graded["released"]["release"]
+    for nb_path in release_dir.glob("*.ipynb"):
+        _assert_no_leak(nb_path.read_text(), nb_path.name)
+        nb = nbformat.read(nb_path, as_version=4)
+        assert any("raise NotImplementedError()" in c.source for c in nb.cells)
+    with zipfile.ZipFile(graded["released"]["kit"]) as kit:
+        names = kit.namelist()
+        assert any(n.endswith(".whl") for n in names) and any(n.endswith("environment.yml") for n in names)
+        for name in names:
+            if name.endswith(".ipynb"):
+                _assert_no_leak(kit.read(name).decode(), name)
+    with zipfile.ZipFile(graded["released"]["wheel"]) as wheel:
+        files = wheel.namelist()
+    assert any(f.startswith("course_lib/") for f in files)
+    assert not [f for f in files if "solutions" in f or f.startswith("autograder")], files
+
+
+def test_feedback_shows_messages_not_checks(graded):
+    """Does the feedback HTML show why a check failed without the hidden tests' code or the reference?"""
+    feedback = graded["out"] / "grades" / "feedback"
+    pages = sorted(feedback.glob("*/*.html"))
+    assert len(pages) >= 3 * 3
+    for page in pages:
+        _assert_no_leak(page.read_text(), str(page.relative_to(feedback)))
+    mutant_page = (feedback / "a3_seed_reset_bug" / "03_curating_cartpole.html").read_text()
+    assert "CheckFailed" in mutant_page and "expected at most 20" in mutant_page
