@@ -21,7 +21,8 @@ from autograder.nbgrader_ext import StripCheckInternals
 c = get_config()  # noqa: F821 - injected by traitlets
 
 c.CourseDirectory.course_id = "autoencoders-to-world-models"
-c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.png"]
+# data/: rollouts and checkpoints that homework 2 notebooks write next to themselves (never released).
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.png", "data"]
 
 # What students see in place of a solution.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

@@ -70,6 +70,10 @@ def _nbgrader_env() -> dict[str, str]:
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
             "JUPYTER_PLATFORM_DIRS": "1",
             "TQDM_DISABLE": "1",
+            # One thread per grading kernel: small models gain little from more, and threads that
+            # outnumber free cores slow PyTorch down many times over.
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
         }
     )
     # nbgrader runs helper commands (alembic, the kernel) from the environment it lives in.
@@ -272,6 +276,11 @@ def autograde(
     for student_dir in students:
         start = time.perf_counter()
         report = stage_submission(assignment, student_dir, root)
+        if not any((root / "submitted" / report.student_id / assignment).glob("*.ipynb")):
+            _record_empty_submission(assignment, report.student_id, root)
+            report.seconds = time.perf_counter() - start
+            reports.append(report)
+            continue
         args = [
             "autograde",
             assignment,
@@ -281,12 +290,13 @@ def autograde(
         ]
         result = run_nbgrader(args, root, timeout=submission_timeout)
         log = result.stdout + result.stderr
-        if result.returncode != 0:
+        if result.returncode == -9:
+            report.problems.append(f"grading ran past the {submission_timeout} s limit and was stopped (scored zero)")
+        elif "DeadKernelError" in log or "Kernel died" in log:
+            report.problems.append("the kernel died while running a notebook (that notebook scored zero)")
+        elif result.returncode != 0:
             report.problems.append(_summarize_failure(log))
-        elif "Timeout waiting for execute reply" in log or "CellTimeoutError" in log:
-            report.problems.append(f"a cell ran past the {cell_timeout} s limit and was stopped (scored zero)")
-        if "DeadKernelError" in log or "Kernel died" in log:
-            report.problems.append("the kernel died while running the notebook (the rest of that notebook scored zero)")
+        report.problems.extend(_execution_problems(root / "autograded" / report.student_id / assignment, cell_timeout))
         if feedback and (root / "autograded" / report.student_id / assignment).exists():
             fb = run_nbgrader(
                 ["generate_feedback", assignment, f"--student={report.student_id}", "--force"], root, timeout=300
@@ -304,6 +314,31 @@ def autograde(
     export(assignment, root, out, [r.student_id for r in reports])
     write_report(reports, out / "report.txt")
     return reports
+
+
+def _record_empty_submission(assignment: str, student_id: str, root: Path) -> None:
+    """Enter a submission with no gradable notebook in the gradebook, so it scores zero everywhere."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+        gb.update_or_create_student(student_id)
+        gb.update_or_create_submission(assignment, student_id)
+
+
+def _execution_problems(autograded: Path, cell_timeout: int) -> list[str]:
+    """Cells of the autograded notebooks that nbgrader stopped at the per-cell time limit."""
+    problems = []
+    for path in sorted(autograded.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        stopped = [
+            cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {i}"
+            for i, cell in enumerate(nb.cells)
+            if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", []))
+        ]
+        if stopped:
+            names = ', '.join(stopped)
+            problems.append(f"{path.name}: {names} ran past the {cell_timeout} s cell limit and was stopped")
+    return problems
 
 
 def _summarize_failure(log: str) -> str:

@@ -128,3 +128,90 @@ def make_mutant(source: Path, dest: Path, mutant: tuple[str, str, str]) -> Path:
     notebook, grade_id, code = mutant
     replace_answer(dest / notebook, grade_id, code)
     return dest
+
+
+# ---------------------------------------------------------------- homework 2 (hw2_world_models)
+_HW2_CONV_VAE = """
+class ConvVAE(nn.Module):
+    def __init__(self, z_size=32):
+        super().__init__()
+        self.z_size = z_size
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 32, 4, 2), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
+            nn.Conv2d(64, 128, 4, 2), nn.ReLU(), nn.Conv2d(128, 256, 4, 2), nn.ReLU(), nn.Flatten())
+        self.fc_mu = nn.Linear(1024, z_size)
+        self.fc_logvar = nn.Linear(1024, z_size)
+        self.fc_decode = nn.Linear(z_size, 1024)
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(1024, 128, 5, 2), nn.ReLU(), nn.ConvTranspose2d(128, 64, 5, 2), nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 6, 2), nn.ReLU(), nn.ConvTranspose2d(32, 3, 6, 2), nn.Sigmoid())
+
+    def encode(self, x):
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def reparameterize(self, mu, logvar):
+        return mu + {sigma} * torch.randn_like(mu)
+
+    def decode(self, z):
+        return self.decoder(self.fc_decode(z).view(-1, 1024, 1, 1))
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+"""
+
+#: w1: logvar used as the log of the standard deviation (sigma = exp(logvar), not exp(logvar / 2)).
+HW2_LOGSIGMA_BUG = _HW2_CONV_VAE.replace("{sigma}", "torch.exp(logvar)")
+
+#: w2: the KL floor applied to the batch mean instead of to each sample.
+FLOOR_AFTER_MEAN_BUG = """
+def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
+    recon = (x - x_hat).pow(2).sum(dim=(1, 2, 3)).mean()
+    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+    kl = torch.clamp(kl, min=kl_tolerance * mu.shape[1])
+    return {"loss": recon + kl, "recon": recon, "kl": kl}
+"""
+
+#: w2: the squared error averaged over the pixels (F.mse_loss) instead of summed over them.
+MEAN_OVER_PIXELS_BUG = """
+def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
+    recon = torch.nn.functional.mse_loss(x_hat, x)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+    kl = torch.clamp(kl, min=kl_tolerance * mu.shape[1]).mean()
+    return {"loss": recon + kl, "recon": recon, "kl": kl}
+"""
+
+#: w3: seed 000's encoder returned a sampled z, stored in place of mu.
+SAMPLED_Z_BUG = """
+def encode_rollouts(model, frames, actions, batch_size=256):
+    sequences = []
+    for rollout_frames, rollout_actions in zip(frames, actions):
+        with torch.no_grad():
+            mu, logvar = model.encode(to_tensor(np.array(rollout_frames)))
+            z = model.reparameterize(mu, logvar)
+        sequences.append({"mu": z.numpy(), "logvar": logvar.numpy(),
+                          "actions": np.asarray(rollout_actions, dtype=np.float32)})
+    return sequences
+"""
+
+#: w3: each code paired with the next step's action (actions shifted by one).
+SHIFTED_ACTIONS_BUG = """
+def encode_rollouts(model, frames, actions, batch_size=256):
+    sequences = []
+    for rollout_frames, rollout_actions in zip(frames, actions):
+        with torch.no_grad():
+            mu, logvar = model.encode(to_tensor(np.array(rollout_frames)))
+        a = np.asarray(rollout_actions, dtype=np.float32)
+        sequences.append({"mu": mu.numpy(), "logvar": logvar.numpy(), "actions": np.concatenate([a[1:], a[-1:]])})
+    return sequences
+"""
+
+#: One or two mutants per activity of hw2: (notebook, grade_id of the answer cell, replacement source).
+HW2_MUTANTS: dict[str, tuple[str, str, str]] = {
+    "w1_logvar_as_logsigma": ("01_data_and_conv_vae.ipynb", "w1_conv_vae", HW2_LOGSIGMA_BUG),
+    "w2_floor_after_batch_mean": ("02_vae_loss.ipynb", "w2_vae_loss", FLOOR_AFTER_MEAN_BUG),
+    "w2_mean_over_pixels": ("02_vae_loss.ipynb", "w2_vae_loss", MEAN_OVER_PIXELS_BUG),
+    "w3_sampled_z": ("03_train_and_rnn_dataset.ipynb", "w3_encode_rollouts", SAMPLED_Z_BUG),
+    "w3_shifted_actions": ("03_train_and_rnn_dataset.ipynb", "w3_encode_rollouts", SHIFTED_ACTIONS_BUG),
+}

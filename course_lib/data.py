@@ -5,12 +5,26 @@ A *shard* is one ``.npy`` file of ``uint8`` frames ``(N, 64, 64, 3)``, optionall
 :class:`ShardDataset` opens shards with ``np.load(..., mmap_mode="r")``, so reading a batch
 reads only that batch from disk; memory is bounded by the batch, not by the dataset. Sampling
 across shards can be weighted (seed 003: lazily loaded datasets with per-file weights).
+Batches are read with ``os.preadv`` into the batch array where the platform has it, so pages
+read once do not stay mapped into the process (its resident memory stays at the batch size
+even after a pass over a dataset larger than RAM).
+
+Collection (:func:`record_rollouts`, :func:`sample_frames`) runs in two phases: the episodes are
+first played without rendering (cheap: the physics of the course's environments costs
+microseconds per step), then their frames are rendered by replaying the same actions from the
+same reset seed, in parallel worker processes when there are enough frames to pay for them
+(``COURSE_WORKERS`` caps the number). Rendering does not touch the environments' random
+generators, so the frames are exactly those of rendering while playing (tested).
 """
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +33,14 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from course_lib.envs import BrownNoisePolicy, frame_of, make_env, random_policy
+from course_lib.envs import ENV_IDS, PIXEL_OBSERVATION_ENVS, BrownNoisePolicy, frame_of, make_env, random_policy
 from course_lib.frames import FRAME_SIZE, Crop, preprocess_frame
+
+#: Bytes of one ``uint8 (64, 64, 3)`` frame.
+FRAME_BYTES = FRAME_SIZE * FRAME_SIZE * 3
+#: Below this many frames, :func:`record_rollouts` and :func:`sample_frames` render in this
+#: process: starting worker processes costs more than it saves.
+PARALLEL_MIN_FRAMES = 400
 
 
 class ShardError(ValueError):
@@ -102,6 +122,11 @@ def record_rollouts(
 ) -> list[Rollout]:
     """Record ``n_rollouts`` episodes of ``env_id``; episode ``i`` is reset with ``seed + i``.
 
+    The episodes are played first and rendered afterwards by replaying their actions (in
+    parallel processes for large collections, see the module docstring); the frames, actions and
+    observations are exactly those of :func:`record_rollout` called episode after episode on one
+    environment.
+
     Args:
         env_id: a gymnasium id (see :data:`course_lib.envs.ENV_IDS`).
         n_rollouts: number of episodes.
@@ -115,16 +140,17 @@ def record_rollouts(
     Returns:
         One :class:`Rollout` per episode.
     """
-    env = make_env(env_id, seed=seed, **env_kwargs)
     crop = env_id if crop is None else crop
+    if not _replayable(env_id, policy):
+        return _record_rollouts_serial(env_id, n_rollouts, max_steps, policy, seed, crop, progress, **env_kwargs)
+    env = make_env(env_id, seed=seed, **env_kwargs)
     act = make_policy(env, policy, seed)
     try:
-        return [
-            record_rollout(env, act, max_steps, crop, seed=seed + i)
-            for i in tqdm(range(n_rollouts), desc=f"{env_id} rollouts", disable=not progress)
-        ]
+        plans = [_play(env, act, max_steps, seed + i) for i in range(n_rollouts)]
     finally:
         env.close()
+    frames = _render_plans(env_id, seed, env_kwargs, crop, plans, progress, f"{env_id} rollouts")
+    return [Rollout(f, p.action_array, p.observations) for f, p in zip(frames, plans, strict=True)]
 
 
 def sample_frames(
@@ -138,13 +164,247 @@ def sample_frames(
 ) -> np.ndarray:
     """Exactly ``n_frames`` frames from whole random episodes of ``env_id``.
 
+    Episode ``k`` is reset with ``seed + k``; the last episode is cut where the count is reached.
+    Rendered as in :func:`record_rollouts` (same frames as rendering while playing).
+
     Returns:
         ``uint8 (n_frames, 64, 64, 3)``.
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be positive, got {n_frames}")
-    env = make_env(env_id, seed=seed, **env_kwargs)
     crop = env_id if crop is None else crop
+    if not _replayable(env_id, policy):
+        return _sample_frames_serial(env_id, n_frames, seed, policy, crop, progress, **env_kwargs)
+    env = make_env(env_id, seed=seed, **env_kwargs)
+    act = make_policy(env, policy, seed)
+    plans, count = [], 0
+    try:
+        while count < n_frames:
+            plans.append(_play(env, act, n_frames - count, seed + len(plans)))
+            count += len(plans[-1])
+    finally:
+        env.close()
+    frames = _render_plans(env_id, seed, env_kwargs, crop, plans, progress, f"{env_id} frames")
+    return np.concatenate(frames)
+
+
+# --- two-phase collection: play without rendering, then render by replaying ------------------
+
+
+@dataclass
+class _Plan:
+    """One played episode: what is needed to replay and render it.
+
+    Attributes:
+        seed: the seed of its ``env.reset``.
+        actions: the actions exactly as passed to ``env.step`` (``T`` of them).
+        action_array: ``float32 (T, A)``, as stored in :class:`Rollout`.
+        observations: ``float32 (T, D)``, as stored in :class:`Rollout`.
+    """
+
+    seed: int
+    actions: list[Any]
+    action_array: np.ndarray
+    observations: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def _replayable(env_id: str, policy: str | Callable[[Any], Any]) -> bool:
+    """Can ``env_id`` be played without rendering and rendered later by replaying its actions?
+
+    True for the course's environments, whose dynamics depend only on the reset seed and the
+    actions. Where the observation is the image (CarRacing), only policies that ignore the
+    observation (``"random"``, ``"brown"``) can play without rendering.
+    """
+    if env_id not in ENV_IDS:
+        return False
+    return env_id not in PIXEL_OBSERVATION_ENVS or policy in ("random", "brown")
+
+
+@contextlib.contextmanager
+def _without_rendering(env: gym.Env) -> Iterator[None]:
+    """For CarRacing-like envs, skip drawing the observation inside ``step``/``reset``.
+
+    The observation becomes a blank image of the right shape (the physics are untouched: the
+    environment draws its observation after stepping the world). No-op for other envs.
+    """
+    base = env.unwrapped
+    if env.spec is None or env.spec.id not in PIXEL_OBSERVATION_ENVS or not hasattr(base, "_render"):
+        yield
+        return
+    shape, dtype = env.observation_space.shape, env.observation_space.dtype
+    base._render = lambda mode: np.zeros(shape, dtype=dtype)  # instance attribute shadows the method
+    try:
+        yield
+    finally:
+        del base._render
+
+
+def _play(env: gym.Env, policy: Callable[[Any], Any], max_steps: int, seed: int) -> _Plan:
+    """The loop of :func:`record_rollout`, without rendering; returns what replaying needs."""
+    pixels = env.spec is not None and env.spec.id in PIXEL_OBSERVATION_ENVS
+    actions, action_rows, observations = [], [], []
+    with _without_rendering(env):
+        observation, _ = env.reset(seed=seed)
+        for _ in range(max_steps):
+            obs_array = np.zeros(0, np.float32) if pixels else np.asarray(observation, dtype=np.float32)
+            observations.append(obs_array.ravel() if obs_array.ndim <= 1 else np.zeros(0, np.float32))
+            action = policy(observation)
+            actions.append(action)
+            action_rows.append(np.atleast_1d(np.asarray(action, dtype=np.float32)))
+            observation, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                break
+    return _Plan(seed, actions, np.stack(action_rows), np.stack(observations))
+
+
+@dataclass
+class _Segment:
+    """Frames ``start:stop`` of one planned episode: the unit of work of a render worker."""
+
+    env_id: str
+    env_seed: int
+    env_kwargs: dict[str, Any]
+    crop: Crop | str
+    seed: int
+    actions: list[Any]
+    start: int
+    stop: int
+    observations: np.ndarray
+
+
+_WORKER_ENV: dict[str, Any] = {}
+
+
+def _worker_env(env_id: str, env_seed: int, env_kwargs: dict[str, Any]) -> gym.Env:
+    """One environment per process, made as :func:`record_rollouts` makes it, reused across segments."""
+    key = repr((env_id, env_seed, sorted(env_kwargs.items())))
+    if _WORKER_ENV.get("key") != key:
+        _close_worker_env()
+        _WORKER_ENV.update(key=key, env=make_env(env_id, seed=env_seed, **env_kwargs))
+    return _WORKER_ENV["env"]
+
+
+def _close_worker_env() -> None:
+    if "env" in _WORKER_ENV:
+        _WORKER_ENV["env"].close()
+    _WORKER_ENV.clear()
+
+
+def _render_segment(segment: _Segment) -> np.ndarray:
+    """Replay an episode from its reset seed and render frames ``start:stop``.
+
+    Returns:
+        ``uint8 (stop - start, 64, 64, 3)``.
+
+    Raises:
+        RuntimeError: if the replayed observations differ from the played ones (the environment
+            is not deterministic given its seed and actions).
+    """
+    env = _worker_env(segment.env_id, segment.env_seed, segment.env_kwargs)
+    pixels = segment.env_id in PIXEL_OBSERVATION_ENVS
+    frames = np.empty((segment.stop - segment.start, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
+    # Pixel envs draw the observation while stepping: steps whose picture is not kept skip it.
+    with _without_rendering(env) if pixels and segment.start > 0 else contextlib.nullcontext():
+        observation, _ = env.reset(seed=segment.seed)
+    for t in range(segment.stop):
+        if not pixels and not np.array_equal(np.asarray(observation, np.float32).ravel(), segment.observations[t]):
+            raise RuntimeError(f"{segment.env_id}: replaying seed {segment.seed} diverged at step {t}")
+        if t >= segment.start:
+            frames[t - segment.start] = preprocess_frame(frame_of(env, observation), segment.crop)
+        if t < segment.stop - 1:
+            skip = pixels and t + 1 < segment.start
+            with _without_rendering(env) if skip else contextlib.nullcontext():
+                observation, *_ = env.step(segment.actions[t])
+    return frames
+
+
+def collect_workers() -> int:
+    """Worker processes for rendering: the usable CPUs, capped by ``COURSE_WORKERS`` if set."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cap = os.environ.get("COURSE_WORKERS")
+    return max(1, min(cpus, int(cap)) if cap else cpus)
+
+
+def _render_plans(
+    env_id: str,
+    env_seed: int,
+    env_kwargs: dict[str, Any],
+    crop: Crop | str,
+    plans: list[_Plan],
+    progress: bool,
+    desc: str,
+) -> list[np.ndarray]:
+    """Render every planned episode; returns ``uint8 (T_i, 64, 64, 3)`` per plan."""
+    total = sum(len(p) for p in plans)
+    workers = collect_workers() if total >= PARALLEL_MIN_FRAMES else 1
+    # Segments small enough to balance the workers, large enough that replaying up to them is cheap.
+    size = max(50, -(-total // (4 * workers)))
+    segments = [
+        _Segment(env_id, env_seed, env_kwargs, crop, p.seed, p.actions[: min(start + size, len(p))], start,
+                 min(start + size, len(p)), p.observations[: min(start + size, len(p))])
+        for p in plans
+        for start in range(0, len(p), size)
+    ]
+    parts: list[np.ndarray] = []
+    with tqdm(total=total, desc=desc, disable=not progress) as bar:
+        if workers == 1:
+            try:
+                for segment in segments:
+                    parts.append(_render_segment(segment))
+                    bar.update(len(parts[-1]))
+            finally:
+                _close_worker_env()
+        else:
+            # fork is cheap and inherits the imports; elsewhere (macOS, Windows) spawn.
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+                for part in pool.map(_render_segment, segments):
+                    parts.append(part)
+                    bar.update(len(part))
+    out, k = [], 0
+    for p in plans:
+        n = -(-len(p) // size)
+        out.append(np.concatenate(parts[k : k + n]))
+        k += n
+    return out
+
+
+def _record_rollouts_serial(
+    env_id: str,
+    n_rollouts: int,
+    max_steps: int,
+    policy: str | Callable[[Any], Any],
+    seed: int,
+    crop: Crop | str,
+    progress: bool,
+    **env_kwargs: Any,
+) -> list[Rollout]:
+    """:func:`record_rollouts` rendering while playing, one episode after the other (the reference)."""
+    env = make_env(env_id, seed=seed, **env_kwargs)
+    act = make_policy(env, policy, seed)
+    try:
+        return [
+            record_rollout(env, act, max_steps, crop, seed=seed + i)
+            for i in tqdm(range(n_rollouts), desc=f"{env_id} rollouts", disable=not progress)
+        ]
+    finally:
+        env.close()
+
+
+def _sample_frames_serial(
+    env_id: str,
+    n_frames: int,
+    seed: int,
+    policy: str | Callable[[Any], Any],
+    crop: Crop | str,
+    progress: bool,
+    **env_kwargs: Any,
+) -> np.ndarray:
+    """:func:`sample_frames` rendering while playing (the reference)."""
+    env = make_env(env_id, seed=seed, **env_kwargs)
     act = make_policy(env, policy, seed)
     frames = np.empty((n_frames, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     count, episode = 0, 0
@@ -287,15 +547,47 @@ class ShardDataset:
             # array), which also ends ``for frame in dataset``.
             if not -len(self) <= int(key) < len(self):
                 raise IndexError(f"index {int(key)} out of range for {len(self)} frames")
-            shard, row = self.locate(np.array([int(key) % len(self)]))
-            return np.array(self.arrays[shard[0]][row[0]])
+            return self[np.array([int(key) % len(self)])][0]
         index = np.arange(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64)
         out = np.empty((len(index), FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
         shards, rows = self.locate(index)
         for s in np.unique(shards):
-            mask = shards == s
-            out[mask] = self.arrays[s][rows[mask]]  # fancy indexing reads only these rows
+            positions = np.flatnonzero(shards == s)
+            if positions[-1] - positions[0] + 1 == len(positions):  # one block of the output
+                self._read_rows(s, rows[positions], out[positions[0] : positions[-1] + 1])
+            else:
+                block = np.empty((len(positions), FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
+                self._read_rows(s, rows[positions], block)
+                out[positions] = block
         return out
+
+    def _read_rows(self, shard: int, rows: np.ndarray, out: np.ndarray) -> None:
+        """Read frames ``rows`` of shard ``shard`` into ``out`` (``uint8 (len(rows), 64, 64, 3)``).
+
+        Runs of consecutive rows are read with one ``os.preadv`` each, straight into ``out``:
+        nothing stays mapped, so the process's resident memory does not grow with the pages
+        read (a memory map keeps every page it has touched resident). Falls back to fancy
+        indexing of the memory map where ``preadv`` is missing or the array is not C-ordered.
+        """
+        array = self.arrays[shard]
+        if not hasattr(os, "preadv") or not array.flags.c_contiguous or not out.flags.c_contiguous:
+            out[...] = array[rows]  # fancy indexing reads only these rows
+            return
+        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)  # first position of each run
+        ends = np.append(starts[1:], len(rows))
+        fd = os.open(self.paths[shard], os.O_RDONLY)
+        try:
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+                view = memoryview(out[a:b]).cast("B")
+                offset = array.offset + int(rows[a]) * FRAME_BYTES
+                done = 0
+                while done < len(view):
+                    n = os.preadv(fd, [view[done:]], offset + done)
+                    if n <= 0:
+                        raise ShardError(f"{self.paths[shard]}: file ended while reading row {int(rows[a])}")
+                    done += n
+        finally:
+            os.close(fd)
 
     def actions(self, shard: int) -> np.ndarray:
         """The actions saved with shard number ``shard`` (``float32 (T, A)``)."""

@@ -17,7 +17,7 @@ from torch import nn
 class SmallVAE(nn.Module):
     """A convolutional VAE for ``(B, 3, 64, 64)`` inputs in [0, 1].
 
-    Encoder: four ``Conv2d(k=4, s=2, p=1)`` + ReLU layers, ``width * (1, 2, 4, 8)`` channels,
+    Encoder: four ``Conv2d(k=4, s=2, p=1)`` + ELU layers, ``width * (1, 2, 4, 8)`` channels,
     64 -> 32 -> 16 -> 8 -> 4 pixels, then dense layers to ``mu`` and ``logvar`` of size ``z_size``.
     Decoder: the mirror image with ``ConvTranspose2d(k=4, s=2, p=1)``, plus a learned per-pixel
     background logit, ending in a sigmoid (see :meth:`init_background`).
@@ -37,13 +37,13 @@ class SmallVAE(nn.Module):
         c = [width, 2 * width, 4 * width, 8 * width]
         self.encoder = nn.Sequential(
             nn.Conv2d(in_channels, c[0], 4, 2, 1),
-            nn.ReLU(),  # (B, c0, 32, 32)
+            nn.ELU(),  # (B, c0, 32, 32)
             nn.Conv2d(c[0], c[1], 4, 2, 1),
-            nn.ReLU(),  # (B, c1, 16, 16)
+            nn.ELU(),  # (B, c1, 16, 16)
             nn.Conv2d(c[1], c[2], 4, 2, 1),
-            nn.ReLU(),  # (B, c2, 8, 8)
+            nn.ELU(),  # (B, c2, 8, 8)
             nn.Conv2d(c[2], c[3], 4, 2, 1),
-            nn.ReLU(),  # (B, c3, 4, 4)
+            nn.ELU(),  # (B, c3, 4, 4)
             nn.Flatten(),  # (B, c3 * 16)
         )
         self.fc_mu = nn.Linear(c[3] * 16, z_size)
@@ -51,11 +51,11 @@ class SmallVAE(nn.Module):
         self.fc_decode = nn.Linear(z_size, c[3] * 16)
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(c[3], c[2], 4, 2, 1),
-            nn.ReLU(),  # (B, c2, 8, 8)
+            nn.ELU(),  # (B, c2, 8, 8)
             nn.ConvTranspose2d(c[2], c[1], 4, 2, 1),
-            nn.ReLU(),  # (B, c1, 16, 16)
+            nn.ELU(),  # (B, c1, 16, 16)
             nn.ConvTranspose2d(c[1], c[0], 4, 2, 1),
-            nn.ReLU(),  # (B, c0, 32, 32)
+            nn.ELU(),  # (B, c0, 32, 32)
             nn.ConvTranspose2d(c[0], in_channels, 4, 2, 1),  # (B, 3, 64, 64) logits
         )
         # A per-pixel logit added before the sigmoid. ``init_background`` sets it to the logit of

@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -90,6 +91,29 @@ class MyVAETemplate(nn.Module):
         z = self.z_simple(h)  # (B, latent_dim)
         zeros = torch.zeros_like(z)
         return [self.decode(z), x, zeros, zeros]
+
+    @torch.no_grad()
+    def init_output_bias(self, frames: np.ndarray, eps: float = 0.01) -> MyVAETemplate:
+        """Start the output at the mean colour of ``frames`` (``uint8 (N, 64, 64, 3)``).
+
+        Sets the bias of the last convolution in ``final_layer`` to ``logit(mean colour)`` per
+        channel, so that before any training the sigmoid outputs the average colour (nearly white
+        for classic-control renders) instead of grey. Returns ``self``.
+
+        Raises:
+            ValueError: if ``final_layer`` has no convolution with a bias and one output per channel.
+        """
+        convs = [
+            m
+            for m in self.final_layer.modules()
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.bias is not None
+        ]
+        mean = np.asarray(frames[: min(len(frames), 4096)], dtype=np.float64).reshape(-1, 3).mean(axis=0) / 255.0
+        if not convs or convs[-1].bias.shape != (len(mean),):
+            raise ValueError("final_layer should end with a convolution (with a bias) to the image channels")
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).clamp(eps, 1 - eps)
+        convs[-1].bias.copy_(torch.log(mean_t) - torch.log1p(-mean_t))
+        return self
 
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -10,6 +10,7 @@ would be byte-identical to the source, which is graded in the same run.
 from __future__ import annotations
 
 import csv
+import time
 import zipfile
 from pathlib import Path
 
@@ -223,7 +224,9 @@ def test_grades_csv_has_one_row_per_student_and_notebook(graded):
     assert len(rows) == len(students) * 3
 
 
-LEAKS = ("autograder", "course_lib.solutions", "BEGIN HIDDEN TESTS", "BEGIN SOLUTION", "checks.a")
+# What the course adds must never reach students. (Submissions made from the source notebook
+# contain its solutions themselves, so "BEGIN SOLUTION" is checked on the blank student only.)
+LEAKS = ("autograder", "course_lib.solutions", "BEGIN HIDDEN TESTS", "checks.a")
 
 
 def _assert_no_leak(text: str, where: str) -> None:
@@ -236,6 +239,7 @@ def test_release_and_kit_hold_no_solutions_or_checks(graded):
     release_dir = graded["released"]["release"]
     for nb_path in release_dir.glob("*.ipynb"):
         _assert_no_leak(nb_path.read_text(), nb_path.name)
+        assert "BEGIN SOLUTION" not in nb_path.read_text()
         nb = nbformat.read(nb_path, as_version=4)
         assert any("raise NotImplementedError()" in c.source for c in nb.cells)
     with zipfile.ZipFile(graded["released"]["kit"]) as kit:
@@ -257,5 +261,25 @@ def test_feedback_shows_messages_not_checks(graded):
     assert len(pages) >= 3 * 3
     for page in pages:
         _assert_no_leak(page.read_text(), str(page.relative_to(feedback)))
+    for page in (feedback / "blank").glob("*.html"):
+        assert "BEGIN SOLUTION" not in page.read_text()
     mutant_page = (feedback / "a3_seed_reset_bug" / "03_curating_cartpole.html").read_text()
     assert "CheckFailed" in mutant_page and "expected at most 20" in mutant_page
+
+
+def test_cell_timeout_is_reported_and_bounded(tmp_path):
+    """Is a cell that sleeps past the per-cell limit stopped, reported by name, and scored zero, in bounded time?"""
+    student = tmp_path / "submissions" / "sleeper"
+    student.mkdir(parents=True)
+    notebook = student / "05_other_environment.ipynb"
+    notebook.write_bytes((SOURCE / notebook.name).read_bytes())
+    replace_answer(notebook, "a5_collect_other_frames", "import time\ntime.sleep(600)")
+    start = time.perf_counter()
+    reports = pipeline.autograde(
+        ASSIGNMENT, tmp_path / "submissions", tmp_path / "out", cell_timeout=20, submission_timeout=300, feedback=False
+    )
+    assert time.perf_counter() - start < 240
+    problems = " | ".join(reports[0].problems)
+    assert "a5_collect_other_frames ran past the 20 s cell limit" in problems
+    cells = _read_cells(tmp_path / "out" / "cells.csv")["sleeper"]
+    assert all(s[0] == 0 for gid, s in cells.items() if gid.startswith("a5"))

@@ -143,19 +143,14 @@ def a1_loss_drops(model_cls: type) -> None:
 
 
 def _check_images(prefix: str, n: int = 2) -> None:
+    """The PNGs exist and are images of at least 64x64 (their content is graded elsewhere)."""
     for i in range(n):
         path = Path(f"{prefix}_{i}.png")
-        expect(
-            path.exists(),
-            f"{path} was not saved (save {n} generated images named {prefix}_0.png ... in the notebook's folder)",
-        )
+        expect(path.exists(), f"{path} was not saved (save {n} generated images as {prefix}_0.png, ...)")
         with student_code(f"opening {path}"):
             image = np.asarray(Image.open(path).convert("RGB"))
-        expect(
-            image.shape[0] >= 64 and image.shape[1] >= 64,
-            f"{path} is {image.shape[1]}x{image.shape[0]}, expected at least 64x64",
-        )
-        expect(not is_blank(image), f"{path} is a blank image")
+        height, width = image.shape[:2]
+        expect(height >= 64 and width >= 64, f"{path} is {width}x{height} pixels, expected at least 64x64")
 
 
 def a1_images() -> None:
