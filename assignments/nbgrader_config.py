@@ -48,3 +48,4 @@ c.Autograde.autograde_preprocessors = [
 ]
 # Feedback shows the graded notebook without the hidden test code.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and still run

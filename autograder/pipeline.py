@@ -25,6 +25,10 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.sandbox import Limits, require_bwrap
+from autograder.sandbox import prepare as prepare_sandbox
+from autograder.tamper import scan_notebook
+
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
 COURSE_ID = "autoencoders-to-world-models"
@@ -82,8 +86,12 @@ def _nbgrader_env() -> dict[str, str]:
     return env
 
 
-def run_nbgrader(args: list[str], root: Path, timeout: float | None = None) -> subprocess.CompletedProcess:
+def run_nbgrader(
+    args: list[str], root: Path, timeout: float | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in course root ``root``; kill its whole process group on timeout.
+
+    ``env`` adds environment variables (the sandbox's kernelspec path).
 
     Returns:
         The completed process (``returncode`` -9 and a note in ``stderr`` after a timeout).
@@ -248,6 +256,8 @@ def autograde(
     cell_timeout: int = 300,
     submission_timeout: int = 900,
     feedback: bool = True,
+    sandbox: bool = True,
+    limits: Limits | None = None,
 ) -> list[StudentReport]:
     """Autograde every student folder in ``submissions`` through nbgrader; write CSVs and feedback.
 
@@ -259,13 +269,20 @@ def autograde(
         cell_timeout: seconds any one cell may run.
         submission_timeout: seconds one student's whole autograde may run.
         feedback: also run ``nbgrader generate_feedback``.
+        sandbox: run each kernel in the sandbox of :mod:`autograder.sandbox` (bubblewrap);
+            ``False`` runs student code with the grader's permissions.
+        limits: the sandbox's resource limits (default :class:`autograder.sandbox.Limits`).
 
     Returns:
         One :class:`StudentReport` per student.
 
     Raises:
         PipelineError: if ``submissions`` has no student folders or the assignment cannot be generated.
+        SandboxUnavailableError: if ``sandbox`` is set and bubblewrap is missing.
     """
+    if sandbox:
+        require_bwrap()
+    limits = limits or Limits(cpu_seconds=submission_timeout)
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not students:
@@ -276,6 +293,12 @@ def autograde(
     for student_dir in students:
         start = time.perf_counter()
         report = stage_submission(assignment, student_dir, root)
+        findings = [
+            finding
+            for path in sorted((root / "submitted" / report.student_id / assignment).glob("*.ipynb"))
+            for finding in scan_notebook(path)
+        ]
+        report.problems += [f"tampering suspected, its notebook's autograded points set to zero: {f}" for f in findings]
         if not any((root / "submitted" / report.student_id / assignment).glob("*.ipynb")):
             _record_empty_submission(assignment, report.student_id, root)
             report.seconds = time.perf_counter() - start
@@ -288,7 +311,12 @@ def autograde(
             "--force",
             f"--Execute.timeout={cell_timeout}",
         ]
-        result = run_nbgrader(args, root, timeout=submission_timeout)
+        extra_env = None
+        if sandbox:
+            workdir = root / "autograded" / report.student_id / assignment
+            box = prepare_sandbox(root / ".sandbox" / report.student_id, workdir, limits)
+            args, extra_env = args + box["args"], box["env"]
+        result = run_nbgrader(args, root, timeout=submission_timeout, env=extra_env)
         log = result.stdout + result.stderr
         if result.returncode == -9:
             report.problems.append(f"grading ran past the {submission_timeout} s limit and was stopped (scored zero)")
@@ -297,6 +325,8 @@ def autograde(
         elif result.returncode != 0:
             report.problems.append(_summarize_failure(log))
         report.problems.extend(_execution_problems(root / "autograded" / report.student_id / assignment, cell_timeout))
+        if findings:
+            _zero_notebooks(assignment, report.student_id, root, {f.notebook for f in findings})
         if feedback and (root / "autograded" / report.student_id / assignment).exists():
             fb = run_nbgrader(
                 ["generate_feedback", assignment, f"--student={report.student_id}", "--force"], root, timeout=300
@@ -325,19 +355,48 @@ def _record_empty_submission(assignment: str, student_id: str, root: Path) -> No
         gb.update_or_create_submission(assignment, student_id)
 
 
+def _zero_notebooks(assignment: str, student_id: str, root: Path, notebooks: set[str]) -> None:
+    """Set every autograded score of these submitted notebooks to zero in the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+        for name in notebooks:
+            try:
+                sub = gb.find_submission_notebook(Path(name).stem, assignment, student_id)
+            except MissingEntry:
+                continue
+            for grade in sub.grades:
+                if grade.cell.cell_type == "code":
+                    grade.auto_score = 0
+        gb.db.commit()
+
+
+#: Errors that mean the sandbox or a limit stopped something, and how to report them.
+_STOPPED = {
+    "CellTimeoutError": "ran past the {timeout} s cell limit and was stopped",
+    "MemoryError": "hit the memory limit (MemoryError)",
+    "BlockingIOError": "hit the process limit ({evalue})",
+    "PermissionError": "was refused a file ({evalue})",
+}
+_STOPPED_OSERROR = ("Read-only file system", "Network is unreachable", "Temporary failure in name resolution")
+
+
 def _execution_problems(autograded: Path, cell_timeout: int) -> list[str]:
-    """Cells of the autograded notebooks that nbgrader stopped at the per-cell time limit."""
+    """Cells of the autograded notebooks that a limit or the sandbox stopped, by notebook and cell."""
     problems = []
     for path in sorted(autograded.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        stopped = [
-            cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {i}"
-            for i, cell in enumerate(nb.cells)
-            if any(o.get("ename") == "CellTimeoutError" for o in cell.get("outputs", []))
-        ]
-        if stopped:
-            names = ', '.join(stopped)
-            problems.append(f"{path.name}: {names} ran past the {cell_timeout} s cell limit and was stopped")
+        for i, cell in enumerate(nb.cells):
+            name = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {i}"
+            for out in cell.get("outputs", []):
+                ename, evalue = out.get("ename", ""), str(out.get("evalue", ""))[:120]
+                if ename in _STOPPED:
+                    what = _STOPPED[ename].format(timeout=cell_timeout, evalue=evalue)
+                elif ename in ("OSError", "gaierror", "ConnectionError") and any(m in evalue for m in _STOPPED_OSERROR):
+                    what = f"was refused by the sandbox ({evalue})"
+                else:
+                    continue
+                problems.append(f"{path.name}: {name} {what}")
     return problems
 
 

@@ -8,6 +8,8 @@ grading time.
 
 from __future__ import annotations
 
+import inspect
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -37,6 +39,42 @@ def seeded(seed: int) -> Iterator[None]:
     finally:
         torch.random.set_rng_state(torch_state)
         np.random.set_state(numpy_state)
+
+
+_FORBIDDEN_MODULES = ("course_lib.solutions", "autograder")
+
+
+def _origin(obj: object) -> str:
+    module = getattr(obj, "__module__", None) or ""
+    if isinstance(obj, type(sys)):
+        module = obj.__name__
+    return module
+
+
+def require_student_code(obj: object, name: str) -> None:
+    """Fail unless ``obj`` (a function or class) was defined in the student's notebook.
+
+    Refuses objects imported from elsewhere, subclasses of the reference, and functions or
+    methods that call into ``course_lib.solutions`` or ``autograder`` (a wrapper of the reference).
+    """
+    expect(_origin(obj) == "__main__", f"{name} must be defined in this notebook; it comes from {_origin(obj)!r}")
+    if isinstance(obj, type):
+        for base in obj.__mro__:
+            expect(
+                not _origin(base).startswith(_FORBIDDEN_MODULES),
+                f"{name} must not build on the reference or the grader ({base.__module__}.{base.__qualname__})",
+            )
+        functions = [v for v in vars(obj).values() if inspect.isfunction(v)]
+    else:
+        functions = [obj] if inspect.isfunction(obj) else []
+    for fn in functions:
+        referenced = [fn.__globals__.get(n) for n in fn.__code__.co_names]
+        referenced += [c.cell_contents for c in (fn.__closure__ or ()) if c.cell_contents is not None]
+        for ref in referenced:
+            expect(
+                ref is None or not _origin(ref).startswith(_FORBIDDEN_MODULES),
+                f"{name} uses {_origin(ref)} (the reference answers or the grader), which is not allowed",
+            )
 
 
 @contextmanager

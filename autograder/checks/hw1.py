@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from autograder.checks import expect, seeded, student_code
+from autograder.checks import expect, require_student_code, seeded, student_code
 from course_lib.data import sample_frames
 from course_lib.envs import EpisodeRecorder, make_env, wide_cartpole
 from course_lib.frames import is_blank, to_tensor
@@ -47,6 +47,7 @@ def _params(*modules: nn.Module) -> int:
 def a1_structure(model_cls: type) -> None:
     """The encoder has one Conv2d(k3, s2, p1) + BatchNorm2d + LeakyReLU block per hidden dim, and
     ``z_simple``, ``z_mu``, ``z_var`` map ``hidden_dims[-1] * 4`` features to ``latent_dim``."""
+    require_student_code(model_cls, "MyVAE")
     for args in [(3, 10), (3, 6, list(SMALL_DIMS)), (1, 4, [4, 8, 16, 32, 64])]:
         in_channels, latent_dim = args[0], args[1]
         dims = list(args[2]) if len(args) > 2 else list(reference.DEFAULT_HIDDEN_DIMS)
@@ -100,6 +101,7 @@ def a1_structure(model_cls: type) -> None:
 
 def a1_output_range(model_cls: type) -> None:
     """The autoencoder returns ``[x_hat, x, mu, logvar]`` with ``x_hat`` of the input's shape in [0, 1]."""
+    require_student_code(model_cls, "MyVAE")
     for args in [(3, 8, list(SMALL_DIMS)), (1, 4, [4, 8, 16, 32, 64])]:
         with seeded(1):
             model = _build(model_cls, *args)
@@ -120,6 +122,7 @@ def a1_output_range(model_cls: type) -> None:
 
 def a1_loss_drops(model_cls: type) -> None:
     """A few Adam steps as an autoencoder lower the reconstruction error on fixed CartPole frames."""
+    require_student_code(model_cls, "MyVAE")
     x = to_tensor(_cartpole_frames()[:48])
     with seeded(2):
         model = _build(model_cls, 3, 8, list(SMALL_DIMS))
@@ -165,6 +168,7 @@ def _small(model_cls: type, latent_dim: int = 4) -> nn.Module:
 
 def a2_reparameterize(model_cls: type) -> None:
     """``reparameterize(mu, logvar)`` draws ``z ~ N(mu, exp(logvar))``: mean, std and randomness."""
+    require_student_code(model_cls, "MyVAE")
     model = _small(model_cls)
     mu = torch.tensor([0.0, 1.5, -2.0, 3.0]).repeat(40000, 1)  # (40000, 4)
     std = torch.tensor([1.0, 0.5, 2.0, 0.1])
@@ -197,6 +201,7 @@ def a2_reparameterize(model_cls: type) -> None:
 
 def a2_gradients(model_cls: type) -> None:
     """Gradients flow through ``z`` to ``mu`` and ``logvar`` (the point of the trick)."""
+    require_student_code(model_cls, "MyVAE")
     model = _small(model_cls)
     mu = torch.randn(256, 4, requires_grad=True)
     logvar = (0.3 * torch.randn(256, 4)).requires_grad_(True)
@@ -218,6 +223,7 @@ def a2_gradients(model_cls: type) -> None:
 def a2_encode_forward(model_cls: type) -> None:
     """``encode`` returns ``[mu, logvar]`` from ``z_mu``/``z_var``; ``forward`` returns
     ``[x_hat, x, mu, logvar]`` with a sampled ``z``, so the KL term is computed on the right tensors."""
+    require_student_code(model_cls, "MyVAE")
     model = _small(model_cls, latent_dim=5)
     model.eval()  # BatchNorm with running statistics: encode is deterministic
     x = to_tensor(_cartpole_frames()[:6])
@@ -310,6 +316,7 @@ def _episodes_of(recorder: EpisodeRecorder, frames: np.ndarray, what: str) -> li
 def a3_reset_pattern(collect_frames: Any) -> None:
     """Every episode contributes at most ``episode_length`` frames; the env is reset then, and
     on termination or truncation (never stepped after the episode ended)."""
+    require_student_code(collect_frames, "collect_frames")
     for seed, n_frames, episode_length in [(11, 150, 20), (12, 60, 5)]:
         env = EpisodeRecorder(make_env("CartPole-v1", seed=seed))
         what = f"collect_frames(env, {n_frames}, episode_length={episode_length}, seed={seed})"
@@ -339,6 +346,7 @@ def a3_reset_pattern(collect_frames: Any) -> None:
 
 def a3_frames(collect_frames: Any) -> None:
     """Frame count, dtype, no blank frames; the same seed gives the same frames, another seed others."""
+    require_student_code(collect_frames, "collect_frames")
     a = _run_collector(collect_frames, "collect_frames(env, 40, seed=5)", make_env("CartPole-v1"), 40, seed=5)
     b = _run_collector(collect_frames, "collect_frames(env, 40, seed=5)", make_env("CartPole-v1"), 40, seed=5)
     c = _run_collector(collect_frames, "collect_frames(env, 40, seed=6)", make_env("CartPole-v1"), 40, seed=6)
@@ -353,6 +361,7 @@ def a3_frames(collect_frames: Any) -> None:
 # ---------------------------------------------------------------- activity 4: the angle filter
 def a4_angles(collect_upright_frames: Any) -> None:
     """Every kept frame shows a state with ``abs(theta) <= max_angle`` (checked on the rendered state)."""
+    require_student_code(collect_upright_frames, "collect_upright_frames")
     for seed, n_frames, max_angle in [(21, 120, 0.3), (22, 60, 0.1)]:
         env = EpisodeRecorder(wide_cartpole(seed=seed))
         what = f"collect_upright_frames(env, {n_frames}, max_angle={max_angle}, seed={seed})"
@@ -379,6 +388,7 @@ def a4_angles(collect_upright_frames: Any) -> None:
 
 def a4_count(collect_upright_frames: Any) -> None:
     """Exactly ``n_frames`` kept frames, none blank, and the same seed gives the same frames."""
+    require_student_code(collect_upright_frames, "collect_upright_frames")
     a = _run_collector(collect_upright_frames, "collect_upright_frames(env, 50, seed=3)", wide_cartpole(), 50, seed=3)
     b = _run_collector(collect_upright_frames, "collect_upright_frames(env, 50, seed=3)", wide_cartpole(), 50, seed=3)
     expect(np.array_equal(a, b), "collect_upright_frames with the same seed returned different frames")
@@ -407,6 +417,7 @@ def _nearest_env(frames: np.ndarray) -> str:
 
 def a5_frames(collect_other_frames: Any, env_id: str) -> None:
     """The frames come from ``ENV_ID`` (one of Pendulum-v1, Acrobot-v1, MountainCar-v0)."""
+    require_student_code(collect_other_frames, "collect_other_frames")
     expect(env_id in OTHER_ENVS, f"ENV_ID is {env_id!r}; choose one of {OTHER_ENVS}")
     with student_code(f"collect_other_frames({env_id!r}, 64, seed=0)"):
         frames = np.asarray(collect_other_frames(env_id, 64, seed=0))

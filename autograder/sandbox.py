@@ -1,0 +1,142 @@
+"""Run each grading kernel in a sandbox: no network, bounded resources, read-only files.
+
+nbgrader runs hidden tests in the same kernel as the student's code and has no sandbox of its
+own. Here nbgrader itself runs as usual (it owns the gradebook), but the kernel that executes a
+submission is started through a kernelspec whose command is:
+
+    bwrap (bubblewrap)      new mount, PID, IPC and network namespaces; the whole filesystem
+                            read-only; a private writable working folder and /tmp; no network
+    prlimit                 CPU seconds, address space (memory), processes, file size
+    setpriv                 drop from root to the unprivileged user ``nobody``, so that the
+                            process limit holds (root is exempt from it)
+    python -m ipykernel     the kernel, talking to nbgrader over Unix sockets (IPC transport),
+                            since TCP would need the network namespace it does not have
+
+So student code can read what any user can read, but cannot write the gradebook, another
+student's folder or the course source, cannot open a connection, and cannot fork, allocate or
+run without bound. The working folder is a fresh tmpfs: files a notebook writes (generated
+images) live there for the run and are checked by the hidden tests in the same kernel.
+
+Requires bubblewrap (Debian: ``apt-get install bubblewrap``; ``make sandbox`` installs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+NOBODY = 65534
+
+
+class SandboxUnavailableError(RuntimeError):
+    """bubblewrap is missing or cannot create namespaces here."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one grading kernel.
+
+    Attributes:
+        cpu_seconds: CPU time of the kernel process (RLIMIT_CPU), seconds.
+        memory_bytes: address space of the kernel (RLIMIT_AS), bytes; a larger allocation
+            raises MemoryError in the student's code.
+        processes: processes and threads of the sandbox user (RLIMIT_NPROC); stops fork bombs.
+        file_bytes: largest file the kernel may write (RLIMIT_FSIZE), bytes.
+        tmp_bytes: size of the private /tmp and working folder (tmpfs), bytes.
+    """
+
+    cpu_seconds: int = 900
+    memory_bytes: int = 6 * 2**30
+    processes: int = 256
+    file_bytes: int = 256 * 2**20
+    tmp_bytes: int = 512 * 2**20
+
+
+def require_bwrap() -> str:
+    """Path of ``bwrap``.
+
+    Raises:
+        SandboxUnavailableError: with what to do about it, if bubblewrap is not installed.
+    """
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailableError(
+            "bubblewrap (bwrap) is not installed, so submissions cannot be graded in a sandbox. "
+            "Install it (`make sandbox`, or `apt-get install bubblewrap`), or pass --no-sandbox "
+            "to grade without one (untrusted code then runs with your permissions)."
+        )
+    return path
+
+
+def _hidden_ancestors(path: Path) -> list[Path]:
+    """Ancestors of ``path`` that ``nobody`` cannot traverse (e.g. /root holding pyenv)."""
+    out = []
+    for parent in reversed(path.parents):
+        try:
+            mode = parent.stat().st_mode
+        except OSError:
+            continue
+        if not mode & stat.S_IXOTH:
+            out.append(parent)
+    return out
+
+
+def kernel_argv(workdir: Path, ipc_dir: Path, limits: Limits) -> list[str]:
+    """The kernelspec ``argv`` that starts ``python -m ipykernel`` in the sandbox."""
+    bwrap = require_bwrap()
+    python = Path(sys.executable)
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    # Make the interpreter reachable for `nobody` when it lives under a private folder
+    # (pyenv under /root): an empty, traversable tmpfs over that folder, then the interpreter.
+    for hidden in _hidden_ancestors(Path(sys.base_prefix).resolve()):
+        argv += ["--perms", "0755", "--tmpfs", str(hidden)]
+    for needed in {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}:
+        argv += ["--ro-bind", str(needed), str(needed)]
+    size = str(limits.tmp_bytes)
+    argv += ["--size", size, "--perms", "1777", "--tmpfs", "/tmp"]
+    argv += ["--bind", str(ipc_dir), str(ipc_dir)]
+    argv += ["--size", size, "--perms", "1777", "--tmpfs", str(workdir), "--chdir", str(workdir)]
+    argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
+    argv += ["--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp", "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+    # As root inside the sandbox: copy the connection file (mode 600, root's) where the kernel
+    # can read it, then apply the limits and become `nobody`.
+    script = (
+        f'install -o {NOBODY} -g {NOBODY} -m 600 "$1" /tmp/.kernel-connection.json && '
+        f"exec prlimit --cpu={limits.cpu_seconds} --as={limits.memory_bytes} --nproc={limits.processes} "
+        f"--fsize={limits.file_bytes} -- setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- "
+        '"$2" -m ipykernel_launcher -f /tmp/.kernel-connection.json'
+    )
+    return [*argv, "sh", "-c", script, "sandboxed-kernel", "{connection_file}", str(python)]
+
+
+def prepare(base: Path, workdir: Path, limits: Limits) -> dict[str, str]:
+    """Write a sandboxed ``python3`` kernelspec under ``base``; return the env and nbgrader flags.
+
+    Returns:
+        ``{"env": {...}, "args": [...]}``: environment variables for the nbgrader process
+        (``JUPYTER_PATH`` puts the sandboxed kernelspec first, ``JUPYTER_RUNTIME_DIR`` holds the
+        connection files) and command-line flags that switch the kernel to the IPC transport.
+    """
+    base = Path(base)
+    spec_dir = base / "kernels" / "python3"
+    ipc_dir = base / "ipc"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    ipc_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(ipc_dir, 0o1777)  # the kernel (as nobody) creates its sockets here
+    spec = {
+        "argv": kernel_argv(Path(workdir), ipc_dir, limits),
+        "display_name": "Python 3 (sandboxed grading)",
+        "language": "python",
+        "interrupt_mode": "signal",
+        "env": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+    return {
+        "env": {"JUPYTER_PATH": str(base), "JUPYTER_RUNTIME_DIR": str(ipc_dir)},
+        "args": ["--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_dir / 'kernel'}"],
+    }
