@@ -10,7 +10,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test lint lab bench clean
+.PHONY: install sandbox demo test lint lab bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)  ## release hw1, grade three submissions through nbgrader, print the table
+# The grading sandbox (autograder/sandbox.py) needs bubblewrap; prlimit and setpriv come with
+# util-linux. Debian's package is installed when we can; otherwise grading stops with a clear
+# error and `course autograde --no-sandbox` is the explicit opt-out.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null; \
+	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	    sudo apt-get install -y -qq bubblewrap; \
+	  else \
+	    echo "Install bubblewrap (apt-get install bubblewrap) for the grading sandbox."; exit 1; \
+	  fi; }
+
+demo: $(STAMP) sandbox  ## release hw1, grade three submissions through nbgrader, print the table
 	$(BIN)/course demo --out demo_out
 
-test: $(STAMP)  ## ruff, then the whole pytest suite (notebooks and real nbgrader included)
+test: $(STAMP) sandbox  ## ruff, then the whole pytest suite (notebooks and real nbgrader included)
 	$(BIN)/ruff check .
 	$(PY) -m pytest -q
 

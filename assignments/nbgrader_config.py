@@ -16,7 +16,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from autograder.nbgrader_ext import StripCheckInternals
+from autograder.nbgrader_ext import CapOutputs, StripCheckInternals
 
 c = get_config()  # noqa: F821 - injected by traitlets
 
@@ -31,13 +31,13 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Autograding: every cell gets at most this long (seconds); training cells shrink their budget
 # while NBGRADER_EXECUTION is set, so a whole submission takes well under a minute.
 c.Execute.timeout = 300
-c.Execute.allow_errors = True
 c.LimitOutput.max_lines = 400
 c.LimitOutput.max_traceback = 60
 
 # Hidden checks raise CheckFailed with a message; keep that message, drop their traceback frames.
 c.Autograde.autograde_preprocessors = [
     Execute,
+    CapOutputs,
     StripCheckInternals,
     IgnorePattern,
     ClearMetadataPreprocessor,

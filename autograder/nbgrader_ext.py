@@ -30,3 +30,23 @@ class StripCheckInternals(NbGraderPreprocessor):
                 kept = [f for f in frames[:-1] if not any(m in _ANSI.sub("", f) for m in _INTERNAL)]
                 output["traceback"] = [*kept, f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
         return cell, resources
+
+
+#: Longest text kept of one output (characters); nbgrader's LimitOutput counts lines, not characters.
+MAX_OUTPUT_CHARS = 100_000
+TRUNCATION_MARK = "[output truncated by the grader: {n} characters in all]"
+
+
+class CapOutputs(NbGraderPreprocessor):
+    """Cut every text output to ``MAX_OUTPUT_CHARS`` characters (a 100 MB print stays small)."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and len(output.get("text", "")) > MAX_OUTPUT_CHARS:
+                n = len(output["text"])
+                output["text"] = output["text"][:MAX_OUTPUT_CHARS] + "\n" + TRUNCATION_MARK.format(n=n) + "\n"
+            data = output.get("data", {})
+            for mime in ("text/plain", "text/html"):
+                if isinstance(data.get(mime), str) and len(data[mime]) > MAX_OUTPUT_CHARS:
+                    data[mime] = data[mime][:MAX_OUTPUT_CHARS] + "\n" + TRUNCATION_MARK.format(n=len(data[mime]))
+        return cell, resources

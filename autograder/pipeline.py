@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,12 +22,13 @@ import tempfile
 import time
 import tomllib
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from autograder.sandbox import Limits, require_bwrap
+from autograder.sandbox import NOBODY, Limits, require_bwrap
 from autograder.sandbox import prepare as prepare_sandbox
 from autograder.tamper import scan_notebook
 
@@ -34,6 +37,13 @@ ASSIGNMENTS = REPO / "assignments"
 COURSE_ID = "autoencoders-to-world-models"
 GRADES_FIELDS = ["student_id", "notebook", "score", "max_score", "needs_manual_grade"]
 CELLS_FIELDS = ["student_id", "notebook", "grade_id", "score", "max_score", "needs_manual_grade", "kind"]
+
+
+# nbgrader's gradebook calls the `alembic` command of the environment it is installed in, also
+# when used in-process here; make that environment's bin/ findable even if it is not activated.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = os.pathsep.join([_BIN, os.environ.get("PATH", "")])
 
 
 class PipelineError(RuntimeError):
@@ -80,8 +90,6 @@ def _nbgrader_env() -> dict[str, str]:
             "MKL_NUM_THREADS": "1",
         }
     )
-    # nbgrader runs helper commands (alembic, the kernel) from the environment it lives in.
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.pop("COURSE_QUICK", None)  # grading shrinks budgets through NBGRADER_EXECUTION itself
     return env
 
@@ -100,7 +108,7 @@ def run_nbgrader(
     proc = subprocess.Popen(
         cmd,
         cwd=root,
-        env=_nbgrader_env(),
+        env={**_nbgrader_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -210,6 +218,62 @@ def release(assignment: str, out: Path) -> dict[str, Path]:
     return {"release": release_dir, "kit": kit, "wheel": wheel}
 
 
+#: File names of an LMS export as nbgrader's zip_collect sees them (Canvas style):
+#: ``<student>_[late_]<numbers>_..._<notebook>[-<n>].ipynb``, e.g.
+#: ``jdoe_late_41_1234_01_autoencoder_and_vae-1.ipynb`` -> student ``jdoe``, ``01_autoencoder_and_vae.ipynb``.
+LMS_REGEXP = (
+    r"^(?:.*/)?(?P<student_id>[A-Za-z0-9.@+-]+?)_(?:late_)?(?:\d+_)*"
+    r"(?P<file_id>\d\d_[A-Za-z0-9_]+?)(?:-\d+)?\.ipynb$"
+)
+
+
+def import_submissions(assignment: str, archive: Path, dest: Path, regexp: str = LMS_REGEXP) -> list[str]:
+    """Unpack an LMS zip into one folder per student with ``nbgrader zip_collect``.
+
+    Args:
+        assignment: the assignment the files belong to (their names are checked against it).
+        archive: the zip exported by the LMS.
+        dest: where to create ``<dest>/<student_id>/<notebook>.ipynb``.
+        regexp: nbgrader's ``FileNameCollectorPlugin.named_regexp`` with ``student_id`` and ``file_id``.
+
+    Returns:
+        Problems, each naming the file and, when known, the student (files that do not follow the
+        naming, notebooks the assignment does not have); nothing else is lost.
+
+    Raises:
+        PipelineError: if ``archive`` is not a zip file or zip_collect fails.
+    """
+    archive, dest = Path(archive).resolve(), Path(dest).resolve()
+    if not zipfile.is_zipfile(archive):
+        raise PipelineError(f"{archive} is not a zip archive")
+    expected = set(notebook_names(assignment))
+    problems = []
+    with zipfile.ZipFile(archive) as zf:
+        for name in zf.namelist():
+            if not name.endswith("/") and not name.endswith(".ipynb"):
+                problems.append(f"{name}: not a notebook, skipped")
+            elif name.endswith(".ipynb") and not re.match(regexp, Path(name).name):
+                problems.append(f"{name}: does not follow the LMS naming <student>_..._<notebook>.ipynb, skipped")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = prepare_course(assignment, Path(tmp))
+        folder = root / "downloaded" / assignment / "archive"
+        folder.mkdir(parents=True)
+        shutil.copy(archive, folder / archive.name)
+        result = run_nbgrader(
+            ["zip_collect", assignment, "--force", f"--FileNameCollectorPlugin.named_regexp={regexp}"], root, 600
+        )
+        if result.returncode != 0:
+            raise PipelineError(f"nbgrader zip_collect failed on {archive}: {_summarize_failure(result.stderr)}")
+        for student in sorted((root / "submitted").iterdir()):
+            target = dest / student.name
+            target.mkdir(parents=True, exist_ok=True)
+            for nb in sorted((student / assignment).glob("*.ipynb")):
+                if nb.name not in expected:
+                    problems.append(f"{student.name}: {nb.name} is not a notebook of {assignment}, kept but not graded")
+                shutil.copy(nb, target / nb.name)
+    return problems
+
+
 def _check_notebook(path: Path) -> str | None:
     """A problem with a submitted notebook file, or None if nbgrader can read it."""
     try:
@@ -249,6 +313,17 @@ def stage_submission(assignment: str, student_dir: Path, root: Path) -> StudentR
     return report
 
 
+@dataclass(frozen=True)
+class GradingSettings:
+    """How each submission is graded (shared by all workers)."""
+
+    cell_timeout: int = 300
+    submission_timeout: int = 900
+    feedback: bool = True
+    sandbox: bool = True
+    limits: Limits = field(default_factory=Limits)
+
+
 def autograde(
     assignment: str,
     submissions: Path,
@@ -258,6 +333,7 @@ def autograde(
     feedback: bool = True,
     sandbox: bool = True,
     limits: Limits | None = None,
+    workers: int = 1,
 ) -> list[StudentReport]:
     """Autograde every student folder in ``submissions`` through nbgrader; write CSVs and feedback.
 
@@ -272,9 +348,11 @@ def autograde(
         sandbox: run each kernel in the sandbox of :mod:`autograder.sandbox` (bubblewrap);
             ``False`` runs student code with the grader's permissions.
         limits: the sandbox's resource limits (default :class:`autograder.sandbox.Limits`).
+        workers: grade this many students at once, each worker a process with its own sqlite
+            gradebook (``gradebook_<k>.db``); the CSVs are merged and equal serial grading's.
 
     Returns:
-        One :class:`StudentReport` per student.
+        One :class:`StudentReport` per student, sorted by student id.
 
     Raises:
         PipelineError: if ``submissions`` has no student folders or the assignment cannot be generated.
@@ -282,84 +360,119 @@ def autograde(
     """
     if sandbox:
         require_bwrap()
-    limits = limits or Limits(cpu_seconds=submission_timeout)
+    settings = GradingSettings(
+        cell_timeout, submission_timeout, feedback, sandbox, limits or Limits(cpu_seconds=submission_timeout)
+    )
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not students:
         raise PipelineError(f"no student folders in {submissions}")
     root = prepare_course(assignment, out)
     generate_assignment(assignment, root)
-    reports = []
-    for student_dir in students:
-        start = time.perf_counter()
-        report = stage_submission(assignment, student_dir, root)
-        findings = [
-            finding
-            for path in sorted((root / "submitted" / report.student_id / assignment).glob("*.ipynb"))
-            for finding in scan_notebook(path)
-        ]
-        report.problems += [f"tampering suspected, its notebook's autograded points set to zero: {f}" for f in findings]
-        if not any((root / "submitted" / report.student_id / assignment).glob("*.ipynb")):
-            _record_empty_submission(assignment, report.student_id, root)
-            report.seconds = time.perf_counter() - start
-            reports.append(report)
-            continue
-        args = [
-            "autograde",
-            assignment,
-            f"--student={report.student_id}",
-            "--force",
-            f"--Execute.timeout={cell_timeout}",
-        ]
-        extra_env = None
-        if sandbox:
-            workdir = root / "autograded" / report.student_id / assignment
-            box = prepare_sandbox(root / ".sandbox" / report.student_id, workdir, limits)
-            args, extra_env = args + box["args"], box["env"]
-        result = run_nbgrader(args, root, timeout=submission_timeout, env=extra_env)
-        log = result.stdout + result.stderr
-        if result.returncode == -9:
-            report.problems.append(f"grading ran past the {submission_timeout} s limit and was stopped (scored zero)")
-        elif "DeadKernelError" in log or "Kernel died" in log:
-            report.problems.append("the kernel died while running a notebook (that notebook scored zero)")
-        elif result.returncode != 0:
-            report.problems.append(_summarize_failure(log))
-        report.problems.extend(_execution_problems(root / "autograded" / report.student_id / assignment, cell_timeout))
-        if findings:
-            _zero_notebooks(assignment, report.student_id, root, {f.notebook for f in findings})
-        if feedback and (root / "autograded" / report.student_id / assignment).exists():
-            fb = run_nbgrader(
-                ["generate_feedback", assignment, f"--student={report.student_id}", "--force"], root, timeout=300
-            )
-            if fb.returncode != 0:
-                report.problems.append("feedback could not be generated: " + _summarize_failure(fb.stdout + fb.stderr))
+    workers = max(1, min(workers, len(students)))
+    if workers == 1:
+        batches = {"gradebook.db": students}
+    else:
+        batches = {f"gradebook_{k}.db": students[k::workers] for k in range(workers)}
+        for name in batches:
+            shutil.copy(root / "gradebook.db", root / name)
+    reports: list[StudentReport] = []
+    if workers == 1:
+        reports = grade_batch(assignment, students, root, "gradebook.db", settings, NOBODY)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [
+                pool.submit(grade_batch, assignment, batch, root, name, settings, NOBODY - k)
+                for k, (name, batch) in enumerate(batches.items())
+            ]
+            for future in futures:
+                reports += future.result()
+    reports.sort(key=lambda r: r.student_id)
+    if feedback:
+        for report in reports:
             src = root / "feedback" / report.student_id / assignment
             if src.exists():
                 dst = out / "feedback" / report.student_id
                 if dst.exists():
                     shutil.rmtree(dst)
                 shutil.copytree(src, dst)
-        report.seconds = time.perf_counter() - start
-        reports.append(report)
-    export(assignment, root, out, [r.student_id for r in reports])
+    gradebooks = {name: [p.name for p in batch] for name, batch in batches.items()}
+    (root / "gradebooks.json").write_text(json.dumps(gradebooks, indent=1))
+    export(assignment, root, out, gradebooks)
     write_report(reports, out / "report.txt")
     return reports
 
 
-def _record_empty_submission(assignment: str, student_id: str, root: Path) -> None:
+def _db_url(root: Path, gradebook: str) -> str:
+    return f"sqlite:///{root / gradebook}"
+
+
+def grade_batch(
+    assignment: str, students: list[Path], root: Path, gradebook: str, settings: GradingSettings, uid: int
+) -> list[StudentReport]:
+    """Grade ``students`` one after another into ``<root>/<gradebook>`` (one worker's share).
+
+    ``uid`` is the unprivileged user the sandboxed kernels of this worker run as, so that the
+    process limit of one worker's kernels does not count another's.
+    """
+    return [grade_student(assignment, d, root, gradebook, settings, uid) for d in students]
+
+
+def grade_student(
+    assignment: str, student_dir: Path, root: Path, gradebook: str, settings: GradingSettings, uid: int
+) -> StudentReport:
+    """Stage, scan, autograde and give feedback to one student's submission."""
+    start = time.perf_counter()
+    db = [f"--CourseDirectory.db_url={_db_url(root, gradebook)}"]
+    report = stage_submission(assignment, student_dir, root)
+    submitted = root / "submitted" / report.student_id / assignment
+    autograded = root / "autograded" / report.student_id / assignment
+    findings = [finding for path in sorted(submitted.glob("*.ipynb")) for finding in scan_notebook(path)]
+    report.problems += [f"tampering suspected, its notebook's autograded points set to zero: {f}" for f in findings]
+    if not any(submitted.glob("*.ipynb")):
+        _record_empty_submission(assignment, report.student_id, root, gradebook)
+        report.seconds = time.perf_counter() - start
+        return report
+    args = ["autograde", assignment, f"--student={report.student_id}", "--force", *db]
+    args.append(f"--Execute.timeout={settings.cell_timeout}")
+    extra_env = None
+    if settings.sandbox:
+        box = prepare_sandbox(root / ".sandbox" / report.student_id, autograded, settings.limits, uid=uid)
+        args, extra_env = args + box["args"], box["env"]
+    result = run_nbgrader(args, root, timeout=settings.submission_timeout, env=extra_env)
+    log = result.stdout + result.stderr
+    if result.returncode == -9:
+        report.problems.append(f"grading ran past the {settings.submission_timeout} s limit and was stopped")
+    elif "DeadKernelError" in log or "Kernel died" in log:
+        report.problems.append("the kernel died while running a notebook (that notebook scored zero)")
+    elif result.returncode != 0:
+        report.problems.append(_summarize_failure(log))
+    report.problems.extend(_execution_problems(autograded, settings.cell_timeout))
+    if findings:
+        _zero_notebooks(assignment, report.student_id, root, gradebook, {f.notebook for f in findings})
+    if settings.feedback and autograded.exists():
+        fb_args = ["generate_feedback", assignment, f"--student={report.student_id}", "--force", *db]
+        fb = run_nbgrader(fb_args, root, timeout=300)
+        if fb.returncode != 0:
+            report.problems.append("feedback could not be generated: " + _summarize_failure(fb.stdout + fb.stderr))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _record_empty_submission(assignment: str, student_id: str, root: Path, gradebook: str) -> None:
     """Enter a submission with no gradable notebook in the gradebook, so it scores zero everywhere."""
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+    with Gradebook(_db_url(root, gradebook), COURSE_ID) as gb:
         gb.update_or_create_student(student_id)
         gb.update_or_create_submission(assignment, student_id)
 
 
-def _zero_notebooks(assignment: str, student_id: str, root: Path, notebooks: set[str]) -> None:
+def _zero_notebooks(assignment: str, student_id: str, root: Path, gradebook: str, notebooks: set[str]) -> None:
     """Set every autograded score of these submitted notebooks to zero in the gradebook."""
     from nbgrader.api import Gradebook, MissingEntry
 
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+    with Gradebook(_db_url(root, gradebook), COURSE_ID) as gb:
         for name in notebooks:
             try:
                 sub = gb.find_submission_notebook(Path(name).stem, assignment, student_id)
@@ -377,6 +490,7 @@ _STOPPED = {
     "MemoryError": "hit the memory limit (MemoryError)",
     "BlockingIOError": "hit the process limit ({evalue})",
     "PermissionError": "was refused a file ({evalue})",
+    "SystemExit": "called sys.exit(), which the kernel caught",
 }
 _STOPPED_OSERROR = ("Read-only file system", "Network is unreachable", "Temporary failure in name resolution")
 
@@ -387,10 +501,12 @@ def _execution_problems(autograded: Path, cell_timeout: int) -> list[str]:
     for path in sorted(autograded.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         for i, cell in enumerate(nb.cells):
-            name = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {i}"
+            name = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {cell.get('id') or i}"
             for out in cell.get("outputs", []):
                 ename, evalue = out.get("ename", ""), str(out.get("evalue", ""))[:120]
-                if ename in _STOPPED:
+                if "[output truncated by the grader" in str(out.get("text", "")):
+                    what = "printed more than the grader keeps; its output was truncated"
+                elif ename in _STOPPED:
                     what = _STOPPED[ename].format(timeout=cell_timeout, evalue=evalue)
                 elif ename in ("OSError", "gaierror", "ConnectionError") and any(m in evalue for m in _STOPPED_OSERROR):
                     what = f"was refused by the sandbox ({evalue})"
@@ -406,15 +522,15 @@ def _summarize_failure(log: str) -> str:
     return f"nbgrader could not grade it: {tail if isinstance(tail, str) else tail[0]}"[:500]
 
 
-def read_gradebook(assignment: str, root: Path, students: list[str]) -> tuple[list[dict], list[dict]]:
-    """Rows of ``grades.csv`` and ``cells.csv`` from ``<root>/gradebook.db``.
+def read_gradebook(assignment: str, db_url: str, students: list[str]) -> tuple[list[dict], list[dict]]:
+    """Rows of ``grades.csv`` and ``cells.csv`` for ``students`` from the gradebook at ``db_url``.
 
     A notebook that nbgrader could not grade for a student scores zero.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
     grades, cells = [], []
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+    with Gradebook(db_url, COURSE_ID) as gb:
         assignment_row = gb.find_assignment(assignment)
         notebooks = sorted(assignment_row.notebooks, key=lambda nb: nb.name)
         for student in students:
@@ -460,9 +576,19 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def export(assignment: str, root: Path, out: Path, students: list[str]) -> tuple[Path, Path]:
-    """Write ``<out>/grades.csv`` and ``<out>/cells.csv`` from the gradebook."""
-    grades, cells = read_gradebook(assignment, root, students)
+def export(assignment: str, root: Path, out: Path, gradebooks: dict[str, list[str]]) -> tuple[Path, Path]:
+    """Write ``<out>/grades.csv`` and ``<out>/cells.csv``, merging the gradebooks of all workers.
+
+    Args:
+        gradebooks: gradebook file name in ``root`` -> the students it holds.
+    """
+    grades, cells = [], []
+    for name, students in gradebooks.items():
+        g, c = read_gradebook(assignment, _db_url(root, name), students)
+        grades += g
+        cells += c
+    grades.sort(key=lambda r: (r["student_id"], r["notebook"]))
+    cells.sort(key=lambda r: (r["student_id"], r["notebook"], r["grade_id"]))
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "grades.csv", GRADES_FIELDS, grades)
     _write_csv(out / "cells.csv", CELLS_FIELDS, cells)

@@ -86,7 +86,17 @@ def _hidden_ancestors(path: Path) -> list[Path]:
     return out
 
 
-def kernel_argv(workdir: Path, ipc_dir: Path, limits: Limits) -> list[str]:
+def _folders_below(top: Path, *paths: Path) -> list[Path]:
+    """The ancestors of ``paths`` strictly below ``top``, parents first, without repeats."""
+    out: list[Path] = []
+    for path in paths:
+        for parent in reversed(Path(path).resolve().parents):
+            if top in parent.parents and parent not in out:
+                out.append(parent)
+    return out
+
+
+def kernel_argv(workdir: Path, ipc_dir: Path, limits: Limits, uid: int = NOBODY) -> list[str]:
     """The kernelspec ``argv`` that starts ``python -m ipykernel`` in the sandbox."""
     bwrap = require_bwrap()
     python = Path(sys.executable)
@@ -99,23 +109,34 @@ def kernel_argv(workdir: Path, ipc_dir: Path, limits: Limits) -> list[str]:
         argv += ["--ro-bind", str(needed), str(needed)]
     size = str(limits.tmp_bytes)
     argv += ["--size", size, "--perms", "1777", "--tmpfs", "/tmp"]
+    # The connection file nbclient wrote (often under the host's /tmp, hidden above).
+    argv += ["--ro-bind", "{connection_file}", "/tmp/.host-connection.json"]
+    # Folders that bwrap creates inside the new /tmp get mode 0700; make the way to the sockets
+    # and to the working folder traversable for the unprivileged user.
+    for folder in _folders_below(Path("/tmp"), ipc_dir, workdir):
+        argv += ["--perms", "0755", "--dir", str(folder)]
     argv += ["--bind", str(ipc_dir), str(ipc_dir)]
     argv += ["--size", size, "--perms", "1777", "--tmpfs", str(workdir), "--chdir", str(workdir)]
     argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
+    # In the new PID namespace the kernel's parent is PID 1, which ipykernel's parent poller reads
+    # as "the parent exited"; bwrap's --die-with-parent ties the kernel's life to nbgrader instead.
+    argv += ["--unsetenv", "JPY_PARENT_PID"]
     argv += ["--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp", "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
     # As root inside the sandbox: copy the connection file (mode 600, root's) where the kernel
     # can read it, then apply the limits and become `nobody`.
     script = (
-        f'install -o {NOBODY} -g {NOBODY} -m 600 "$1" /tmp/.kernel-connection.json && '
+        f"install -o {uid} -g {uid} -m 600 /tmp/.host-connection.json /tmp/.kernel-connection.json && "
         f"exec prlimit --cpu={limits.cpu_seconds} --as={limits.memory_bytes} --nproc={limits.processes} "
-        f"--fsize={limits.file_bytes} -- setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- "
-        '"$2" -m ipykernel_launcher -f /tmp/.kernel-connection.json'
+        f"--fsize={limits.file_bytes} -- setpriv --reuid={uid} --regid={uid} --clear-groups -- "
+        '"$1" -m ipykernel_launcher -f /tmp/.kernel-connection.json'
     )
-    return [*argv, "sh", "-c", script, "sandboxed-kernel", "{connection_file}", str(python)]
+    return [*argv, "sh", "-c", script, "sandboxed-kernel", str(python)]
 
 
-def prepare(base: Path, workdir: Path, limits: Limits) -> dict[str, str]:
+def prepare(base: Path, workdir: Path, limits: Limits, uid: int = NOBODY) -> dict[str, str]:
     """Write a sandboxed ``python3`` kernelspec under ``base``; return the env and nbgrader flags.
+
+    ``uid`` is the unprivileged user the kernel runs as (one per parallel worker).
 
     Returns:
         ``{"env": {...}, "args": [...]}``: environment variables for the nbgrader process
@@ -129,7 +150,7 @@ def prepare(base: Path, workdir: Path, limits: Limits) -> dict[str, str]:
     ipc_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ipc_dir, 0o1777)  # the kernel (as nobody) creates its sockets here
     spec = {
-        "argv": kernel_argv(Path(workdir), ipc_dir, limits),
+        "argv": kernel_argv(Path(workdir), ipc_dir, limits, uid),
         "display_name": "Python 3 (sandboxed grading)",
         "language": "python",
         "interrupt_mode": "signal",

@@ -138,7 +138,7 @@ def graded(tmp_path_factory) -> dict:
     crash.mkdir()
     (crash / "05_other_environment.ipynb").write_bytes((SOURCE / "05_other_environment.ipynb").read_bytes())
     replace_answer(crash / "05_other_environment.ipynb", "a5_collect_other_frames", "import os\nos._exit(1)")
-    reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=120, submission_timeout=600)
+    reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=120, submission_timeout=600, workers=2)
     return {
         "out": out,
         "released": released,

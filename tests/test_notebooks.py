@@ -62,6 +62,9 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     shutil.copy(path, workdir / path.name)
     monkeypatch.setenv("COURSE_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # One PyTorch thread per kernel unless told otherwise: when the suite shares the CPU with
+    # other jobs, two spinning OpenMP threads per process make training several times slower.
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     # The kernel must import the course_lib of this checkout, whatever the working directory.
     pythonpath = [str(ROOT), os.environ.get("PYTHONPATH", "")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in pythonpath if p))

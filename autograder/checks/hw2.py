@@ -10,6 +10,7 @@ copying the reference weights into it layer by layer, matched by layer type and 
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from autograder.checks import expect, seeded, student_code
+from autograder.checks import expect, require_student_code, seeded, student_code
+from course_lib import losses as library_losses
+from course_lib import train as library_train
 from course_lib.frames import to_tensor
 from course_lib.solutions import hw2 as reference
 from course_lib.solutions.conv_vae import ConvVAE as ReferenceVAE
@@ -46,6 +49,30 @@ def _build(model_cls: type, **kwargs: Any) -> nn.Module:
 def _reference(z_size: int, seed: int) -> nn.Module:
     with seeded(seed):
         return ReferenceVAE(z_size=z_size).eval()
+
+
+#: Library functions that compute the World Models loss: w2 asks students to write it.
+_LIBRARY_LOSSES = {
+    "vae_loss": library_losses.vae_loss,
+    "kl_floor": library_losses.kl_floor,
+    "make_vae_loss": library_train.make_vae_loss,
+}
+
+
+def _own_loss(vae_loss: Callable) -> None:
+    """Fail if ``vae_loss`` comes from the grader or the reference, or calls the library's loss."""
+    require_student_code(vae_loss, "vae_loss")
+    if not inspect.isfunction(vae_loss):
+        return
+    code = vae_loss.__code__
+    referenced = [vae_loss.__globals__.get(n) for n in code.co_names]
+    referenced += [c.cell_contents for c in (vae_loss.__closure__ or ()) if c.cell_contents is not None]
+    for name, fn in _LIBRARY_LOSSES.items():
+        via_module = name in code.co_names and any(r is library_losses or r is library_train for r in referenced)
+        expect(
+            not (any(r is fn for r in referenced) or via_module),
+            f"vae_loss calls course_lib's {name}; write the reduction and the floor yourself",
+        )
 
 
 def _layers(model: nn.Module) -> list[nn.Module]:
@@ -163,6 +190,7 @@ def w1_architecture(model_cls: type) -> None:
     """Encoder: four Conv2d(k4, s2) + ReLU, 64 -> 31 -> 14 -> 6 -> 2, dense mu and logvar from 1024
     features; decoder: dense z -> 1024, reshaped to 1x1, four ConvTranspose2d(k5, 5, 6, 6; s2),
     1 -> 5 -> 13 -> 30 -> 64 pixels."""
+    require_student_code(model_cls, "ConvVAE")
     for z_size in (32, 16):
         model = _build(model_cls, z_size=z_size)
         model.eval()
@@ -243,6 +271,7 @@ def w1_architecture(model_cls: type) -> None:
 
 def w1_parameter_count(model_cls: type) -> None:
     """4,348,547 parameters with z_size=32, and the reference's count with other latent sizes."""
+    require_student_code(model_cls, "ConvVAE")
     for z_size in (32, 8):
         model = _build(model_cls, z_size=z_size)
         ours = sum(p.numel() for p in model.parameters())
@@ -258,6 +287,7 @@ def w1_parameter_count(model_cls: type) -> None:
 
 def w1_encode_decode(model_cls: type) -> None:
     """With the reference's weights copied in, ``encode`` and ``decode`` give the reference's outputs."""
+    require_student_code(model_cls, "ConvVAE")
     for z_size, seed in ((32, 11), (16, 12)):
         with seeded(seed):
             model = _build(model_cls, z_size=z_size)
@@ -305,6 +335,7 @@ def w1_encode_decode(model_cls: type) -> None:
 def w1_sampling(model_cls: type) -> None:
     """``reparameterize`` draws ``z ~ N(mu, exp(logvar))`` with gradients to both; ``forward`` returns
     ``(decode(z), mu, logvar)`` with ``z`` sampled that way."""
+    require_student_code(model_cls, "ConvVAE")
     model = _build(model_cls, z_size=32)
     mu = torch.tensor([0.0, 1.5, -2.0, 3.0]).repeat(40000, 1)  # (40000, 4)
     std = torch.tensor([1.0, 0.5, 2.0, 0.1])
@@ -409,6 +440,7 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 def w2_recon(vae_loss: Callable) -> None:
     """``recon`` is the squared error summed over channels and pixels, averaged over the batch."""
+    _own_loss(vae_loss)
     for seed, batch in ((20, 6), (21, 3)):
         x, x_hat, mu, logvar = _loss_case(seed, batch)
         out = _call_loss(vae_loss, x, x_hat, mu, logvar)
@@ -432,6 +464,7 @@ def w2_recon(vae_loss: Callable) -> None:
 def w2_kl_floor(vae_loss: Callable) -> None:
     """``kl`` is summed over ``z``, floored per sample at ``kl_tolerance * z_size``, then averaged;
     ``loss = recon + kl``; ``kl_tolerance`` defaults to 0.5."""
+    _own_loss(vae_loss)
     cases = [(30, 32, None), (31, 32, 0.5), (32, 32, 0.0), (33, 8, 1.0), (34, 16, 2.0)]
     for seed, z_size, tolerance in cases:
         x, x_hat, mu, logvar = _loss_case(seed, 6, z_size)
@@ -460,6 +493,7 @@ def w2_kl_floor(vae_loss: Callable) -> None:
 
 def w2_gradients(vae_loss: Callable) -> None:
     """Samples below the floor get no KL gradient; the others get the KL's gradient; x_hat's is 2 (x_hat - x) / B."""
+    _own_loss(vae_loss)
     x, x_hat, mu, logvar = _loss_case(40, 6)
     leaves = [t.clone().requires_grad_(True) for t in (x_hat, mu, logvar)]
     with student_code("backpropagating vae_loss"):
@@ -505,6 +539,7 @@ def _sequence_arrays(seq: Any, i: int) -> dict[str, np.ndarray]:
 def w3_encode_rollouts(encode_rollouts: Callable) -> None:
     """One sequence per rollout (lengths differ) with ``mu``, ``logvar`` = ``encode(frames)`` and the
     actions taken in those frames."""
+    require_student_code(encode_rollouts, "encode_rollouts")
     lengths = (9, 4, 13)
     frames, actions = _rollouts(50, lengths)
     ref = _reference(32, 50)
@@ -551,6 +586,7 @@ def w3_encode_rollouts(encode_rollouts: Callable) -> None:
 
 def w3_save(save_rnn_dataset: Callable) -> None:
     """One ``rollout_<i:04d>.npz`` per rollout with arrays ``mu``, ``logvar``, ``actions`` (no pickles)."""
+    require_student_code(save_rnn_dataset, "save_rnn_dataset")
     lengths = (6, 3, 8)
     rng = np.random.default_rng(60)
     sequences = [

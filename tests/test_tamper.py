@@ -1,0 +1,350 @@
+"""Tamper suite: submissions that attack the grader, graded through real nbgrader in the sandbox.
+
+Each attack is one student. Most attacks sit in the blank release of the fastest notebook
+(``05_other_environment``), so that an attack that worked would show up as points that the blank
+answers cannot earn, or as damage outside the student's folder. A correct submission is graded in
+the same run and must keep its full marks. Threat model and mechanisms: ``autograder/sandbox.py``,
+``autograder/tamper.py``, ``autograder.checks.require_student_code``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell
+
+from autograder import pipeline
+from autograder.checks import CheckFailed, require_student_code
+from autograder.submissions import HW1_MUTANTS, LOGSIGMA_BUG, SEED_RESET_BUG, replace_answer
+from autograder.tamper import scan_notebook
+
+pytestmark = pytest.mark.slow
+ASSIGNMENT = "hw1_vae"
+SOURCE = pipeline.source_dir(ASSIGNMENT)
+NB5, NB3, NB1 = "05_other_environment.ipynb", "03_curating_cartpole.ipynb", "01_autoencoder_and_vae.ipynb"
+CELL_TIMEOUT = 20
+
+# Attacks added as extra cells (cell id = attack name) to the blank notebook 05.
+EXTRA_CELL_ATTACKS = {
+    "infinite_loop": "while True:\n    pass",
+    "allocate_20gb": "import numpy as np\nblob = np.ones(20 * 1024**3, dtype=np.uint8)",
+    "fork_bomb": "import subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', 'import os\\nwhile True:\\n    os.fork()'])\n"
+    "time.sleep(3)\nsubprocess.run(['true'])",
+    "sys_exit": "import sys\nsys.exit(0)",
+    "os_exit": "import os\nos._exit(0)",
+    "print_100mb": "print('x' * 100_000_000)",
+    "stderr": "import sys\nsys.stderr.write('noise\\n' * 10_000)",
+    "sleep_past_timeout": "import time\ntime.sleep(10_000)",
+    "write_gradebook": "from pathlib import Path\n(Path.cwd().parents[2] / 'gradebook.db').write_bytes(b'')",
+    # the kernel's folder is <root>/autograded/<student>/hw1_vae
+    "write_other_student": "from pathlib import Path\n"
+    "(Path.cwd().parents[1] / 'solutions' / 'hw1_vae' / 'pwned.txt').write_text('x')",
+    "write_course_source": "from pathlib import Path\n"
+    "(Path.cwd().parents[2] / 'source' / 'hw1_vae' / 'pwned.txt').write_text('x')",
+    "network": "import socket\nsocket.create_connection(('1.1.1.1', 443), timeout=5)",
+}
+# Attacks that do not disturb each other share a student, to keep the suite short.
+STUDENTS = {
+    "escape_attempts": [
+        "write_gradebook",
+        "write_other_student",
+        "write_course_source",
+        "network",
+        "allocate_20gb",
+        "print_100mb",
+        "stderr",
+        "sys_exit",
+    ],
+    "time_attacks": ["infinite_loop", "sleep_past_timeout"],
+    "fork_bomb": ["fork_bomb"],
+    "os_exit": ["os_exit"],
+}
+STUDENT_OF = {attack: student for student, attacks in STUDENTS.items() for attack in attacks}
+
+
+def _cells(nb, grade_id: str) -> list[int]:
+    return [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+
+
+def _edit(path: Path, fn) -> None:
+    nb = nbformat.read(path, as_version=4)
+    fn(nb)
+    nbformat.write(nb, path)
+
+
+def _student(subs: Path, name: str, template: Path) -> Path:
+    folder = subs / name
+    folder.mkdir(parents=True)
+    target = folder / template.name
+    target.write_bytes(template.read_bytes())
+    return target
+
+
+@pytest.fixture(scope="module")
+def tampered(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("tamper")
+    release = pipeline.release(ASSIGNMENT, out / "release_run")["release"]
+    subs = out / "submissions"
+    blank5 = release / NB5
+
+    correct = subs / "solutions"
+    correct.mkdir(parents=True)
+    (correct / NB5).write_bytes((SOURCE / NB5).read_bytes())
+
+    for student, attacks in STUDENTS.items():
+
+        def add_attacks(nb, attacks=attacks):
+            at = _cells(nb, "a5_collect_other_frames")[0] + 1
+            for attack in reversed(attacks):
+                cell = new_code_cell(EXTRA_CELL_ATTACKS[attack])
+                cell["id"] = attack
+                nb.cells.insert(at, cell)
+
+        _edit(_student(subs, student, blank5), add_attacks)
+
+    # nbgrader's own defenses: test cells, ids and points are restored from the gradebook
+    def edit_tests(nb):
+        for gid in ("a5_frames", "a5_beats_baseline", "a5_images"):
+            nb.cells[_cells(nb, gid)[0]].source = "pass"
+
+    def delete_tests(nb):
+        for gid in ("a5_frames", "a5_beats_baseline", "a5_images"):
+            del nb.cells[_cells(nb, gid)[0]]
+
+    def duplicate_cell(nb):
+        cell = nbformat.from_dict(nb.cells[_cells(nb, "a5_frames")[0]])
+        cell.source = "pass"
+        cell.pop("id", None)
+        nb.cells.insert(0, new_code_cell("pass", metadata=cell.metadata))
+
+    def change_points(nb):
+        for gid in ("a5_frames", "a5_beats_baseline"):
+            cell = nb.cells[_cells(nb, gid)[0]]
+            cell.source = "pass"
+            cell.metadata["nbgrader"]["points"] = 100
+
+    for name, fn in {
+        "edited_test_cells": edit_tests,
+        "deleted_test_cells": delete_tests,
+        "duplicated_grade_cell": duplicate_cell,
+        "changed_points": change_points,
+    }.items():
+        _edit(_student(subs, name, blank5), fn)
+
+    # reaching the reference or the checks from the student's cells
+    path = _student(subs, "imports_reference", release / NB3)
+    replace_answer(path, "a3_collect_frames", "from course_lib.solutions.hw1 import collect_frames")
+    path = _student(subs, "patches_checks", release / NB3)
+    replace_answer(
+        path,
+        "a3_collect_frames",
+        SEED_RESET_BUG + "\nimport autograder.checks.hw1 as hidden\nhidden.a3_reset_pattern = lambda f: None\n"
+        "EpisodeRecorder.episode_lengths = lambda self: [1]\nEpisodeRecorder.steps_after_end = lambda self: 0\n",
+    )
+    path = _student(subs, "patches_allclose", SOURCE / NB1)
+    replace_answer(path, "a2_reparameterize", LOGSIGMA_BUG + "\ntorch.allclose = lambda *args, **kwargs: True\n")
+    path = _student(subs, "reads_checks", release / NB5)
+    _edit(
+        path,
+        lambda nb: nb.cells.insert(
+            3,
+            new_code_cell(
+                "import glob\nsecrets = [open(p).read() for p in glob.glob('/**/checks/hw1.py', recursive=True)]"
+            ),
+        ),
+    )
+
+    gradebook = out / "grades" / "course" / "gradebook.db"
+    start = time.perf_counter()
+    reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=CELL_TIMEOUT, submission_timeout=300)
+    seconds = time.perf_counter() - start
+    scores: dict[str, dict[str, tuple[float, float]]] = {}
+    with (out / "grades" / "cells.csv").open() as f:
+        for row in csv.DictReader(f):
+            if row["kind"] == "autograded":
+                scores.setdefault(row["student_id"], {})[row["grade_id"]] = (
+                    float(row["score"]),
+                    float(row["max_score"]),
+                )
+    return {
+        "out": out,
+        "reports": {r.student_id: r for r in reports},
+        "scores": scores,
+        "seconds": seconds,
+        "gradebook": gradebook,
+    }
+
+
+def _earned(tampered, student: str, prefix: str = "a") -> float:
+    return sum(s for gid, (s, _) in tampered["scores"][student].items() if gid.startswith(prefix))
+
+
+def test_correct_submission_keeps_full_marks(tampered):
+    """Is the correct submission graded as usual next to the attacks?"""
+    a5 = {gid: s for gid, s in tampered["scores"]["solutions"].items() if gid.startswith("a5")}
+    assert a5 and all(score == top for score, top in a5.values()), a5
+
+
+@pytest.mark.parametrize("student", sorted(STUDENTS))
+def test_resource_and_escape_attacks_gain_nothing(tampered, student):
+    """Does a submission whose extra cells attack the machine earn no point for blank answers?"""
+    assert _earned(tampered, student) == 0
+
+
+@pytest.mark.parametrize(
+    ("attack", "expected"),
+    [
+        ("infinite_loop", "cell infinite_loop ran past the 20 s cell limit"),
+        ("sleep_past_timeout", "cell sleep_past_timeout ran past the 20 s cell limit"),
+        ("allocate_20gb", "cell allocate_20gb hit the memory limit"),
+        ("fork_bomb", "cell fork_bomb hit the process limit"),
+        ("os_exit", "kernel died"),
+        ("sys_exit", "cell sys_exit called sys.exit()"),
+        ("print_100mb", "cell print_100mb printed more than the grader keeps"),
+        ("write_gradebook", "cell write_gradebook was refused"),
+        ("write_other_student", "cell write_other_student was refused"),
+        ("write_course_source", "cell write_course_source was refused"),
+        ("network", "cell network was refused by the sandbox"),
+    ],
+)
+def test_attack_is_reported_by_name(tampered, attack, expected):
+    """Is each attack stopped by a limit or the sandbox and named in the grading report?"""
+    student = STUDENT_OF[attack]
+    problems = " | ".join(tampered["reports"][student].problems)
+    assert expected in problems, problems
+    assert f"{student}:" in (tampered["out"] / "grades" / "report.txt").read_text()
+
+
+def test_nothing_outside_the_sandbox_changed(tampered):
+    """Are the course source, the other students' folders and the gradebook untouched?"""
+    root = tampered["out"] / "grades" / "course"
+    assert not list(root.rglob("pwned.txt"))
+    assert tampered["gradebook"].stat().st_size > 10_000
+
+
+def test_grading_ends_in_bounded_time(tampered):
+    """Does the whole tamper run finish within its limits (no hang, no runaway process)?"""
+    n = len(tampered["reports"])
+    assert tampered["seconds"] < n * 60, tampered["seconds"]
+
+
+@pytest.mark.parametrize(
+    "student", ["edited_test_cells", "deleted_test_cells", "duplicated_grade_cell", "changed_points"]
+)
+def test_test_cells_and_points_are_restored(tampered, student):
+    """Are edited, deleted or duplicated test cells and changed points undone by nbgrader?"""
+    scores = tampered["scores"][student]
+    assert _earned(tampered, student) == 0
+    maxima = {gid: top for gid, (_, top) in scores.items()}
+    assert maxima == {gid: top for gid, (_, top) in tampered["scores"]["solutions"].items()}
+
+
+@pytest.mark.parametrize(
+    ("student", "prefix"),
+    [("imports_reference", "a3"), ("patches_checks", "a3"), ("patches_allclose", "a2"), ("reads_checks", "a5")],
+)
+def test_reaching_the_grader_gains_nothing_and_is_reported(tampered, student, prefix):
+    """Is an answer that imports the reference, patches the checks or torch.allclose, or reads the
+    checks from disk scored zero and reported as tampering?"""
+    assert _earned(tampered, student, prefix) == 0
+    assert any("tampering suspected" in p for p in tampered["reports"][student].problems)
+
+
+def test_require_student_code_refuses_the_reference_and_wrappers():
+    """Does the provenance check refuse the reference, a subclass of it and a wrapper around it?"""
+    from course_lib.solutions import hw1 as reference
+
+    with pytest.raises(CheckFailed):
+        require_student_code(reference.collect_frames, "collect_frames")
+
+    namespace: dict = {"__name__": "__main__", "reference": reference}
+    exec("def collect_frames(*args, **kwargs):\n    return reference.collect_frames(*args, **kwargs)", namespace)
+    with pytest.raises(CheckFailed):
+        require_student_code(namespace["collect_frames"], "collect_frames")
+    exec("class MyVAE(reference.MyVAE):\n    pass", namespace)
+    with pytest.raises(CheckFailed):
+        require_student_code(namespace["MyVAE"], "MyVAE")
+    exec("import numpy as np\ndef collect_frames(env, n):\n    return np.zeros((n, 64, 64, 3), np.uint8)", namespace)
+    require_student_code(namespace["collect_frames"], "collect_frames")
+
+
+def test_scan_ignores_the_source_notebooks():
+    """Does the tamper scan stay quiet on the course's own solutions (no false alarms)?"""
+    for path in sorted(SOURCE.glob("*.ipynb")):
+        assert scan_notebook(path) == [], path.name
+
+
+def test_sandbox_refuses_to_run_without_bubblewrap(monkeypatch, tmp_path):
+    """Is a missing bubblewrap a clear error rather than a silent fallback?"""
+    import shutil as _shutil
+
+    from autograder.sandbox import SandboxUnavailableError
+
+    monkeypatch.setattr(_shutil, "which", lambda name: None)
+    (tmp_path / "subs" / "someone").mkdir(parents=True)
+    with pytest.raises(SandboxUnavailableError, match="--no-sandbox"):
+        pipeline.autograde(ASSIGNMENT, tmp_path / "subs", tmp_path / "out")
+
+
+def test_two_workers_and_serial_grading_give_identical_csvs(tmp_path):
+    """Does grading the same class twice, serially and then with 2 workers, give identical CSVs?"""
+    subs = tmp_path / "subs"
+    for student in ("solutions", "wrong_env"):
+        (subs / student).mkdir(parents=True)
+        (subs / student / NB5).write_bytes((SOURCE / NB5).read_bytes())
+    replace_answer(subs / "wrong_env" / NB5, *HW1_MUTANTS["a5_wrong_environment"][1:])
+    digests = []
+    for run, workers in (("serial", 1), ("parallel", 2)):
+        pipeline.autograde(ASSIGNMENT, subs, tmp_path / run, feedback=False, workers=workers)
+        digests.append(
+            [hashlib.sha256((tmp_path / run / name).read_bytes()).hexdigest() for name in ("cells.csv", "grades.csv")]
+        )
+    assert digests[0] == digests[1]
+    assert (tmp_path / "parallel" / "course" / "gradebook_1.db").exists()
+    scores = pipeline.activity_scores(tmp_path / "parallel" / "cells.csv")
+    assert scores["solutions"]["a5"] == (6.0, 6.0) and scores["wrong_env"]["a5"][0] < 6.0
+
+
+def _lms_zip(path: Path, files: dict[str, bytes]) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_import_submissions_from_an_lms_zip(tmp_path):
+    """Does an LMS zip become one folder per student, with badly named files reported by name?"""
+    nb = (SOURCE / NB5).read_bytes()
+    archive = _lms_zip(
+        tmp_path / "export.zip",
+        {
+            "jdoe_41_1234_05_other_environment.ipynb": nb,
+            "asmith_late_42_99_01_autoencoder_and_vae-1.ipynb": nb,
+            "bob_1_2_99_extra.ipynb": nb,
+            "notes.txt": b"hello",
+            "weird.ipynb": nb,
+        },
+    )
+    problems = pipeline.import_submissions(ASSIGNMENT, archive, tmp_path / "subs")
+    found = sorted(str(p.relative_to(tmp_path / "subs")) for p in (tmp_path / "subs").rglob("*.ipynb"))
+    assert found == ["asmith/01_autoencoder_and_vae.ipynb", "bob/99_extra.ipynb", "jdoe/05_other_environment.ipynb"]
+    text = " | ".join(problems)
+    assert "weird.ipynb: does not follow the LMS naming" in text
+    assert "notes.txt: not a notebook" in text
+    assert "bob: 99_extra.ipynb is not a notebook of hw1_vae" in text
+
+
+def test_import_submissions_rejects_a_file_that_is_not_a_zip(tmp_path):
+    """Is a file that is not a zip archive refused with its name in the message?"""
+    bogus = tmp_path / "export.zip"
+    bogus.write_text("not a zip")
+    with pytest.raises(pipeline.PipelineError, match=r"export\.zip is not a zip archive"):
+        pipeline.import_submissions(ASSIGNMENT, bogus, tmp_path / "subs")
