@@ -39,7 +39,7 @@ demo: $(STAMP) sandbox  ## release hw1, grade three submissions through nbgrader
 
 test: $(STAMP) sandbox  ## ruff, then the whole pytest suite (notebooks and real nbgrader included)
 	$(BIN)/ruff check .
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

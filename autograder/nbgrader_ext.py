@@ -16,8 +16,17 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _INTERNAL = ("autograder/", "autograder\\", "autograder.checks", "course_lib/solutions", "course_lib\\solutions")
 
 
+def _cut_at_hidden_tests(frame: str) -> str:
+    lines = frame.split("\n")
+    for i, line in enumerate(lines):
+        if "BEGIN HIDDEN TESTS" in _ANSI.sub("", line):
+            return "\n".join(lines[:i])
+    return frame
+
+
 class StripCheckInternals(NbGraderPreprocessor):
-    """Remove traceback frames that quote ``autograder`` or ``course_lib.solutions`` code."""
+    """Remove traceback frames that quote ``autograder`` or ``course_lib.solutions`` code, and
+    traceback context lines from the hidden test region of a cell."""
 
     def preprocess_cell(self, cell, resources, cell_index):
         if cell.cell_type != "code":
@@ -25,7 +34,10 @@ class StripCheckInternals(NbGraderPreprocessor):
         for output in cell.get("outputs", []):
             if output.get("output_type") != "error":
                 continue
-            frames = output.get("traceback", [])
+            # A failing visible test quotes the lines around it, which can reach into the hidden
+            # test region of the same cell: cut every frame at the marker.
+            output["traceback"] = [_cut_at_hidden_tests(frame) for frame in output.get("traceback", [])]
+            frames = output["traceback"]
             if any(marker in _ANSI.sub("", frame) for frame in frames for marker in _INTERNAL):
                 kept = [f for f in frames[:-1] if not any(m in _ANSI.sub("", f) for m in _INTERNAL)]
                 output["traceback"] = [*kept, f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]

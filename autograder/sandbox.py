@@ -87,7 +87,11 @@ def _hidden_ancestors(path: Path) -> list[Path]:
 
 
 def _folders_below(top: Path, *paths: Path) -> list[Path]:
-    """The ancestors of ``paths`` strictly below ``top``, parents first, without repeats."""
+    """The ancestors of ``paths`` strictly below ``top``, parents first, without repeats.
+
+    bwrap creates missing mount points with mode 0700; these are the folders to create first
+    with a mode that lets the unprivileged user through.
+    """
     out: list[Path] = []
     for path in paths:
         for parent in reversed(Path(path).resolve().parents):
@@ -96,25 +100,37 @@ def _folders_below(top: Path, *paths: Path) -> list[Path]:
     return out
 
 
-def kernel_argv(workdir: Path, ipc_dir: Path, limits: Limits, uid: int = NOBODY) -> list[str]:
-    """The kernelspec ``argv`` that starts ``python -m ipykernel`` in the sandbox."""
+def kernel_argv(
+    workdir: Path, ipc_dir: Path, limits: Limits, uid: int = NOBODY, course_root: Path | None = None
+) -> list[str]:
+    """The kernelspec ``argv`` that starts ``python -m ipykernel`` in the sandbox.
+
+    ``course_root`` (default: three levels above ``workdir``, ``<root>/autograded/<id>/<a>``)
+    is shown read-only; ``workdir`` becomes a private tmpfs; ``ipc_dir`` holds the sockets.
+    """
+    course_root = Path(course_root or Path(workdir).parents[2]).resolve()
     bwrap = require_bwrap()
     python = Path(sys.executable)
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     # Make the interpreter reachable for `nobody` when it lives under a private folder
     # (pyenv under /root): an empty, traversable tmpfs over that folder, then the interpreter.
+    needed = sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()})
     for hidden in _hidden_ancestors(Path(sys.base_prefix).resolve()):
         argv += ["--perms", "0755", "--tmpfs", str(hidden)]
-    for needed in {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}:
-        argv += ["--ro-bind", str(needed), str(needed)]
+        for folder in _folders_below(hidden, *needed):
+            argv += ["--perms", "0755", "--dir", str(folder)]
+    for path in needed:
+        argv += ["--ro-bind", str(path), str(path)]
     size = str(limits.tmp_bytes)
     argv += ["--size", size, "--perms", "1777", "--tmpfs", "/tmp"]
     # The connection file nbclient wrote (often under the host's /tmp, hidden above).
     argv += ["--ro-bind", "{connection_file}", "/tmp/.host-connection.json"]
-    # Folders that bwrap creates inside the new /tmp get mode 0700; make the way to the sockets
-    # and to the working folder traversable for the unprivileged user.
-    for folder in _folders_below(Path("/tmp"), ipc_dir, workdir):
+    # Folders that bwrap creates inside the new /tmp get mode 0700; make the way to the course
+    # traversable for the unprivileged user, and show the course read-only wherever it lives
+    # (a course under /tmp would otherwise vanish behind the private /tmp).
+    for folder in _folders_below(Path("/tmp"), course_root / "x"):
         argv += ["--perms", "0755", "--dir", str(folder)]
+    argv += ["--ro-bind", str(course_root), str(course_root)]
     argv += ["--bind", str(ipc_dir), str(ipc_dir)]
     argv += ["--size", size, "--perms", "1777", "--tmpfs", str(workdir), "--chdir", str(workdir)]
     argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
@@ -153,7 +169,9 @@ def prepare(base: Path, workdir: Path, limits: Limits, uid: int = NOBODY) -> dic
         "argv": kernel_argv(Path(workdir), ipc_dir, limits, uid),
         "display_name": "Python 3 (sandboxed grading)",
         "language": "python",
-        "interrupt_mode": "signal",
+        # Interrupts as a control message: ipykernel then signals only itself. A SIGINT to the
+        # process group would also reach bwrap, whose death takes the kernel with it.
+        "interrupt_mode": "message",
         "env": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))

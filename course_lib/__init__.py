@@ -10,6 +10,10 @@ Modules, one concept each:
 - :mod:`course_lib.losses`: reconstruction error, Gaussian KL, the World Models KL floor, beta schedules.
 - :mod:`course_lib.train`: ``fit``, checkpoints, seeding, device choice, the NaN guard.
 - :mod:`course_lib.viz`: reconstruction grids, prior samples, loss curves, traversals.
+- :mod:`course_lib.diagnostics`: posterior collapse: KL per latent dimension, active units.
+- :mod:`course_lib.vae_gan`: the VAE-GAN of Larsen et al. 2016 (encoder, generator, discriminator).
+- :mod:`course_lib.mdn_rnn`: World Models' memory, an LSTM with a mixture density head, and dreams.
+- :mod:`course_lib.train_vae`: ``python -m course_lib.train_vae``, the World Models VAE at full scale.
 
 ``course_lib.solutions`` holds the graded reference answers; it is instructor-only and is
 left out of the student kit.

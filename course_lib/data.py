@@ -25,6 +25,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -350,20 +351,24 @@ def _render_plans(
     ]
     parts: list[np.ndarray] = []
     with tqdm(total=total, desc=desc, disable=not progress) as bar:
-        if workers == 1:
+        if workers > 1:
+            try:
+                # fork is cheap and inherits the imports; elsewhere (macOS, Windows) spawn.
+                method = "fork" if sys.platform.startswith("linux") else "spawn"
+                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+                    for part in pool.map(_render_segment, segments):
+                        parts.append(part)
+                        bar.update(len(part))
+            except (OSError, BrokenProcessPool):  # no processes allowed (sandbox limits), or a worker died
+                parts = []
+                bar.reset()
+        if not parts:
             try:
                 for segment in segments:
                     parts.append(_render_segment(segment))
                     bar.update(len(parts[-1]))
             finally:
                 _close_worker_env()
-        else:
-            # fork is cheap and inherits the imports; elsewhere (macOS, Windows) spawn.
-            method = "fork" if sys.platform.startswith("linux") else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-                for part in pool.map(_render_segment, segments):
-                    parts.append(part)
-                    bar.update(len(part))
     out, k = [], 0
     for p in plans:
         n = -(-len(p) // size)

@@ -97,7 +97,7 @@ def latent_usage(
 
 
 def plot_latent_usage(
-    usages: dict[str, LatentUsage], path: str | os.PathLike | None = None, sort: bool = True
+    usages: dict[str, LatentUsage], path: str | os.PathLike | None = None, sort: bool = True, sharey: bool = True
 ) -> Figure:
     """Bar charts of the KL per dimension, one panel per model, active dimensions in colour.
 
@@ -105,10 +105,11 @@ def plot_latent_usage(
         usages: ``{label: LatentUsage}``.
         path: also save the figure as a PNG there.
         sort: order each panel's dimensions by decreasing KL.
+        sharey: one KL scale for all panels (``False`` when their totals differ by orders of magnitude).
     """
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(usages), figsize=(4.2 * len(usages), 3), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(usages), figsize=(4.2 * len(usages), 3), squeeze=False, sharey=sharey)
     for ax, (label, usage) in zip(axes[0], usages.items(), strict=True):
         order = np.argsort(-usage.kl) if sort else np.arange(len(usage.kl))
         colours = np.where(usage.active[order], "tab:blue", "lightgray")

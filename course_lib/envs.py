@@ -68,9 +68,9 @@ def frame_of(env: gym.Env, observation: Any) -> np.ndarray:
 
 
 def wide_cartpole(seed: int | None = None, theta_threshold_radians: float = 0.8) -> gym.Env:
-    """CartPole-v1 whose episodes run past the usual 0.2095 rad (12 degree) termination angle.
+    """CartPole-v1 whose episodes run past the usual 0.2094 rad (12 degree) termination angle.
 
-    CartPole-v1 terminates when ``abs(theta) > 0.2095`` rad, so in ordinary episodes every
+    CartPole-v1 terminates when ``abs(theta) > 12 * 2 * pi / 360 = 0.2094`` rad, so in ordinary episodes every
     state already satisfies ``abs(theta) <= 0.3``. Raising the threshold lets the pole fall
     further, which is where an angle filter matters.
     """

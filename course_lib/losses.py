@@ -125,7 +125,9 @@ def vae_loss(
     if kl_tolerance > 0:
         kl_per_sample = kl_floor(kl_per_sample, kl_tolerance, mu.shape[1])
     kl = kl_per_sample.mean()
-    return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "kl_raw": kl_raw}
+    # beta = 0 (a plain autoencoder) must not turn an infinite KL into NaN (0 * inf).
+    loss = recon if beta == 0 else recon + beta * kl
+    return {"loss": loss, "recon": recon, "kl": kl, "kl_raw": kl_raw}
 
 
 def autoencoder_loss(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -268,36 +268,55 @@ def train_mdn_rnn(
     return losses
 
 
-@torch.no_grad()
-def sequence_nll(model: MDNRNN, sequences: Sequence[dict[str, np.ndarray]]) -> float:
-    """Mean ``-log p(mu_{t+1})`` per dimension and step over whole rollouts, fed their posterior means.
+def sample_codes(sequences: Sequence[dict[str, np.ndarray]], seed: int = 0) -> list[np.ndarray]:
+    """One draw ``z = mu + exp(logvar / 2) * eps`` per step of every rollout, reproducibly.
 
-    Deterministic (no posterior noise): the number to compare models and baselines with.
+    The same ``seed`` gives the same codes, so models and baselines are scored on the same targets.
+
+    Returns:
+        One ``float32 (T, Z)`` array per rollout.
+    """
+    rng = np.random.default_rng(seed)
+    return [
+        (s["mu"] + np.exp(0.5 * s["logvar"]) * rng.standard_normal(s["mu"].shape)).astype(np.float32) for s in sequences
+    ]
+
+
+@torch.no_grad()
+def sequence_nll(model: MDNRNN, sequences: Sequence[dict[str, np.ndarray]], seed: int = 0) -> float:
+    """Mean ``-log p(z_{t+1})`` per dimension and step over whole rollouts, in nats.
+
+    The codes are drawn from each step's posterior with :func:`sample_codes` (``seed``), as in
+    training, so the number is comparable with the training loss and with
+    :func:`gaussian_baseline_nll` at the same seed.
     """
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for seq in sequences:
-        if len(seq["mu"]) < 2:
+    for seq, codes in zip(sequences, sample_codes(sequences, seed), strict=True):
+        if len(codes) < 2:
             continue
-        mu = torch.as_tensor(seq["mu"], device=device).unsqueeze(0)  # (1, T, Z)
+        z = torch.as_tensor(codes, device=device).unsqueeze(0)  # (1, T, Z)
         actions = torch.as_tensor(seq["actions"], device=device).unsqueeze(0)  # (1, T, A)
-        mixture, _ = model(mu[:, :-1], actions[:, :-1])
-        nll = -mixture_log_prob(mixture, mu[:, 1:])  # (1, T - 1, Z)
+        mixture, _ = model(z[:, :-1], actions[:, :-1])
+        nll = -mixture_log_prob(mixture, z[:, 1:])  # (1, T - 1, Z)
         total += float(nll.sum())
         count += nll.numel()
     return total / max(count, 1)
 
 
-def gaussian_baseline_nll(train: Sequence[dict[str, np.ndarray]], test: Sequence[dict[str, np.ndarray]]) -> float:
-    """``-log p`` per dimension and step of test codes under one Gaussian per dimension fitted on ``train``.
+def gaussian_baseline_nll(
+    train: Sequence[dict[str, np.ndarray]], test: Sequence[dict[str, np.ndarray]], seed: int = 0
+) -> float:
+    """``-log p(z_{t+1})`` per dimension and step under one Gaussian per dimension fitted on ``train``.
 
-    The baseline an MDN-RNN must beat: it ignores time, actions and memory.
+    The baseline an MDN-RNN must beat: it ignores time, actions and memory. Codes are drawn as in
+    :func:`sequence_nll` (the test codes with the same ``seed``, so both score the same targets).
     """
-    train_mu = np.concatenate([s["mu"][1:] for s in train]).astype(np.float64)  # (N, Z)
-    test_mu = np.concatenate([s["mu"][1:] for s in test]).astype(np.float64)
-    mean, std = train_mu.mean(0), train_mu.std(0) + 1e-6
-    nll = 0.5 * ((test_mu - mean) / std) ** 2 + np.log(std) + 0.5 * math.log(2 * math.pi)
+    train_z = np.concatenate([z[1:] for z in sample_codes(train, seed + 1)]).astype(np.float64)  # (N, Z)
+    test_z = np.concatenate([z[1:] for z in sample_codes(test, seed)]).astype(np.float64)
+    mean, std = train_z.mean(0), train_z.std(0) + 1e-6
+    nll = 0.5 * ((test_z - mean) / std) ** 2 + np.log(std) + 0.5 * math.log(2 * math.pi)
     return float(nll.mean())
 
 

@@ -33,9 +33,12 @@ CELL_TIMEOUT = 20
 EXTRA_CELL_ATTACKS = {
     "infinite_loop": "while True:\n    pass",
     "allocate_20gb": "import numpy as np\nblob = np.ones(20 * 1024**3, dtype=np.uint8)",
+    # forks until the process limit stops it, then each process waits 5 s and exits
     "fork_bomb": "import subprocess, sys, time\n"
-    "subprocess.Popen([sys.executable, '-c', 'import os\\nwhile True:\\n    os.fork()'])\n"
-    "time.sleep(3)\nsubprocess.run(['true'])",
+    "bomb = 'import os, time\\nwhile True:\\n    try:\\n        os.fork()\\n    except OSError:\\n"
+    "        time.sleep(5)\\n        os._exit(0)'\n"
+    "subprocess.Popen([sys.executable, '-c', bomb])\n"
+    "time.sleep(1.5)\nsubprocess.run(['true'])",
     "sys_exit": "import sys\nsys.exit(0)",
     "os_exit": "import os\nos._exit(0)",
     "print_100mb": "print('x' * 100_000_000)",
@@ -44,7 +47,7 @@ EXTRA_CELL_ATTACKS = {
     "write_gradebook": "from pathlib import Path\n(Path.cwd().parents[2] / 'gradebook.db').write_bytes(b'')",
     # the kernel's folder is <root>/autograded/<student>/hw1_vae
     "write_other_student": "from pathlib import Path\n"
-    "(Path.cwd().parents[1] / 'solutions' / 'hw1_vae' / 'pwned.txt').write_text('x')",
+    "(Path.cwd().parents[1] / 'changed_points' / 'pwned.txt').write_text('x')",  # graded just before
     "write_course_source": "from pathlib import Path\n"
     "(Path.cwd().parents[2] / 'source' / 'hw1_vae' / 'pwned.txt').write_text('x')",
     "network": "import socket\nsocket.create_connection(('1.1.1.1', 443), timeout=5)",
@@ -155,14 +158,17 @@ def tampered(tmp_path_factory) -> dict:
         lambda nb: nb.cells.insert(
             3,
             new_code_cell(
-                "import glob\nsecrets = [open(p).read() for p in glob.glob('/**/checks/hw1.py', recursive=True)]"
+                "import glob, sys\n"
+                "secrets = [open(p).read() for p in glob.glob(sys.prefix + '/../autograder/checks/*.py')]"
             ),
         ),
     )
 
     gradebook = out / "grades" / "course" / "gradebook.db"
     start = time.perf_counter()
-    reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=CELL_TIMEOUT, submission_timeout=300)
+    reports = pipeline.autograde(
+        ASSIGNMENT, subs, out / "grades", cell_timeout=CELL_TIMEOUT, submission_timeout=300, workers=2
+    )
     seconds = time.perf_counter() - start
     scores: dict[str, dict[str, tuple[float, float]]] = {}
     with (out / "grades" / "cells.csv").open() as f:

@@ -1,0 +1,101 @@
+"""Helpers shared by the benchmarks: machine description, load average, timing, JSON output.
+
+Every ``bench_*.py`` prints exactly one JSON object on stdout; progress goes to stderr. Timings on
+a shared machine are noisy, so each result carries the load average before and after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def log(*args: Any) -> None:
+    """Progress message on stderr (stdout is reserved for the JSON result)."""
+    print(*args, file=sys.stderr, flush=True)
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded to 2 decimals."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or platform.processor())."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> set[str]:
+    """CPU feature flags from /proc/cpuinfo (empty where unavailable)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    flags = cpu_flags()
+    return {
+        "cpu": cpu_model(),
+        "usable_cpus": usable,
+        "isa": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"}),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+
+
+def matmul_gflops(n: int = 2048, seconds: float = 1.0, dtype: torch.dtype = torch.float32) -> float:
+    """Rate of a loop of ``n x n`` matmuls in this process, in GFLOP/s (``2 n^3`` FLOP each).
+
+    Runs for about ``seconds`` after two warm-up products.
+    """
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    out = torch.empty(n, n, dtype=dtype)
+    for _ in range(2):
+        torch.mm(a, b, out=out)
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.mm(a, b, out=out)
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def median_rate(samples: list[float]) -> float:
+    """Median of a list of rates (robust to one slow sample on a busy machine)."""
+    return float(statistics.median(samples))
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def emit(result: dict[str, Any]) -> None:
+    """Print ``result`` as the benchmark's one JSON object on stdout."""
+    print(json.dumps(result, indent=1, sort_keys=False))

@@ -1,0 +1,359 @@
+"""Training throughput of the World Models ConvVAE at batch 100 on the CPU, against a plain loop.
+
+- **package**: :func:`course_lib.train.fit` on a :class:`course_lib.data.ShardDataset` of ``uint8``
+  ``.npy`` shards in a temporary folder: reading the batch from disk, converting it to float,
+  forward, loss, backward, Adam; timed from the call to the return (data loading included), in
+  ``float32`` (the default) and with ``precision="bfloat16"``.
+- **baseline**: a plain PyTorch loop on ``float32 (N, 3, 64, 64)`` tensors already in memory,
+  Adam (lr 1e-4), the loss of seed 000 (squared error summed over pixels, KL floored at
+  ``0.5 * z_size``, both averaged over the batch).
+- **FLOP rate**: training FLOPs per image (forward + backward, ``torch.utils.flop_counter``) times
+  images per second, divided by this process's float32 matmul rate (a loop of 2048x2048 products).
+- **levers**: the same plain loop with one thing changed (threads, channels-last, bf16 autocast,
+  torch.compile), and the data path alone (per-frame vs batched uint8-to-float conversion, a
+  DataLoader with a worker process).
+
+Every configuration is measured in interleaved rounds and the median is reported, so that a
+burst of load from other processes does not favour one configuration.
+
+Usage: ``python benchmarks/bench_training.py [--rounds 3] [--steps 5] [--quick] [--no-compile]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _common import emit, load_average, log, machine, matmul_gflops, median_rate, timed
+from torch.utils.flop_counter import FlopCounterMode
+
+from course_lib.data import ShardDataset, save_shard
+from course_lib.frames import to_tensor
+from course_lib.solutions.conv_vae import ConvVAE
+from course_lib.train import fit
+
+BATCH = 100
+LR = 1e-4
+KL_TOLERANCE = 0.5
+
+
+def seed000_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Seed 000's loss: ``mean_b sum (x - x_hat)^2 + mean_b max(KL_b, kl_tolerance * z_size)``."""
+    r_loss = (x - x_hat).pow(2).sum(dim=(1, 2, 3)).mean()
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)  # (B,)
+    kl = torch.clamp(kl, min=KL_TOLERANCE * mu.shape[1]).mean()
+    return r_loss + kl
+
+
+class PlainLoop:
+    """The baseline: a model, Adam and a fixed set of float batches in memory.
+
+    Args:
+        model: a ConvVAE (moved to channels-last if ``channels_last``).
+        batches: float32 ``(B, 3, 64, 64)`` tensors, cycled through.
+        autocast: run the forward pass under bf16 autocast.
+        channels_last: convert the model and the inputs to channels-last.
+        compile: wrap the model in ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        batches: list[torch.Tensor],
+        autocast: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
+    ):
+        self.model = model
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+            batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+        self.batches = batches
+        self.autocast = autocast
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
+        self.forward = torch.compile(self.model) if compile else self.model
+        self.k = 0
+
+    def step(self) -> float:
+        """One optimiser step; returns the loss."""
+        x = self.batches[self.k % len(self.batches)]
+        self.k += 1
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            x_hat, mu, logvar = self.forward(x)
+        loss = seed000_loss(x, x_hat.float(), mu.float(), logvar.float())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def run(self, steps: int) -> float:
+        """Images per second over ``steps`` steps."""
+        return steps * BATCH / timed(lambda: [self.step() for _ in range(steps)])
+
+
+def training_flops_per_image(model: torch.nn.Module) -> float:
+    """FLOPs of one forward + backward pass per image at batch 100 (matmuls and convolutions)."""
+    model = copy.deepcopy(model)
+    x = torch.rand(BATCH, 3, 64, 64)
+    with FlopCounterMode(display=False) as counter:
+        x_hat, mu, logvar = model(x)
+        seed000_loss(x, x_hat, mu, logvar).backward()
+    return counter.get_total_flops() / BATCH
+
+
+def write_shards(directory: Path, n_frames: int, n_shards: int = 4) -> ShardDataset:
+    """``n_frames`` seeded random ``uint8`` frames in ``n_shards`` ``.npy`` shards."""
+    rng = np.random.default_rng(0)
+    for k, part in enumerate(np.array_split(np.arange(n_frames), n_shards)):
+        save_shard(directory / f"shard_{k}.npy", rng.integers(0, 256, (len(part), 64, 64, 3), dtype=np.uint8))
+    return ShardDataset(directory)
+
+
+THREADS_USED: dict[str, list[int]] = {}
+MATMUL_ONE_THREAD: list[float] = []
+
+
+def package_rate(model: torch.nn.Module, data: ShardDataset, steps: int, precision: str, seed: int) -> float:
+    """Images per second of ``fit`` for ``steps`` steps, timed around the whole call.
+
+    The thread count of each forward pass is recorded in ``THREADS_USED[precision]`` (``fit``
+    chooses between PyTorch's count and one thread on runs of 40 steps or more).
+    """
+    used = THREADS_USED.setdefault(precision, [])
+    handle = model.register_forward_pre_hook(lambda module, args: used.append(torch.get_num_threads()))
+    start = time.perf_counter()
+    fit(
+        model,
+        data,
+        batch_size=BATCH,
+        lr=LR,
+        kl_tolerance=KL_TOLERANCE,
+        max_steps=steps,
+        num_epochs=1,
+        seed=seed,
+        device="cpu",
+        progress=False,
+        precision=precision,
+    )
+    seconds = time.perf_counter() - start
+    handle.remove()
+    return steps * BATCH / seconds
+
+
+def data_path_ms(data: ShardDataset, reps: int = 20) -> dict[str, float]:
+    """Milliseconds per batch of 100 for reading from the shards and converting to float.
+
+    ``read``: ``ShardDataset[index]`` of 100 random sorted indices (``os.preadv`` per run);
+    ``convert_batched``: one ``to_tensor`` of the ``(100, 64, 64, 3)`` batch;
+    ``convert_per_frame``: ``torch.stack`` of 100 single-frame conversions (the naive way).
+    """
+    rng = np.random.default_rng(1)
+    indices = [np.sort(rng.choice(len(data), BATCH, replace=False)) for _ in range(reps)]
+    read = timed(lambda: [data[i] for i in indices]) / reps
+    batch = data[indices[0]]
+    batched = timed(lambda: [to_tensor(batch) for _ in range(reps)]) / reps
+    per_frame = timed(lambda: [torch.cat([to_tensor(f) for f in batch]) for _ in range(reps)]) / reps
+    return {"read": read * 1e3, "convert_batched": batched * 1e3, "convert_per_frame": per_frame * 1e3}
+
+
+def dataloader_rate(model: torch.nn.Module, data: ShardDataset, steps: int, workers: int) -> float:
+    """Images per second of the plain loop fed by a torch DataLoader over the shards.
+
+    The loader yields ``uint8`` batches (one ``ShardDataset`` read per batch, in ``workers``
+    processes with prefetching), converted with ``to_tensor`` in the loop.
+    """
+    generator = torch.Generator().manual_seed(0)
+    sampler = torch.utils.data.BatchSampler(
+        torch.utils.data.RandomSampler(range(len(data)), generator=generator), BATCH, drop_last=True
+    )
+    # batch_size=None: the sampler's index lists go to ShardDataset.__getitem__ whole (one read per batch)
+    loader = torch.utils.data.DataLoader(
+        data, sampler=sampler, batch_size=None, num_workers=workers, prefetch_factor=2 if workers else None
+    )
+    loop = PlainLoop(model, [torch.zeros(1)])
+    it = iter(loader)
+    start = time.perf_counter()
+    for _ in range(steps):
+        x = to_tensor(next(it))
+        loop.batches = [x]
+        loop.k = 0
+        loop.step()
+    return steps * BATCH / (time.perf_counter() - start)
+
+
+def measure(
+    configs: dict[str, Callable[[], float]], rounds: int, matmul_seconds: float
+) -> tuple[dict[str, list[float]], list[float]]:
+    """Run every configuration once per round (interleaved), and a matmul probe each round."""
+    rates: dict[str, list[float]] = {name: [] for name in configs}
+    matmul: list[float] = []
+    for r in range(rounds):
+        matmul.append(matmul_gflops(seconds=matmul_seconds))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        MATMUL_ONE_THREAD.append(matmul_gflops(seconds=matmul_seconds))
+        torch.set_num_threads(threads)
+        for name, run in configs.items():
+            rates[name].append(run())
+            log(f"round {r + 1}/{rounds} {name}: {rates[name][-1]:.1f} img/s (load {load_average()[0]})")
+    return rates, matmul
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
+    parser.add_argument("--steps", type=int, default=8, help="optimiser steps per plain-loop configuration and round")
+    parser.add_argument("--fit-steps", type=int, default=48,
+                        help="steps per fit call (>= 40: fit then chooses its thread count, as in real use)")
+    parser.add_argument("--quick", action="store_true", help="1 round, 3 loop steps, 10 fit steps, no levers")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever (slow to compile)")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.steps, args.fit_steps = 1, 3, 10
+    load_before = load_average()
+    torch.manual_seed(0)
+    reference = ConvVAE()
+    flops = training_flops_per_image(reference)
+    log(f"training FLOPs per image: {flops / 1e9:.3f} GFLOP")
+
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        n_frames = max(2000, BATCH * (args.fit_steps + 2))
+        data = write_shards(Path(tmp), n_frames)
+        rng = np.random.default_rng(2)
+        batches = [to_tensor(data[np.sort(rng.choice(n_frames, BATCH, replace=False))]).contiguous() for _ in range(4)]
+
+        def fresh() -> torch.nn.Module:
+            return copy.deepcopy(reference)
+
+        loops: dict[str, PlainLoop] = {"baseline": PlainLoop(fresh(), batches)}
+        models = {"package_float32": fresh(), "package_bfloat16": fresh()}
+        configs: dict[str, Callable[[], float]] = {
+            "baseline": lambda: loops["baseline"].run(args.steps),
+            "package_float32": lambda: package_rate(models["package_float32"], data, args.fit_steps, "float32", 0),
+            "package_bfloat16": lambda: package_rate(models["package_bfloat16"], data, args.fit_steps, "bfloat16", 0),
+        }
+        if not args.quick:
+            lever_loops = {
+                "channels_last_input": PlainLoop(fresh(), [b.contiguous(memory_format=torch.channels_last)
+                                                          for b in batches]),
+                "channels_last_model_and_input": PlainLoop(fresh(), batches, channels_last=True),
+                "bf16_autocast": PlainLoop(fresh(), batches, autocast=True),
+                "bf16_autocast_channels_last_input": PlainLoop(
+                    fresh(), [b.contiguous(memory_format=torch.channels_last) for b in batches], autocast=True
+                ),
+                "bf16_autocast_channels_last_model_and_input": PlainLoop(
+                    fresh(), batches, autocast=True, channels_last=True
+                ),
+            }
+            loops.update(lever_loops)
+            for name in lever_loops:
+                configs[name] = lambda name=name: loops[name].run(args.steps)
+
+            def one_thread() -> float:
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    return loops["baseline"].run(args.steps)
+                finally:
+                    torch.set_num_threads(threads)
+
+            configs["baseline_1_thread"] = one_thread
+            dl_model = fresh()
+            configs["dataloader_1_worker"] = lambda: dataloader_rate(dl_model, data, args.steps, workers=1)
+
+        log("warm-up (oneDNN primitive creation)")
+        for name in configs:
+            if name.startswith("package"):
+                package_rate(models[name], data, 2, name.split("_")[1], 99)
+            elif name in loops:
+                loops[name].run(2)
+        THREADS_USED.clear()
+        rates, matmul = measure(configs, args.rounds, matmul_seconds=1.0)
+
+        compile_result: dict[str, Any] | None = None
+        if not args.quick and not args.no_compile:
+            log("torch.compile lever (compiles first: slow)")
+            try:
+                loop = PlainLoop(fresh(), batches, compile=True)
+                compile_seconds = timed(lambda: loop.run(2))
+                samples = [loop.run(args.steps) for _ in range(args.rounds)]
+                compile_result = {"compile_seconds": round(compile_seconds, 1), "images_per_s": median_rate(samples)}
+                base = median_rate([loops["baseline"].run(args.steps) for _ in range(args.rounds)])
+                compile_result["baseline_same_time_images_per_s"] = base
+            except Exception as err:  # torch.compile needs a C++ compiler; report instead of failing
+                compile_result = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        data_ms = data_path_ms(data)
+
+    # The machine's limit for this process: the faster of the default-threads and one-thread matmul loops.
+    matmul_default, matmul_one = median_rate(matmul), median_rate(MATMUL_ONE_THREAD)
+    matmul_rate = max(matmul_default, matmul_one)
+
+    def summary(samples: list[float]) -> dict[str, float]:
+        ips = median_rate(samples)
+        gflops = flops * ips / 1e9
+        return {
+            "images_per_s": round(ips, 1),
+            "gflop_per_s": round(gflops, 1),
+            "fraction_of_matmul": round(gflops / matmul_rate, 3),
+            "samples": [round(s, 1) for s in samples],
+        }
+
+    results = {name: summary(samples) for name, samples in rates.items()}
+    base = results["baseline"]["images_per_s"]
+    package = {k.removeprefix("package_"): v for k, v in results.items() if k.startswith("package_")}
+    levers = {k: v for k, v in results.items() if k != "baseline" and not k.startswith("package_")}
+    for v in [*package.values(), *levers.values()]:
+        v["speedup_vs_baseline"] = round(v["images_per_s"] / base, 3)
+    if compile_result and "images_per_s" in compile_result:
+        compile_result["speedup_vs_baseline"] = round(
+            compile_result["images_per_s"] / compile_result["baseline_same_time_images_per_s"], 3
+        )
+    step_ms = 1e3 * BATCH / package["float32"]["images_per_s"]
+    best = max(package, key=lambda k: package[k]["images_per_s"])
+    emit(
+        {
+            "benchmark": "training",
+            "model": "World Models ConvVAE (course_lib.solutions.conv_vae), z=32, 4.35 M parameters",
+            "batch_size": BATCH,
+            "rounds": args.rounds,
+            "loop_steps_per_round": args.steps,
+            "fit_steps_per_call": args.fit_steps,
+            "machine": machine(),
+            "load_average_before": load_before,
+            "load_average_after": load_average(),
+            "training_gflop_per_image": round(flops / 1e9, 4),
+            "matmul_fp32_gflop_per_s": round(matmul_rate, 1),
+            "matmul_fp32_default_threads": {"median": round(matmul_default, 1),
+                                            "samples": [round(m, 1) for m in matmul]},
+            "matmul_fp32_one_thread": {"median": round(matmul_one, 1),
+                                       "samples": [round(m, 1) for m in MATMUL_ONE_THREAD]},
+            "package_threads_used": {k: {str(t): v.count(t) for t in sorted(set(v))} for k, v in THREADS_USED.items()},
+            "baseline": results["baseline"],
+            "package": package,
+            "levers": {
+                **levers,
+                **({"torch_compile": compile_result} if compile_result else {}),
+                "data_path_ms_per_batch": {k: round(v, 3) for k, v in data_ms.items()},
+                "data_path_share_of_float32_step": round((data_ms["read"] + data_ms["convert_batched"]) / step_ms, 4),
+            },
+            "targets": {
+                "fraction_of_matmul_at_least_0.75": {
+                    "float32": package["float32"]["fraction_of_matmul"] >= 0.75,
+                    "bfloat16": package["bfloat16"]["fraction_of_matmul"] >= 0.75,
+                },
+                "not_slower_than_baseline": {k: v["speedup_vs_baseline"] >= 1.0 for k, v in package.items()},
+                "best_package_precision": best,
+            },
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+"""Self-test of homework 2's grading, through real nbgrader (release, autograde, feedback).
+
+Known submissions are graded in one run: the source (full marks), the blank release (zero), correct
+answers written differently from the reference (full marks), and one mutant per classic bug, which
+must lose exactly the test cells that the bug breaks and keep the others.
+
+Each notebook of hw2 holds one activity and runs in its own kernel, so a mutant only needs the
+notebook it changes. To save nbgrader's per-student overhead (its start-up and the feedback, about
+7 s), mutants of different notebooks share a student folder (``MUTANT_STUDENTS``): each notebook
+still carries a single bug, and "loses only its activity" means that the expected cells of its
+activity fail and every other cell of its notebook passes.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import pipeline
+from autograder.submissions import HW2_MUTANTS, copy_notebooks, replace_answer
+
+pytestmark = pytest.mark.slow
+ASSIGNMENT = "hw2_world_models"
+SOURCE = pipeline.source_dir(ASSIGNMENT)
+NB1, NB2, NB3 = "01_data_and_conv_vae.ipynb", "02_vae_loss.ipynb", "03_train_and_rnn_dataset.ipynb"
+
+#: The test cells each mutant must fail; the other cells of its notebook must pass.
+MUTANT_FAILS = {
+    "w1_logvar_as_logsigma": {"w1_sampling"},
+    "w2_floor_after_batch_mean": {"w2_kl_floor", "w2_gradients"},
+    "w2_mean_over_pixels": {"w2_recon", "w2_gradients"},
+    "w3_sampled_z": {"w3_encode"},
+    "w3_shifted_actions": {"w3_encode"},
+}
+
+# Correct answers written differently from the reference: other attribute names, layers registered
+# in another order, logvar's layer defined (and called) before mu's, functional activations.
+ALTERNATIVE = {
+    (NB1, "w1_conv_vae"): '''
+class ConvVAE(nn.Module):
+    def __init__(self, z_size=32):
+        super().__init__()
+        self.z_size = z_size
+        self.to_logvar = nn.Linear(1024, z_size)
+        self.to_mu = nn.Linear(1024, z_size)
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2) for a, b in [(3, 32), (32, 64), (64, 128), (128, 256)])
+        self.expand = nn.Linear(z_size, 1024)
+        specs = [(1024, 128, 5), (128, 64, 5), (64, 32, 6), (32, 3, 6)]
+        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(a, b, k, stride=2) for a, b, k in specs)
+
+    def encode(self, x):
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+        h = x.flatten(start_dim=1)
+        logvar = self.to_logvar(h)
+        return self.to_mu(h), logvar
+
+    def reparameterize(self, mu, logvar):
+        return mu + torch.randn(mu.shape) * (logvar / 2).exp()
+
+    def decode(self, z):
+        h = self.expand(z)[:, :, None, None]
+        for i, deconv in enumerate(self.deconvs):
+            h = deconv(h)
+            h = torch.sigmoid(h) if i == len(self.deconvs) - 1 else torch.relu(h)
+        return h
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+''',
+    (NB2, "w2_vae_loss"): '''
+def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
+    batch = x.shape[0]
+    recon = torch.sum((x_hat - x) ** 2) / batch
+    kl_each = 0.5 * torch.sum(mu**2 + torch.exp(logvar) - 1 - logvar, dim=-1)
+    floor = torch.full_like(kl_each, kl_tolerance * mu.size(1))
+    kl = torch.maximum(kl_each, floor).sum() / batch
+    return dict(loss=recon + kl, recon=recon, kl=kl)
+''',
+    (NB3, "w3_encode_rollouts"): '''
+def encode_rollouts(model, frames, actions, batch_size=64):
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for f, a in zip(frames, actions):
+            parts = [model.encode(to_tensor(np.array(f[i:i + batch_size]))) for i in range(0, len(f), batch_size)]
+            out.append(dict(
+                mu=torch.cat([p[0] for p in parts]).numpy(),
+                logvar=torch.cat([p[1] for p in parts]).numpy(),
+                actions=np.array(a, dtype="float32"),
+            ))
+    return out
+''',
+    (NB3, "w3_save_rnn_dataset"): '''
+def save_rnn_dataset(sequences, directory):
+    import os
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for i, s in enumerate(sequences):
+        paths.append(Path(directory, "rollout_%04d.npz" % i))
+        np.savez_compressed(paths[-1], **{k: s[k] for k in ("mu", "logvar", "actions")})
+    return paths
+''',
+}
+
+
+def _read_cells(path: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    rows: dict[str, dict[str, tuple[float, float]]] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            if row["kind"] == "autograded":
+                rows.setdefault(row["student_id"], {})[row["grade_id"]] = (float(row["score"]), float(row["max_score"]))
+    return rows
+
+
+def _notebook_cells() -> dict[str, set[str]]:
+    """grade_ids of the autograded (code) test cells of each source notebook."""
+    cells = {}
+    for path in sorted(SOURCE.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cells[path.name] = {
+            c.metadata["nbgrader"]["grade_id"]
+            for c in nb.cells
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
+        }
+    return cells
+
+
+#: Student folders holding the mutants, at most one per notebook.
+MUTANT_STUDENTS = {
+    "mutants_a": ["w1_logvar_as_logsigma", "w2_floor_after_batch_mean", "w3_sampled_z"],
+    "mutants_b": ["w2_mean_over_pixels", "w3_shifted_actions"],
+}
+
+
+def _student_of(mutant: str) -> str:
+    return next(student for student, mutants in MUTANT_STUDENTS.items() if mutant in mutants)
+
+
+def test_every_mutant_is_graded_once_per_notebook():
+    """Is every mutant in exactly one student folder, with no two mutants of the same notebook together?"""
+    placed = [m for mutants in MUTANT_STUDENTS.values() for m in mutants]
+    assert sorted(placed) == sorted(HW2_MUTANTS) == sorted(MUTANT_FAILS)
+    for mutants in MUTANT_STUDENTS.values():
+        notebooks = [HW2_MUTANTS[m][0] for m in mutants]
+        assert len(set(notebooks)) == len(notebooks)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("hw2")
+    released = pipeline.release(ASSIGNMENT, out / "release_run")
+    subs = out / "submissions"
+    copy_notebooks(SOURCE, subs / "solutions")
+    copy_notebooks(released["release"], subs / "blank")
+    alt = subs / "alternative"
+    alt.mkdir(parents=True)
+    for (notebook, grade_id), code in ALTERNATIVE.items():
+        if not (alt / notebook).exists():
+            (alt / notebook).write_bytes((SOURCE / notebook).read_bytes())
+        replace_answer(alt / notebook, grade_id, code)
+    for student, mutants in MUTANT_STUDENTS.items():
+        (subs / student).mkdir(parents=True)
+        for mutant in mutants:
+            notebook, grade_id, code = HW2_MUTANTS[mutant]
+            (subs / student / notebook).write_bytes((SOURCE / notebook).read_bytes())
+            replace_answer(subs / student / notebook, grade_id, code)
+    reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=120, submission_timeout=600)
+    return {
+        "out": out,
+        "released": released,
+        "reports": {r.student_id: r for r in reports},
+        "cells": _read_cells(out / "grades" / "cells.csv"),
+        "activities": pipeline.activity_scores(out / "grades" / "cells.csv"),
+    }
+
+
+def test_test_cells_are_named_after_their_activity():
+    """Does every notebook hold test cells of exactly one activity (w1, w2, w3), in order?"""
+    cells = _notebook_cells()
+    assert sorted(cells) == [NB1, NB2, NB3]
+    assert [{gid.split("_")[0] for gid in ids} for ids in cells.values()] == [{"w1"}, {"w2"}, {"w3"}]
+
+
+def test_source_scores_full_marks(graded):
+    """Does the source notebook (the solutions) earn every autograded point, in every activity?"""
+    cells = graded["cells"]["solutions"]
+    assert set(cells) == set().union(*_notebook_cells().values())
+    lost = {gid: s for gid, s in cells.items() if s[0] != s[1]}
+    assert not lost, lost
+    assert not graded["reports"]["solutions"].problems
+
+
+def test_blank_release_scores_zero(graded):
+    """Does the blank release earn no point at all?"""
+    earned = {gid: s for gid, s in graded["cells"]["blank"].items() if s[0] != 0}
+    assert not earned, earned
+
+
+def test_alternative_correct_answers_score_full_marks(graded):
+    """Does a correct answer with other names, layer order and idioms still earn every point of its cells?"""
+    cells = graded["cells"]["alternative"]
+    lost = {gid: s for gid, s in cells.items() if s[0] != s[1]}
+    assert not lost, lost
+
+
+@pytest.mark.parametrize("mutant", sorted(HW2_MUTANTS))
+def test_mutant_loses_only_its_activity(graded, mutant):
+    """Does each classic bug fail exactly the cells it breaks, and keep the other cells of its notebook?"""
+    notebook = HW2_MUTANTS[mutant][0]
+    own = _notebook_cells()[notebook]
+    cells = graded["cells"][_student_of(mutant)]
+    failed = {gid for gid in own if cells[gid][0] < cells[gid][1]}
+    assert failed == MUTANT_FAILS[mutant], {gid: cells[gid] for gid in own}
+    assert {gid.split("_")[0] for gid in failed} == {mutant.split("_")[0]}
+
+
+def test_grading_builds_the_rnn_dataset(graded):
+    """Does grading the source run notebook 03 to its end: training, then one .npz per recorded rollout?"""
+    autograded = graded["out"] / "grades" / "course" / "autograded" / "solutions" / ASSIGNMENT / NB3
+    nb = nbformat.read(autograded, as_version=4)
+    outputs = {
+        c.metadata.get("nbgrader", {}).get("grade_id"): "".join(o.get("text", "") for o in c.get("outputs", []))
+        for c in nb.cells
+        if c.cell_type == "code"
+    }
+    assert "validation MSE" in outputs["train"] and "mean-image baseline" in outputs["train"]
+    rollouts = int(outputs["setup"].split(" rollouts")[0].split()[-1])
+    assert f"{rollouts} files in data/rnn_" in outputs["build_rnn_dataset"], outputs["build_rnn_dataset"]
+
+
+def test_grading_is_fast(graded):
+    """Is a whole hw2 submission (three notebooks, with feedback) graded in well under two minutes?"""
+    seconds = graded["reports"]["solutions"].seconds
+    assert seconds < 120, f"grading the solutions took {seconds:.0f} s"
+
+
+LEAKS = ("autograder", "course_lib.solutions", "BEGIN HIDDEN TESTS", "BEGIN SOLUTION", "checks.w")
+#: Feedback shows the student's own cells, so submissions made from the source hold its solution markers;
+#: and an error's traceback quotes three lines after the failing one, which may include the bare
+#: "### BEGIN HIDDEN TESTS" marker (the checks' import right after it makes StripCheckInternals drop
+#: the frame). What must never show is the hidden test code.
+FEEDBACK_LEAKS = ("autograder", "course_lib.solutions", "checks.w")
+#: Fragments of the solutions that must not appear in any released code cell.
+SOLUTION_CODE = ("torch.exp(0.5 * logvar)", "fc_decode", "torch.clamp(kl", "np.savez(path")
+
+
+def _assert_no_leak(text: str, where: str, leaks: tuple[str, ...] = LEAKS) -> None:
+    for marker in leaks:
+        assert marker not in text, f"{marker!r} appears in {where}"
+
+
+def test_release_and_kit_hold_no_solutions_or_checks(graded):
+    """Do the released notebooks and the student kit leave out the solutions, the checks and the data?"""
+    release_dir = graded["released"]["release"]
+    assert sorted(p.name for p in release_dir.iterdir()) == [NB1, NB2, NB3]
+    for nb_path in release_dir.glob("*.ipynb"):
+        _assert_no_leak(nb_path.read_text(), nb_path.name)
+        nb = nbformat.read(nb_path, as_version=4)
+        assert any("raise NotImplementedError()" in c.source for c in nb.cells)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        for fragment in SOLUTION_CODE:
+            assert fragment not in code, f"{fragment!r} appears in the code of the released {nb_path.name}"
+    with zipfile.ZipFile(graded["released"]["kit"]) as kit:
+        for name in kit.namelist():
+            if name.endswith(".ipynb"):
+                _assert_no_leak(kit.read(name).decode(), name)
+    with zipfile.ZipFile(graded["released"]["wheel"]) as wheel:
+        files = wheel.namelist()
+    assert not [f for f in files if "solutions" in f or f.startswith("autograder")], files
+
+
+def test_feedback_shows_messages_not_checks(graded):
+    """Does the feedback say why a check failed, without the hidden tests' code or the reference?"""
+    feedback = graded["out"] / "grades" / "feedback"
+    pages = sorted(feedback.glob("*/*.html"))
+    assert len(pages) >= 3 * 3 + len(HW2_MUTANTS)
+    for page in pages:
+        _assert_no_leak(page.read_text(), str(page.relative_to(feedback)), FEEDBACK_LEAKS)
+        if page.parent.name == "blank":
+            assert "BEGIN SOLUTION" not in page.read_text(), page.name
+    # The visible test fails first for some bugs, the hidden check for others: either message will do.
+    expected = {
+        "w1_logvar_as_logsigma": "logvar is the log of the variance",
+        "w2_floor_after_batch_mean": "floor each sample",
+        "w2_mean_over_pixels": "sum the squared error over the pixels",
+        "w3_sampled_z": "not a sampled z",
+        "w3_shifted_actions": "aligned with its frames",
+    }
+    for mutant, message in expected.items():
+        page = (feedback / _student_of(mutant) / HW2_MUTANTS[mutant][0].replace(".ipynb", ".html")).read_text()
+        assert message in page, mutant
+    # mean over pixels passes the visible gradient test (it only looks at mu); the hidden check says why it fails
+    hidden = (feedback / _student_of("w2_mean_over_pixels") / NB2.replace(".ipynb", ".html")).read_text()
+    assert "CheckFailed" in hidden and "with respect to x_hat differs" in hidden
