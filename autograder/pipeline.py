@@ -437,7 +437,7 @@ def grade_student(
     args.append(f"--Execute.timeout={settings.cell_timeout}")
     extra_env = None
     if settings.sandbox:
-        box = prepare_sandbox(root / ".sandbox" / report.student_id, autograded, settings.limits, uid=uid)
+        box = prepare_sandbox(root / ".sandbox" / report.student_id, autograded, settings.limits, uid, (REPO,))
         args, extra_env = args + box["args"], box["env"]
     result = run_nbgrader(args, root, timeout=settings.submission_timeout, env=extra_env)
     log = result.stdout + result.stderr

@@ -101,36 +101,45 @@ def _folders_below(top: Path, *paths: Path) -> list[Path]:
 
 
 def kernel_argv(
-    workdir: Path, ipc_dir: Path, limits: Limits, uid: int = NOBODY, course_root: Path | None = None
+    workdir: Path,
+    ipc_dir: Path,
+    limits: Limits,
+    uid: int = NOBODY,
+    course_root: Path | None = None,
+    readonly: tuple[Path, ...] = (),
 ) -> list[str]:
     """The kernelspec ``argv`` that starts ``python -m ipykernel`` in the sandbox.
 
     ``course_root`` (default: three levels above ``workdir``, ``<root>/autograded/<id>/<a>``)
-    is shown read-only; ``workdir`` becomes a private tmpfs; ``ipc_dir`` holds the sockets.
+    is shown read-only; ``workdir`` becomes a private tmpfs; ``ipc_dir`` holds the sockets;
+    ``readonly`` lists more folders the kernel needs (the repository of an editable install).
     """
     course_root = Path(course_root or Path(workdir).parents[2]).resolve()
     bwrap = require_bwrap()
     python = Path(sys.executable)
+    tmp = Path("/tmp")
+    # What the kernel must see, wherever it lives: the interpreter, the environment, the code,
+    # and the course (read-only).
+    needed = sorted(
+        {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), *(Path(p).resolve() for p in readonly)}
+    )
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    # Make the interpreter reachable for `nobody` when it lives under a private folder
-    # (pyenv under /root): an empty, traversable tmpfs over that folder, then the interpreter.
-    needed = sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()})
-    for hidden in _hidden_ancestors(Path(sys.base_prefix).resolve()):
-        argv += ["--perms", "0755", "--tmpfs", str(hidden)]
-        for folder in _folders_below(hidden, *needed):
-            argv += ["--perms", "0755", "--dir", str(folder)]
-    for path in needed:
-        argv += ["--ro-bind", str(path), str(path)]
+    # Private folders on the way (pyenv under /root) become empty, traversable tmpfs; so does /tmp.
+    # bwrap creates missing mount points with mode 0700, so the folders leading to what is
+    # needed are created first with mode 0755, then the needed paths are bound back in.
+    hidden = {h for path in needed for h in _hidden_ancestors(path)}
+    for top in sorted(hidden):
+        argv += ["--perms", "0755", "--tmpfs", str(top)]
     size = str(limits.tmp_bytes)
-    argv += ["--size", size, "--perms", "1777", "--tmpfs", "/tmp"]
+    argv += ["--size", size, "--perms", "1777", "--tmpfs", str(tmp)]
     # The connection file nbclient wrote (often under the host's /tmp, hidden above).
     argv += ["--ro-bind", "{connection_file}", "/tmp/.host-connection.json"]
-    # Folders that bwrap creates inside the new /tmp get mode 0700; make the way to the course
-    # traversable for the unprivileged user, and show the course read-only wherever it lives
-    # (a course under /tmp would otherwise vanish behind the private /tmp).
-    for folder in _folders_below(Path("/tmp"), course_root / "x"):
-        argv += ["--perms", "0755", "--dir", str(folder)]
-    argv += ["--ro-bind", str(course_root), str(course_root)]
+    for top in [*sorted(hidden), tmp]:
+        for folder in _folders_below(top, *needed, course_root / "x", ipc_dir, workdir):
+            argv += ["--perms", "0755", "--dir", str(folder)]
+    for path in [*needed, course_root]:
+        if any(top == path or top in path.parents for top in [*hidden, tmp]) or path == course_root:
+            argv += ["--ro-bind", str(path), str(path)]
     argv += ["--bind", str(ipc_dir), str(ipc_dir)]
     argv += ["--size", size, "--perms", "1777", "--tmpfs", str(workdir), "--chdir", str(workdir)]
     argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
@@ -149,7 +158,9 @@ def kernel_argv(
     return [*argv, "sh", "-c", script, "sandboxed-kernel", str(python)]
 
 
-def prepare(base: Path, workdir: Path, limits: Limits, uid: int = NOBODY) -> dict[str, str]:
+def prepare(
+    base: Path, workdir: Path, limits: Limits, uid: int = NOBODY, readonly: tuple[Path, ...] = ()
+) -> dict[str, str]:
     """Write a sandboxed ``python3`` kernelspec under ``base``; return the env and nbgrader flags.
 
     ``uid`` is the unprivileged user the kernel runs as (one per parallel worker).
@@ -166,7 +177,7 @@ def prepare(base: Path, workdir: Path, limits: Limits, uid: int = NOBODY) -> dic
     ipc_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ipc_dir, 0o1777)  # the kernel (as nobody) creates its sockets here
     spec = {
-        "argv": kernel_argv(Path(workdir), ipc_dir, limits, uid),
+        "argv": kernel_argv(Path(workdir), ipc_dir, limits, uid, readonly=readonly),
         "display_name": "Python 3 (sandboxed grading)",
         "language": "python",
         # Interrupts as a control message: ipykernel then signals only itself. A SIGINT to the
