@@ -120,15 +120,9 @@ def _demo_hw2(out: Path) -> None:
     submissions = out / "submissions"
     copy_notebooks(pipeline.source_dir(assignment), submissions / "solutions")
     copy_notebooks(paths["release"], submissions / "blank")
-    floor_bug = submissions / "kl_floor_bug"
-    floor_bug.mkdir(parents=True, exist_ok=True)
-    notebook = "02_vae_loss.ipynb"
-    (floor_bug / notebook).write_bytes((pipeline.source_dir(assignment) / notebook).read_bytes())
-    replace_answer(floor_bug / notebook, "w2_vae_loss", FLOOR_AFTER_MEAN_BUG)
-    print(
-        "2. submissions: solutions, blank, kl_floor_bug (only notebook 02, with the KL floor applied after the "
-        "batch mean; its other notebooks are missing)"
-    )
+    floor_bug = copy_notebooks(pipeline.source_dir(assignment), submissions / "kl_floor_bug")
+    replace_answer(floor_bug / "02_vae_loss.ipynb", "w2_vae_loss", FLOOR_AFTER_MEAN_BUG)
+    print("2. submissions: solutions, blank, kl_floor_bug (the KL floor applied after the batch mean)")
     print("3. autograding through nbgrader ...", flush=True)
     reports = pipeline.autograde(assignment, submissions, out / "grades")
     for r in reports:

@@ -34,13 +34,17 @@ class StripCheckInternals(NbGraderPreprocessor):
         for output in cell.get("outputs", []):
             if output.get("output_type") != "error":
                 continue
+            frames = output.get("traceback", [])
             # A failing visible test quotes the lines around it, which can reach into the hidden
             # test region of the same cell: cut every frame at the marker.
-            output["traceback"] = [_cut_at_hidden_tests(frame) for frame in output.get("traceback", [])]
-            frames = output["traceback"]
-            if any(marker in _ANSI.sub("", frame) for frame in frames for marker in _INTERNAL):
-                kept = [f for f in frames[:-1] if not any(m in _ANSI.sub("", f) for m in _INTERNAL)]
-                output["traceback"] = [*kept, f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"]
+            cut = [_cut_at_hidden_tests(frame) for frame in frames]
+            internal = [any(m in _ANSI.sub("", f) for m in _INTERNAL) for f in cut]
+            if cut != frames or any(internal):
+                kept = [f for f, inside in zip(cut, internal, strict=True) if not inside and f.strip()]
+                last = f"{output.get('ename', 'Error')}: {output.get('evalue', '')}"
+                if not kept or _ANSI.sub("", kept[-1]).strip() != last.strip():
+                    kept.append(last)
+                output["traceback"] = kept
         return cell, resources
 
 

@@ -439,7 +439,11 @@ def grade_student(
     if settings.sandbox:
         box = prepare_sandbox(root / ".sandbox" / report.student_id, autograded, settings.limits, uid, (REPO,))
         args, extra_env = args + box["args"], box["env"]
-    result = run_nbgrader(args, root, timeout=settings.submission_timeout, env=extra_env)
+    try:
+        result = run_nbgrader(args, root, timeout=settings.submission_timeout, env=extra_env)
+    finally:
+        if settings.sandbox:
+            shutil.rmtree(box["ipc_dir"], ignore_errors=True)
     log = result.stdout + result.stderr
     if result.returncode == -9:
         report.problems.append(f"grading ran past the {settings.submission_timeout} s limit and was stopped")

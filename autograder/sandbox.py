@@ -27,6 +27,7 @@ import os
 import shutil
 import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,9 +173,10 @@ def prepare(
     """
     base = Path(base)
     spec_dir = base / "kernels" / "python3"
-    ipc_dir = base / "ipc"
+    # Unix socket paths are limited to about 108 bytes: keep the sockets in a short folder
+    # (the caller removes it after the run).
+    ipc_dir = Path(tempfile.mkdtemp(prefix="course-ipc-"))
     spec_dir.mkdir(parents=True, exist_ok=True)
-    ipc_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ipc_dir, 0o1777)  # the kernel (as nobody) creates its sockets here
     spec = {
         "argv": kernel_argv(Path(workdir), ipc_dir, limits, uid, readonly=readonly),
@@ -187,6 +189,7 @@ def prepare(
     }
     (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
     return {
+        "ipc_dir": str(ipc_dir),
         "env": {"JUPYTER_PATH": str(base), "JUPYTER_RUNTIME_DIR": str(ipc_dir)},
         "args": ["--KernelManager.transport=ipc", f"--KernelManager.ip={ipc_dir / 'kernel'}"],
     }

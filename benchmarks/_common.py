@@ -28,6 +28,31 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def cpu_busy_percent(seconds: float = 2.0) -> float | None:
+    """Percent of all CPUs busy over the next ``seconds`` (from /proc/stat; None elsewhere).
+
+    Measured while this process sleeps, so it is the load of *other* processes. On some virtual
+    machines the load average lags or freezes; this is the direct measure.
+    """
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total1, idle1 = read()
+        time.sleep(seconds)
+        total2, idle2 = read()
+    except OSError:
+        return None
+    return round(100.0 * (1 - (idle2 - idle1) / max(1, total2 - total1)), 1)
+
+
+def conditions() -> dict[str, Any]:
+    """The machine's load right now: load averages and the CPU busy percentage of other processes."""
+    return {"load_average": load_average(), "cpu_busy_percent_others": cpu_busy_percent()}
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (or platform.processor())."""
     try:

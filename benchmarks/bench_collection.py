@@ -23,7 +23,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from _common import emit, load_average, log, machine, median_rate, timed
+from _common import conditions, emit, load_average, log, machine, median_rate, timed
 from PIL import Image
 
 from course_lib import data
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.cartpole, args.carracing, args.rounds = 600, 150, 1
-    load_before = load_average()
+    load_before = conditions()
     results = {
         "CartPole-v1": bench_env("CartPole-v1", args.cartpole, "random", args.rounds),
         "CarRacing-v3": bench_env("CarRacing-v3", args.carracing, "brown", args.rounds),
@@ -102,8 +102,8 @@ def main() -> None:
             "machine": machine(),
             "workers": collect_workers(),
             "course_workers_env": os.environ.get("COURSE_WORKERS"),
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
+            "conditions_before": load_before,
+            "conditions_after": conditions(),
             "rounds": args.rounds,
             "results": results,
             "targets": {

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import emit, load_average, log, machine
+from _common import conditions, emit, load_average, log, machine
 
 from autograder import pipeline
 
@@ -95,7 +95,7 @@ def main() -> None:
     sandbox = False if args.no_sandbox else None
     has_workers = "workers" in inspect.signature(pipeline.autograde).parameters
     has_hw2 = (pipeline.ASSIGNMENTS / "source" / "hw2_world_models").is_dir()
-    load_before = load_average()
+    load_before = conditions()
 
     single = {"hw1_vae": grade("hw1_vae", 1, None, sandbox)}
     if has_hw2 and not args.quick:
@@ -108,8 +108,8 @@ def main() -> None:
         {
             "benchmark": "grading",
             "machine": machine(),
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
+            "conditions_before": load_before,
+            "conditions_after": conditions(),
             "autograde_has_workers": has_workers,
             "one_submission": single,
             "class_hw1": klass,

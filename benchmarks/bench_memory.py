@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import emit, load_average, log, machine
+from _common import conditions, emit, log, machine
 
 from course_lib.data import FRAME_BYTES, save_shard
 
@@ -116,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.gigabytes, args.conv_steps = 0.25, 5
-    load_before = load_average()
+    load_before = conditions()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench_memory_") as tmp:
         log(f"writing {args.gigabytes} GB of shards to {tmp}")
@@ -129,8 +129,8 @@ def main() -> None:
         {
             "benchmark": "memory",
             "machine": machine(),
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
+            "conditions_before": load_before,
+            "conditions_after": conditions(),
             "shards": n_shards,
             "frames": n_frames,
             "dataset_gb": round(n_frames * FRAME_BYTES / 1e9, 3),

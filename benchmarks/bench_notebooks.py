@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from _common import emit, load_average, log, machine
+from _common import conditions, emit, load_average, log, machine
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -132,7 +132,7 @@ def main() -> None:
     if args.quick:
         os.environ["COURSE_QUICK"] = "1"
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    load_before = load_average()
+    load_before = conditions()
 
     results: dict[str, Any] = {}
     if not args.no_notebooks:
@@ -168,8 +168,8 @@ def main() -> None:
             "benchmark": "notebooks",
             "budget": "quick (COURSE_QUICK=1)" if args.quick else "default",
             "machine": machine(),
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
+            "conditions_before": load_before,
+            "conditions_after": conditions(),
             "notebooks": results,
             "linear_probe": probe,
             "targets": {

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import emit, load_average, log, machine, matmul_gflops, median_rate, timed
+from _common import conditions, emit, load_average, log, machine, matmul_gflops, median_rate, timed
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_lib.data import ShardDataset, save_shard
@@ -217,7 +217,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.steps, args.fit_steps = 1, 3, 10
-    load_before = load_average()
+    load_before = conditions()
     torch.manual_seed(0)
     reference = ConvVAE()
     flops = training_flops_per_image(reference)
@@ -326,8 +326,8 @@ def main() -> None:
             "loop_steps_per_round": args.steps,
             "fit_steps_per_call": args.fit_steps,
             "machine": machine(),
-            "load_average_before": load_before,
-            "load_average_after": load_average(),
+            "conditions_before": load_before,
+            "conditions_after": conditions(),
             "training_gflop_per_image": round(flops / 1e9, 4),
             "matmul_fp32_gflop_per_s": round(matmul_rate, 1),
             "matmul_fp32_default_threads": {"median": round(matmul_default, 1),

@@ -241,11 +241,9 @@ def test_grading_is_fast(graded):
 
 
 LEAKS = ("autograder", "course_lib.solutions", "BEGIN HIDDEN TESTS", "BEGIN SOLUTION", "checks.w")
-#: Feedback shows the student's own cells, so submissions made from the source hold its solution markers;
-#: and an error's traceback quotes three lines after the failing one, which may include the bare
-#: "### BEGIN HIDDEN TESTS" marker (the checks' import right after it makes StripCheckInternals drop
-#: the frame). What must never show is the hidden test code.
-FEEDBACK_LEAKS = ("autograder", "course_lib.solutions", "checks.w")
+#: Feedback shows the student's own cells, so submissions made from the source hold its solution
+#: markers; everything else must stay out (tracebacks are cut at the hidden-test marker).
+FEEDBACK_LEAKS = ("autograder", "course_lib.solutions", "BEGIN HIDDEN TESTS", "checks.w")
 #: Fragments of the solutions that must not appear in any released code cell.
 SOLUTION_CODE = ("torch.exp(0.5 * logvar)", "fc_decode", "torch.clamp(kl", "np.savez(path")
 
