@@ -18,10 +18,10 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -133,7 +133,9 @@ class _ThreadChooser:
     step took 4-8x longer with 2 threads than with 1, the World Models ``ConvVAE``'s 2x
     (benchmarks/bench_training.py); on an idle machine more threads are faster. So the first
     steps are timed with each (after one warm-up step each) and the faster is kept; the other
-    is tried again for two steps at exponentially spaced steps, as the load changes.
+    is tried again for two steps at exponentially spaced steps, as the load changes. The choice
+    is remembered for :attr:`REMEMBER_SECONDS` per ``key`` (the model class, batch size and
+    precision), so that the next ``fit`` of the same kind starts with it and skips the trial.
 
     Off, leaving the thread count alone, when it is pinned (``OMP_NUM_THREADS`` set, as the
     autograder does, or ``COURSE_THREADS`` set, which ``fit`` then uses), when PyTorch already
@@ -144,9 +146,20 @@ class _ThreadChooser:
     MIN_STEPS = 40
     FIRST_CHECK = 50
     SWITCH_MARGIN = 0.9
+    #: A choice made for the same kind of run this recently is reused without the first trial.
+    REMEMBER_SECONDS = 600.0
+    #: ``{key: (threads, time.monotonic() of the decision)}``, shared by the ``fit`` calls of a process.
+    choices: ClassVar[dict[Hashable, tuple[int, float]]] = {}
 
-    def __init__(self, device: torch.device, total_steps: int, clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        device: torch.device,
+        total_steps: int,
+        clock: Callable[[], float] = time.perf_counter,
+        key: Hashable = None,
+    ):
         self.clock = clock
+        self.key = (key, torch.get_num_threads())
         self.default = torch.get_num_threads()
         pinned = os.environ.get("COURSE_THREADS")
         if pinned:
@@ -163,6 +176,9 @@ class _ThreadChooser:
         # (threads, timed?) for the first steps: warm each up once, then time two steps of each
         self.plan = [(self.default, False), (1, False)] + [(self.default, True), (1, True)] * 2
         self.timings: dict[int, list[float]] = {self.default: [], 1: []}
+        remembered = self.choices.get(self.key)
+        if self.enabled and key is not None and remembered and time.monotonic() - remembered[1] < self.REMEMBER_SECONDS:
+            self.choice, self.plan = remembered[0], []
         self.k = 0
         self.next_check = len(self.plan) + self.FIRST_CHECK
         self.interval = self.FIRST_CHECK
@@ -192,11 +208,13 @@ class _ThreadChooser:
             self.timings[threads] = [*self.timings[threads][-7:], seconds]
         if self.k == len(self.plan) - 1:
             self.choice = min(self.timings, key=lambda t: float(np.median(self.timings[t])))
+            self.choices[self.key] = (self.choice, time.monotonic())
         elif self.k == self.next_check + 1:
             other = self.other[self.choice]
             current = float(np.median(self.timings[self.choice]))
             if float(np.mean(self.timings[other][-2:])) < self.SWITCH_MARGIN * current:
                 self.choice = other
+            self.choices[self.key] = (self.choice, time.monotonic())
             self.interval *= 2
             self.next_check += self.interval
         self.k += 1
@@ -470,7 +488,9 @@ def fit(
 
     start_time = time.perf_counter()
     bar = tqdm(total=total_steps, initial=min(history.steps, total_steps), disable=not progress, desc="fit")
-    threads = _ThreadChooser(device, total_steps - history.steps)
+    threads = _ThreadChooser(
+        device, total_steps - history.steps, key=(type(model).__qualname__, batch_size, precision)
+    )
     try:
         while history.epochs < num_epochs and history.steps < total_steps:
             model.train()
@@ -480,6 +500,8 @@ def fit(
                 threads.before_step()
                 # (B, 3, 64, 64) float32 in [0, 1], channels-last strides (a permuted view, converted once)
                 x = to_tensor(np.asarray(train_frames[index])).to(device)
+                if autocast_dtype is not None:
+                    x = x.contiguous()  # oneDNN's bf16 convolutions measured faster on NCHW input
                 step_beta = beta(history.steps, total_steps) if callable(beta) else beta
                 terms = step_loss(step_beta)(model, x)
                 values = {key: float(value.detach()) for key, value in terms.items()}

@@ -263,8 +263,9 @@ def test_feedback_shows_messages_not_checks(graded):
         _assert_no_leak(page.read_text(), str(page.relative_to(feedback)))
     for page in (feedback / "blank").glob("*.html"):
         assert "BEGIN SOLUTION" not in page.read_text()
-    mutant_page = (feedback / "a3_seed_reset_bug" / "03_curating_cartpole.html").read_text()
-    assert "CheckFailed" in mutant_page and "expected at most 20" in mutant_page
+    # the wrong-environment mutant passes the visible asserts, so the hidden check speaks
+    mutant_page = (feedback / "a5_wrong_environment" / "05_other_environment.html").read_text()
+    assert "CheckFailed" in mutant_page and "look like CartPole-v1" in mutant_page
 
 
 def test_cell_timeout_is_reported_and_bounded(tmp_path):

@@ -283,9 +283,13 @@ class FakeClock:
 def two_threads(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("COURSE_THREADS", raising=False)
+    from course_lib.train import _ThreadChooser
+
     before = torch.get_num_threads()
     torch.set_num_threads(2)
+    _ThreadChooser.choices.clear()
     yield
+    _ThreadChooser.choices.clear()
     torch.set_num_threads(before)
 
 
@@ -322,6 +326,20 @@ def test_thread_chooser_follows_the_load(two_threads):
     cost[2] = 5.0
     used = run_chooser(chooser, 200)
     assert used[-1] == 1
+
+
+def test_thread_chooser_remembers_per_key(two_threads):
+    """Does a second run of the same kind start with the remembered choice, skipping the trial?"""
+    from course_lib.train import _ThreadChooser
+
+    first = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
+    run_chooser(first, 10)
+    first.restore()
+    second = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
+    assert set(run_chooser(second, 20)) == {1}
+    second.restore()
+    other = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("SmallVAE", 32))
+    assert run_chooser(other, 6) == [2, 1, 2, 1, 2, 1]
 
 
 def test_thread_chooser_off_when_pinned(two_threads, monkeypatch):
