@@ -48,6 +48,56 @@ def cpu_busy_percent(seconds: float = 2.0) -> float | None:
     return round(100.0 * (1 - (idle2 - idle1) / max(1, total2 - total1)), 1)
 
 
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy ticks of the whole machine, ticks of this process and its waited-for children)."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    mine = sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return sum(values) - values[3] - values[4], mine
+
+
+class OthersLoad:
+    """Measures the CPU share that *other* processes took while a block ran.
+
+    Usage::
+
+        with OthersLoad() as load:
+            work()
+        load.percent  # busy CPU of everyone else, as % of all CPUs, during work()
+
+    Used to keep, among interleaved measurement rounds, those taken while the machine was quiet.
+    """
+
+    def __enter__(self) -> OthersLoad:
+        self.start, self.t0 = _cpu_ticks(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = _cpu_ticks()
+        wall = time.perf_counter() - self.t0
+        if self.start is None or end is None or wall <= 0:
+            self.percent = None
+            return
+        ticks = os.sysconf("SC_CLK_TCK") * wall * (os.cpu_count() or 1)
+        others = (end[0] - self.start[0]) - (end[1] - self.start[1])
+        self.percent = round(max(0.0, min(100.0, 100.0 * others / ticks)), 1)
+
+
+def quiet_median(samples: list[float], others: list[float | None], threshold: float = 20.0) -> tuple[float, int]:
+    """Median of the samples taken while other processes used < ``threshold`` % of the CPUs.
+
+    Returns ``(median, n_used)``; all samples are used (``n_used == len(samples)``) when none was quiet.
+    """
+    quiet = [s for s, o in zip(samples, others, strict=True) if o is not None and o < threshold]
+    chosen = quiet or samples
+    return float(statistics.median(chosen)), len(chosen)
+
+
 def conditions() -> dict[str, Any]:
     """The machine's load right now: load averages and the CPU busy percentage of other processes."""
     return {"load_average": load_average(), "cpu_busy_percent_others": cpu_busy_percent()}

@@ -23,7 +23,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from _common import conditions, emit, load_average, log, machine, median_rate, timed
+from _common import OthersLoad, conditions, emit, log, machine, quiet_median, timed
 from PIL import Image
 
 from course_lib import data
@@ -53,29 +53,35 @@ def template_loop(env_id: str, n_frames: int, seed: int = 0) -> np.ndarray:
 
 def bench_env(env_id: str, n_frames: int, policy: str, rounds: int) -> dict[str, Any]:
     """Time the three collectors on ``env_id`` and check the package's frames."""
-    runs: dict[str, list[float]] = {"package": [], "package_serial_reference": [], "template_loop": []}
+    out: dict[str, np.ndarray] = {}
+    collectors = {
+        "template_loop": lambda: template_loop(env_id, n_frames),
+        "package": lambda: out.update(package=sample_frames(env_id, n_frames, seed=0, policy=policy, progress=False)),
+        "package_serial_reference": lambda: out.update(
+            serial=data._sample_frames_serial(env_id, n_frames, 0, policy, env_id, False)
+        ),
+    }
+    runs: dict[str, list[float]] = {k: [] for k in collectors}
+    others: dict[str, list[float | None]] = {k: [] for k in collectors}
     identical = True
     for r in range(rounds):
-        load = load_average()[0]
-        out: dict[str, np.ndarray] = {}
-        runs["template_loop"].append(n_frames / timed(lambda: template_loop(env_id, n_frames)))
-        seconds = timed(lambda out=out: out.update(package=sample_frames(env_id, n_frames, seed=0, policy=policy,
-                                                                         progress=False)))
-        runs["package"].append(n_frames / seconds)
-        seconds = timed(lambda out=out: out.update(serial=data._sample_frames_serial(env_id, n_frames, 0, policy,
-                                                                                     env_id, False)))
-        runs["package_serial_reference"].append(n_frames / seconds)
+        for name, collect in collectors.items():
+            with OthersLoad() as load:
+                seconds = timed(collect)
+            runs[name].append(n_frames / seconds)
+            others[name].append(load.percent)
         identical &= bool(np.array_equal(out["package"], out["serial"]))
         log(
-            f"{env_id} round {r + 1}/{rounds} (load {load}): "
-            + ", ".join(f"{k} {v[-1]:.0f} frames/s" for k, v in runs.items())
+            f"{env_id} round {r + 1}/{rounds}: "
+            + ", ".join(f"{k} {v[-1]:.0f} frames/s (others {others[k][-1]}%)" for k, v in runs.items())
         )
-    rates = {k: round(median_rate(v), 1) for k, v in runs.items()}
+    rates = {k: round(quiet_median(v, others[k])[0], 1) for k, v in runs.items()}
     return {
         "n_frames": n_frames,
         "policy": policy,
         "frames_per_s": rates,
         "samples": {k: [round(x, 1) for x in v] for k, v in runs.items()},
+        "others_cpu_percent": others,
         "speedup_vs_template_loop": round(rates["package"] / rates["template_loop"], 3),
         "speedup_vs_serial_reference": round(rates["package"] / rates["package_serial_reference"], 3),
         "same_frames_as_serial_reference": identical,
@@ -105,6 +111,7 @@ def main() -> None:
             "conditions_before": load_before,
             "conditions_after": conditions(),
             "rounds": args.rounds,
+            "medians_over": "rounds during which other processes used < 20% of the CPUs (all rounds if none)",
             "results": results,
             "targets": {
                 "at_least_2x_template_loop": {k: v["speedup_vs_template_loop"] >= 2.0 for k, v in results.items()},

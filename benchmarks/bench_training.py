@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import conditions, emit, load_average, log, machine, matmul_gflops, median_rate, timed
+from _common import OthersLoad, conditions, emit, log, machine, matmul_gflops, quiet_median, timed
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_lib.data import ShardDataset, save_shard
@@ -117,7 +117,6 @@ def write_shards(directory: Path, n_frames: int, n_shards: int = 4) -> ShardData
 
 
 THREADS_USED: dict[str, list[int]] = {}
-MATMUL_ONE_THREAD: list[float] = []
 
 
 def package_rate(model: torch.nn.Module, data: ShardDataset, steps: int, precision: str, seed: int) -> float:
@@ -188,22 +187,37 @@ def dataloader_rate(model: torch.nn.Module, data: ShardDataset, steps: int, work
     return steps * BATCH / (time.perf_counter() - start)
 
 
+Samples = dict[str, list[float]]
+
+
 def measure(
     configs: dict[str, Callable[[], float]], rounds: int, matmul_seconds: float
-) -> tuple[dict[str, list[float]], list[float]]:
-    """Run every configuration once per round (interleaved), and a matmul probe each round."""
-    rates: dict[str, list[float]] = {name: [] for name in configs}
-    matmul: list[float] = []
-    for r in range(rounds):
-        matmul.append(matmul_gflops(seconds=matmul_seconds))
+) -> tuple[Samples, Samples]:
+    """Run every configuration once per round (interleaved), and the matmul probes each round.
+
+    Returns:
+        ``(rates, others)``: per configuration (and ``matmul``, ``matmul_1_thread``) the samples
+        and the CPU share other processes took while each was measured (:class:`OthersLoad`).
+    """
+    rates: Samples = {name: [] for name in ["matmul", "matmul_1_thread", *configs]}
+    others: Samples = {name: [] for name in rates}
+
+    def matmul_one_thread() -> float:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        MATMUL_ONE_THREAD.append(matmul_gflops(seconds=matmul_seconds))
-        torch.set_num_threads(threads)
-        for name, run in configs.items():
-            rates[name].append(run())
-            log(f"round {r + 1}/{rounds} {name}: {rates[name][-1]:.1f} img/s (load {load_average()[0]})")
-    return rates, matmul
+        try:
+            return matmul_gflops(seconds=matmul_seconds)
+        finally:
+            torch.set_num_threads(threads)
+
+    runs = {"matmul": lambda: matmul_gflops(seconds=matmul_seconds), "matmul_1_thread": matmul_one_thread, **configs}
+    for r in range(rounds):
+        for name, run in runs.items():
+            with OthersLoad() as load:
+                rates[name].append(run())
+            others[name].append(load.percent)
+            log(f"round {r + 1}/{rounds} {name}: {rates[name][-1]:.1f} (others used {load.percent}% of the CPUs)")
+    return rates, others
 
 
 def main() -> None:
@@ -275,7 +289,8 @@ def main() -> None:
             elif name in loops:
                 loops[name].run(2)
         THREADS_USED.clear()
-        rates, matmul = measure(configs, args.rounds, matmul_seconds=1.0)
+        rates, others = measure(configs, args.rounds, matmul_seconds=1.0)
+        matmul_samples = {k: (rates[k][:], others[k][:]) for k in ("matmul", "matmul_1_thread")}
 
         compile_result: dict[str, Any] | None = None
         if not args.quick and not args.no_compile:
@@ -283,29 +298,40 @@ def main() -> None:
             try:
                 loop = PlainLoop(fresh(), batches, compile=True)
                 compile_seconds = timed(lambda: loop.run(2))
-                samples = [loop.run(args.steps) for _ in range(args.rounds)]
-                compile_result = {"compile_seconds": round(compile_seconds, 1), "images_per_s": median_rate(samples)}
-                base = median_rate([loops["baseline"].run(args.steps) for _ in range(args.rounds)])
-                compile_result["baseline_same_time_images_per_s"] = base
+                pairs: Samples = {"compiled": [], "baseline": [], "others": []}
+                for _ in range(args.rounds):  # interleaved with the baseline, load recorded
+                    with OthersLoad() as load:
+                        pairs["compiled"].append(loop.run(args.steps))
+                        pairs["baseline"].append(loops["baseline"].run(args.steps))
+                    pairs["others"].append(load.percent)
+                compile_result = {
+                    "compile_seconds": round(compile_seconds, 1),
+                    "images_per_s": round(quiet_median(pairs["compiled"], pairs["others"])[0], 1),
+                    "baseline_same_time_images_per_s": round(quiet_median(pairs["baseline"], pairs["others"])[0], 1),
+                    "others_cpu_percent": pairs["others"],
+                }
             except Exception as err:  # torch.compile needs a C++ compiler; report instead of failing
                 compile_result = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         data_ms = data_path_ms(data)
 
     # The machine's limit for this process: the faster of the default-threads and one-thread matmul loops.
-    matmul_default, matmul_one = median_rate(matmul), median_rate(MATMUL_ONE_THREAD)
+    matmul_default, _ = quiet_median(rates.pop("matmul"), others.pop("matmul"))
+    matmul_one, _ = quiet_median(rates.pop("matmul_1_thread"), others.pop("matmul_1_thread"))
     matmul_rate = max(matmul_default, matmul_one)
 
-    def summary(samples: list[float]) -> dict[str, float]:
-        ips = median_rate(samples)
+    def summary(name: str) -> dict[str, Any]:
+        ips, used = quiet_median(rates[name], others[name])
         gflops = flops * ips / 1e9
         return {
             "images_per_s": round(ips, 1),
             "gflop_per_s": round(gflops, 1),
             "fraction_of_matmul": round(gflops / matmul_rate, 3),
-            "samples": [round(s, 1) for s in samples],
+            "samples": [round(x, 1) for x in rates[name]],
+            "others_cpu_percent": others[name],
+            "quiet_samples_used": used,
         }
 
-    results = {name: summary(samples) for name, samples in rates.items()}
+    results = {name: summary(name) for name in rates}
     base = results["baseline"]["images_per_s"]
     package = {k.removeprefix("package_"): v for k, v in results.items() if k.startswith("package_")}
     levers = {k: v for k, v in results.items() if k != "baseline" and not k.startswith("package_")}
@@ -331,9 +357,12 @@ def main() -> None:
             "training_gflop_per_image": round(flops / 1e9, 4),
             "matmul_fp32_gflop_per_s": round(matmul_rate, 1),
             "matmul_fp32_default_threads": {"median": round(matmul_default, 1),
-                                            "samples": [round(m, 1) for m in matmul]},
+                                            "samples": [round(m, 1) for m in matmul_samples["matmul"][0]],
+                                            "others_cpu_percent": matmul_samples["matmul"][1]},
             "matmul_fp32_one_thread": {"median": round(matmul_one, 1),
-                                       "samples": [round(m, 1) for m in MATMUL_ONE_THREAD]},
+                                       "samples": [round(m, 1) for m in matmul_samples["matmul_1_thread"][0]],
+                                       "others_cpu_percent": matmul_samples["matmul_1_thread"][1]},
+            "medians_over": "rounds during which other processes used < 20% of the CPUs (all rounds if none)",
             "package_threads_used": {k: {str(t): v.count(t) for t in sorted(set(v))} for k, v in THREADS_USED.items()},
             "baseline": results["baseline"],
             "package": package,

@@ -253,7 +253,7 @@ def _play(env: gym.Env, policy: Callable[[Any], Any], max_steps: int, seed: int)
             obs_array = np.zeros(0, np.float32) if pixels else np.asarray(observation, dtype=np.float32)
             observations.append(obs_array.ravel() if obs_array.ndim <= 1 else np.zeros(0, np.float32))
             action = policy(observation)
-            actions.append(action)
+            actions.append(action.copy() if isinstance(action, np.ndarray) else action)  # a policy may reuse it
             action_rows.append(np.atleast_1d(np.asarray(action, dtype=np.float32)))
             observation, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:

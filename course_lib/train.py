@@ -146,8 +146,11 @@ class _ThreadChooser:
     MIN_STEPS = 40
     FIRST_CHECK = 50
     SWITCH_MARGIN = 0.9
-    #: A choice made for the same kind of run this recently is reused without the first trial.
+    #: A choice made for the same kind of run this recently is reused without the first trial,
+    #: and checked after :attr:`REMEMBERED_CHECK` steps in runs of :attr:`LONG_RUN` steps or more.
     REMEMBER_SECONDS = 600.0
+    REMEMBERED_CHECK = 16
+    LONG_RUN = 200
     #: ``{key: (threads, time.monotonic() of the decision)}``, shared by the ``fit`` calls of a process.
     choices: ClassVar[dict[Hashable, tuple[int, float]]] = {}
 
@@ -176,12 +179,15 @@ class _ThreadChooser:
         # (threads, timed?) for the first steps: warm each up once, then time two steps of each
         self.plan = [(self.default, False), (1, False)] + [(self.default, True), (1, True)] * 2
         self.timings: dict[int, list[float]] = {self.default: [], 1: []}
-        remembered = self.choices.get(self.key)
-        if self.enabled and key is not None and remembered and time.monotonic() - remembered[1] < self.REMEMBER_SECONDS:
-            self.choice, self.plan = remembered[0], []
         self.k = 0
         self.next_check = len(self.plan) + self.FIRST_CHECK
         self.interval = self.FIRST_CHECK
+        remembered = self.choices.get(self.key)
+        if self.enabled and key is not None and remembered and time.monotonic() - remembered[1] < self.REMEMBER_SECONDS:
+            # start with it; check it early in a long run (the load may have changed since), while a
+            # short run keeps it: two steps on the other count would cost it a few percent
+            self.choice, self.plan = remembered[0], []
+            self.next_check = self.REMEMBERED_CHECK if total_steps >= self.LONG_RUN else self.FIRST_CHECK
         self.current: tuple[int, bool] = (self.default, False)
         self.start = 0.0
 

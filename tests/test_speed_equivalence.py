@@ -335,9 +335,13 @@ def test_thread_chooser_remembers_per_key(two_threads):
     first = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
     run_chooser(first, 10)
     first.restore()
-    second = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
-    assert set(run_chooser(second, 20)) == {1}
-    second.restore()
+    short = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
+    assert set(run_chooser(short, 48)) == {1}  # a short run: no trial, no check
+    short.restore()
+    long = _ThreadChooser(torch.device("cpu"), 500, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
+    used = run_chooser(long, 20)
+    assert used[:16] == [1] * 16 and used[16:18] == [2, 2] and set(used[18:]) == {1}  # one early check
+    long.restore()
     other = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("SmallVAE", 32))
     assert run_chooser(other, 6) == [2, 1, 2, 1, 2, 1]
 
