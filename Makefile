@@ -10,7 +10,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND := Agg
 
-.PHONY: install sandbox demo test lint lab bench clean
+.PHONY: install sandbox postgres demo test lint lab bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,27 @@ sandbox:
 	    echo "Install bubblewrap (apt-get install bubblewrap) for the grading sandbox."; exit 1; \
 	  fi; }
 
+# The tests grade into a real PostgreSQL gradebook (course autograde --db postgresql://...): they
+# start a throwaway server from Debian's binaries (tests/pg_server.py). Installed when we can.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
+	      || echo "apt-get install postgresql reported an error (often only the service start); checking initdb"; \
+	    ls /usr/lib/postgresql/*/bin/initdb >/dev/null || exit 1; \
+	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else \
+	    echo "Install PostgreSQL's server (apt-get install postgresql) for the gradebook tests."; exit 1; \
+	  fi; }
+
 demo: $(STAMP) sandbox  ## release hw1, grade three submissions through nbgrader, print the table
 	$(BIN)/course demo --out demo_out
 
-test: $(STAMP) sandbox  ## ruff, then the whole pytest suite (notebooks and real nbgrader included)
+test: $(STAMP) sandbox postgres  ## ruff, then the whole pytest suite (notebooks, nbgrader, PostgreSQL)
 	$(BIN)/ruff check .
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	COURSE_REQUIRE_POSTGRES=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

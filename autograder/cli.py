@@ -3,7 +3,9 @@
 Examples::
 
     course release hw1_vae --out build/hw1
-    course autograde hw1_vae submissions/ --out build/grades
+    course autograde hw1_vae submissions/ --out build/grades --workers 2
+    course autograde hw1_vae submissions/ --out build/grades --db postgresql://grader@db/course --shard 1/3
+    course export hw1_vae --out build/all --db postgresql://grader@db/course
     course demo --out demo_out
     course train-vae --shards data/carracing --out runs/conv_vae.pt --epochs 10
 """
@@ -38,6 +40,8 @@ def _autograde(args: argparse.Namespace) -> int:
         submission_timeout=args.timeout,
         sandbox=not args.no_sandbox,
         workers=args.workers,
+        db_url=args.db,
+        shard=args.shard,
     )
     for r in reports:
         print(f"{r.student_id}: {'ok' if not r.problems else '; '.join(r.problems)} ({r.seconds:.1f} s)")
@@ -58,6 +62,12 @@ def _import(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     root = out / "course"
+    if args.db:  # the whole class in a shared gradebook, whichever machine graded whom
+        pipeline.check_db_url(args.db)
+        students = pipeline.graded_students(args.assignment, args.db)
+        grades, cells = pipeline.export(args.assignment, root, out, {pipeline.redact(args.db): students}, args.db)
+        print(f"wrote {grades} and {cells} ({len(students)} students from {pipeline.redact(args.db)})")
+        return 0
     index = root / "gradebooks.json"
     if not index.exists():
         print(f"course: {out} holds no graded run (no {index}); run `course autograde` first", file=sys.stderr)
@@ -65,6 +75,17 @@ def _export(args: argparse.Namespace) -> int:
     grades, cells = pipeline.export(args.assignment, root, out, json.loads(index.read_text()))
     print(f"wrote {grades} and {cells}")
     return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``"2/3"`` -> ``(2, 3)``: the second of three machines."""
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected K/N, e.g. 2/3 for the second of three machines") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1 <= K <= N")
+    return k, n
 
 
 def _demo_reconstruction(out: Path) -> str:
@@ -156,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=int, default=900, help="seconds per submission (default 900)")
     p.add_argument("--workers", type=int, default=1, help="students graded at once (default 1)")
     p.add_argument(
+        "--db",
+        metavar="URL",
+        help="a shared gradebook, e.g. postgresql://USER@HOST/DB (default: sqlite files in OUT/course)",
+    )
+    p.add_argument(
+        "--shard", type=_shard, default=(1, 1), metavar="K/N", help="grade every N-th student from the K-th (machines)"
+    )
+    p.add_argument(
         "--no-sandbox", action="store_true", help="run student code without the bubblewrap sandbox (trusted code only)"
     )
     p.set_defaults(func=_autograde)
@@ -171,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export", help="rewrite grades.csv and cells.csv from the gradebook in OUT/course")
     p.add_argument("assignment")
     p.add_argument("--out", required=True)
+    p.add_argument("--db", metavar="URL", help="export every student of this shared gradebook instead")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("demo", help="release hw1_vae and hw2_world_models and grade known submissions of each")

@@ -9,7 +9,9 @@ what could not run, and the other students are graded as usual.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import json
 import multiprocessing
 import os
@@ -22,6 +24,7 @@ import tempfile
 import time
 import tomllib
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,9 +139,18 @@ def prepare_course(assignment: str, out: Path) -> Path:
     return root
 
 
-def generate_assignment(assignment: str, root: Path) -> Path:
-    """``nbgrader generate_assignment``: the student version in ``<root>/release/<assignment>``."""
-    result = run_nbgrader(["generate_assignment", assignment, "--force"], root, timeout=600)
+def generate_assignment(assignment: str, root: Path, db_url: str | None = None) -> Path:
+    """``nbgrader generate_assignment``: the student version in ``<root>/release/<assignment>``.
+
+    Records the assignment's notebooks and grade cells in the gradebook at ``db_url`` (default
+    ``<root>/gradebook.db``). On a PostgreSQL gradebook shared by several machines, a
+    PostgreSQL advisory lock makes the machines record it one after another.
+    """
+    args = ["generate_assignment", assignment, "--force"]
+    if db_url:
+        args.append(f"--CourseDirectory.db_url={db_url}")
+    with gradebook_lock(db_url):
+        result = run_nbgrader(args, root, timeout=600)
     if result.returncode != 0:
         raise PipelineError(f"nbgrader generate_assignment {assignment} failed:\n{result.stderr[-3000:]}")
     return root / "release" / assignment
@@ -147,10 +159,11 @@ def generate_assignment(assignment: str, root: Path) -> Path:
 def build_student_wheel(dest: Path) -> Path:
     """Build a ``course_lib`` wheel without ``course_lib.solutions`` into ``dest``; return its path.
 
-    The runtime dependencies are those of pyproject.toml, less nbgrader (students do not grade).
+    The runtime dependencies are those of pyproject.toml, less nbgrader and the gradebook's
+    PostgreSQL driver (students do not grade).
     """
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    deps = [d for d in pyproject["dependencies"] if not d.startswith("nbgrader")]
+    deps = [d for d in pyproject["dependencies"] if not d.startswith(("nbgrader", "psycopg"))]
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         shutil.copytree(
@@ -334,6 +347,8 @@ def autograde(
     sandbox: bool = True,
     limits: Limits | None = None,
     workers: int = 1,
+    db_url: str | None = None,
+    shard: tuple[int, int] = (1, 1),
 ) -> list[StudentReport]:
     """Autograde every student folder in ``submissions`` through nbgrader; write CSVs and feedback.
 
@@ -348,42 +363,60 @@ def autograde(
         sandbox: run each kernel in the sandbox of :mod:`autograder.sandbox` (bubblewrap);
             ``False`` runs student code with the grader's permissions.
         limits: the sandbox's resource limits (default :class:`autograder.sandbox.Limits`).
-        workers: grade this many students at once, each worker a process with its own sqlite
-            gradebook (``gradebook_<k>.db``); the CSVs are merged and equal serial grading's.
+        workers: grade this many students at once, each worker a process. Without ``db_url`` each
+            worker has its own sqlite gradebook (``gradebook_<k>.db``); the CSVs are merged and
+            equal serial grading's.
+        db_url: a shared gradebook on a database server, e.g.
+            ``postgresql://grader:secret@db.example.org/course`` (nbgrader's ``db_url``); all
+            workers, and the workers of other machines, write to it. ``None``: sqlite files in
+            ``<out>/course``.
+        shard: ``(k, n)``: grade only the k-th of n equal shares of the students (sorted by id,
+            every n-th from the k-th), so that n machines sharing ``db_url`` split a class.
 
     Returns:
-        One :class:`StudentReport` per student, sorted by student id.
+        One :class:`StudentReport` per student graded here, sorted by student id.
 
     Raises:
-        PipelineError: if ``submissions`` has no student folders or the assignment cannot be generated.
+        PipelineError: if ``submissions`` has no student folders, ``shard`` or ``db_url`` is not
+            valid, or the assignment cannot be generated.
         SandboxUnavailableError: if ``sandbox`` is set and bubblewrap is missing.
     """
     if sandbox:
         require_bwrap()
+    check_db_url(db_url)
+    k, n = shard
+    if not 1 <= k <= n:
+        raise PipelineError(f"shard {k}/{n}: expected 1 <= k <= n, e.g. 2/3 for the second of three machines")
     settings = GradingSettings(
         cell_timeout, submission_timeout, feedback, sandbox, limits or Limits(cpu_seconds=submission_timeout)
     )
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
-    students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not students:
+    everyone = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not everyone:
         raise PipelineError(f"no student folders in {submissions}")
+    students = everyone[k - 1 :: n]
+    if not students:
+        raise PipelineError(f"shard {k}/{n} of {len(everyone)} students is empty; use fewer shards")
     root = prepare_course(assignment, out)
-    generate_assignment(assignment, root)
+    generate_assignment(assignment, root, db_url)
     workers = max(1, min(workers, len(students)))
-    if workers == 1:
-        batches = {"gradebook.db": students}
+    # (gradebook, students): a worker's own sqlite file in root, or the shared server for all of them
+    if db_url:
+        batches = [(db_url, students[w::workers]) for w in range(workers)]
+    elif workers == 1:
+        batches = [("gradebook.db", students)]
     else:
-        batches = {f"gradebook_{k}.db": students[k::workers] for k in range(workers)}
-        for name in batches:
+        batches = [(f"gradebook_{w}.db", students[w::workers]) for w in range(workers)]
+        for name, _ in batches:
             shutil.copy(root / "gradebook.db", root / name)
     reports: list[StudentReport] = []
     if workers == 1:
-        reports = grade_batch(assignment, students, root, "gradebook.db", settings, NOBODY)
+        reports = grade_batch(assignment, students, root, batches[0][0], settings, NOBODY)
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [
-                pool.submit(grade_batch, assignment, batch, root, name, settings, NOBODY - k)
-                for k, (name, batch) in enumerate(batches.items())
+                pool.submit(grade_batch, assignment, batch, root, name, settings, NOBODY - w)
+                for w, (name, batch) in enumerate(batches)
             ]
             for future in futures:
                 reports += future.result()
@@ -396,15 +429,71 @@ def autograde(
                 if dst.exists():
                     shutil.rmtree(dst)
                 shutil.copytree(src, dst)
-    gradebooks = {name: [p.name for p in batch] for name, batch in batches.items()}
+    gradebooks: dict[str, list[str]] = {}
+    for name, batch in batches:  # a server's URL is recorded without its password
+        gradebooks.setdefault(redact(name), []).extend(p.name for p in batch)
     (root / "gradebooks.json").write_text(json.dumps(gradebooks, indent=1))
-    export(assignment, root, out, gradebooks)
+    export(assignment, root, out, gradebooks, db_url)
     write_report(reports, out / "report.txt")
     return reports
 
 
+def check_db_url(db_url: str | None) -> None:
+    """Raise :class:`PipelineError` unless ``db_url`` is ``None`` or a database URL SQLAlchemy can open.
+
+    PostgreSQL needs the ``psycopg`` driver (``psycopg[binary]``, pinned in pyproject.toml).
+    """
+    if db_url is None:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(db_url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ImportError) as err:
+        raise PipelineError(
+            f"--db {redact(db_url)!r} is not a database URL this grader can open ({err}); "
+            "expected e.g. postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+        ) from err
+
+
+def redact(db_url: str) -> str:
+    """``db_url`` without its password (``postgresql://grader:***@host/db``); a file name is returned as is."""
+    if "://" not in db_url:
+        return db_url
+    from sqlalchemy.engine import make_url
+
+    return make_url(db_url).render_as_string(hide_password=True)
+
+
+@contextlib.contextmanager
+def gradebook_lock(db_url: str | None) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock for the course while the block runs (nothing for sqlite).
+
+    nbgrader records an assignment's notebooks and cells without locking; machines that share a
+    server gradebook take turns through this lock.
+    """
+    if not db_url or not db_url.startswith("postgresql"):
+        yield
+        return
+    from sqlalchemy import create_engine, text
+
+    key = int.from_bytes(hashlib.sha256(COURSE_ID.encode()).digest()[:7], "big")
+    engine = create_engine(db_url, future=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()
+
+
 def _db_url(root: Path, gradebook: str) -> str:
-    return f"sqlite:///{root / gradebook}"
+    """The URL of a gradebook: a server URL as given, or a sqlite file name in ``root``."""
+    return gradebook if "://" in gradebook else f"sqlite:///{root / gradebook}"
 
 
 def grade_batch(
@@ -580,15 +669,27 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def export(assignment: str, root: Path, out: Path, gradebooks: dict[str, list[str]]) -> tuple[Path, Path]:
+def export(
+    assignment: str, root: Path, out: Path, gradebooks: dict[str, list[str]], db_url: str | None = None
+) -> tuple[Path, Path]:
     """Write ``<out>/grades.csv`` and ``<out>/cells.csv``, merging the gradebooks of all workers.
 
     Args:
-        gradebooks: gradebook file name in ``root`` -> the students it holds.
+        gradebooks: gradebook -> the students it holds. A gradebook is a sqlite file name in
+            ``root``, or a server URL recorded without its password (:func:`redact`).
+        db_url: the server's URL with its password, used for the server entries.
+
+    Raises:
+        PipelineError: if ``gradebooks`` names a server and ``db_url`` is not given.
     """
     grades, cells = [], []
     for name, students in gradebooks.items():
-        g, c = read_gradebook(assignment, _db_url(root, name), students)
+        url = _db_url(root, name)
+        if "://" in name:
+            if db_url is None or redact(db_url) != name:
+                raise PipelineError(f"this run was graded into the gradebook {name}; pass its URL with --db")
+            url = db_url
+        g, c = read_gradebook(assignment, url, students)
         grades += g
         cells += c
     grades.sort(key=lambda r: (r["student_id"], r["notebook"]))
@@ -597,6 +698,21 @@ def export(assignment: str, root: Path, out: Path, gradebooks: dict[str, list[st
     _write_csv(out / "grades.csv", GRADES_FIELDS, grades)
     _write_csv(out / "cells.csv", CELLS_FIELDS, cells)
     return out / "grades.csv", out / "cells.csv"
+
+
+def graded_students(assignment: str, db_url: str) -> list[str]:
+    """Ids of the students with a submission of ``assignment`` in the gradebook at ``db_url``, sorted.
+
+    Raises:
+        PipelineError: if the gradebook does not hold ``assignment``.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url, COURSE_ID) as gb:
+        try:
+            return sorted(s.student.id for s in gb.find_assignment(assignment).submissions)
+        except MissingEntry as err:
+            raise PipelineError(f"the gradebook {redact(db_url)} holds no assignment {assignment!r}") from err
 
 
 def write_report(reports: list[StudentReport], path: Path) -> None:

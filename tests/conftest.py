@@ -34,3 +34,22 @@ def cartpole_frames() -> np.ndarray:
 def small_frames(cartpole_frames: np.ndarray) -> np.ndarray:
     """The first 64 CartPole frames (a writable copy)."""
     return cartpole_frames[:64].copy()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server started for this test session (:mod:`tests.pg_server`).
+
+    Skipped where PostgreSQL is not installed, unless ``COURSE_REQUIRE_POSTGRES=1`` (set by
+    `make test`, which installs it), where that is a failure.
+    """
+    from pg_server import PostgresServer, PostgresUnavailableError
+
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailableError as err:
+        if os.environ.get("COURSE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here: {err}")
+        pytest.skip(str(err))
+    yield server
+    server.stop()

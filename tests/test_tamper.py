@@ -298,23 +298,82 @@ def test_sandbox_refuses_to_run_without_bubblewrap(monkeypatch, tmp_path):
         pipeline.autograde(ASSIGNMENT, tmp_path / "subs", tmp_path / "out")
 
 
-def test_two_workers_and_serial_grading_give_identical_csvs(tmp_path):
-    """Does grading the same class twice, serially and then with 2 workers, give identical CSVs?"""
-    subs = tmp_path / "subs"
+@pytest.fixture(scope="module")
+def two_students(tmp_path_factory) -> Path:
+    """Submissions of notebook 05 only: the solution and the wrong-environment mutant."""
+    subs = tmp_path_factory.mktemp("two") / "subs"
     for student in ("solutions", "wrong_env"):
         (subs / student).mkdir(parents=True)
         (subs / student / NB5).write_bytes((SOURCE / NB5).read_bytes())
     replace_answer(subs / "wrong_env" / NB5, *HW1_MUTANTS["a5_wrong_environment"][1:])
-    digests = []
-    for run, workers in (("serial", 1), ("parallel", 2)):
-        pipeline.autograde(ASSIGNMENT, subs, tmp_path / run, feedback=False, workers=workers)
-        digests.append(
-            [hashlib.sha256((tmp_path / run / name).read_bytes()).hexdigest() for name in ("cells.csv", "grades.csv")]
-        )
-    assert digests[0] == digests[1]
-    assert (tmp_path / "parallel" / "course" / "gradebook_1.db").exists()
-    scores = pipeline.activity_scores(tmp_path / "parallel" / "cells.csv")
+    return subs
+
+
+@pytest.fixture(scope="module")
+def serial_run(two_students, tmp_path_factory) -> Path:
+    """The two students graded serially into one sqlite gradebook: the reference for the others."""
+    out = tmp_path_factory.mktemp("serial")
+    pipeline.autograde(ASSIGNMENT, two_students, out, feedback=False, workers=1)
+    return out
+
+
+def _digests(out: Path) -> list[str]:
+    return [hashlib.sha256((out / name).read_bytes()).hexdigest() for name in ("cells.csv", "grades.csv")]
+
+
+def test_two_workers_and_serial_grading_give_identical_csvs(two_students, serial_run, tmp_path):
+    """Does grading the same class twice, serially and then with 2 workers, give identical CSVs?"""
+    pipeline.autograde(ASSIGNMENT, two_students, tmp_path, feedback=False, workers=2)
+    assert _digests(serial_run) == _digests(tmp_path)
+    assert (tmp_path / "course" / "gradebook_1.db").exists()
+    scores = pipeline.activity_scores(tmp_path / "cells.csv")
     assert scores["solutions"]["a5"] == (6.0, 6.0) and scores["wrong_env"]["a5"][0] < 6.0
+
+
+def test_postgresql_gradebook_shared_by_two_machines(two_students, serial_run, postgres, tmp_path):
+    """Two graders (`--shard 1/2`, `--shard 2/2`) at once on one PostgreSQL gradebook, then one export:
+    are the class's CSVs those of serial sqlite grading?"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from autograder import cli
+
+    url = postgres.create_database()
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(
+                pipeline.autograde,
+                ASSIGNMENT,
+                two_students,
+                tmp_path / f"machine{k}",
+                feedback=False,
+                db_url=url,
+                shard=(k, 2),
+            )
+            for k in (1, 2)
+        ]
+        graded = [[r.student_id for r in f.result()] for f in futures]
+    assert graded == [["solutions"], ["wrong_env"]]
+    assert not list((tmp_path / "machine1" / "course").glob("gradebook_*.db"))  # no sqlite gradebooks
+    own = list(csv.DictReader((tmp_path / "machine2" / "cells.csv").open()))
+    assert {row["student_id"] for row in own} == {"wrong_env"}
+    assert cli.main(["export", ASSIGNMENT, "--out", str(tmp_path / "class"), "--db", url]) == 0
+    assert _digests(tmp_path / "class") == _digests(serial_run)
+    # a machine's own export reads its share back from the server
+    assert cli.main(["export", ASSIGNMENT, "--out", str(tmp_path / "machine1"), "--db", url]) == 0
+
+
+def test_bad_db_url_and_shard_are_clear_errors(tmp_path):
+    """Are a database URL the grader cannot open and an impossible shard refused before any grading?"""
+    (tmp_path / "subs" / "someone").mkdir(parents=True)
+    with pytest.raises(pipeline.PipelineError, match="postgresql://USER:PASSWORD@HOST"):
+        pipeline.autograde(ASSIGNMENT, tmp_path / "subs", tmp_path / "out", db_url="nosuchdb://grader:pw@host/x")
+    with pytest.raises(pipeline.PipelineError, match="1 <= k <= n"):
+        pipeline.autograde(ASSIGNMENT, tmp_path / "subs", tmp_path / "out", shard=(3, 2))
+    assert pipeline.redact("postgresql://grader:secret@db.example.org/course") == (
+        "postgresql://grader:***@db.example.org/course"
+    )
+    with pytest.raises(pipeline.PipelineError, match="pass its URL with --db"):
+        pipeline.export(ASSIGNMENT, tmp_path, tmp_path, {"postgresql://grader:***@db/course": ["someone"]})
 
 
 def _lms_zip(path: Path, files: dict[str, bytes]) -> Path:
