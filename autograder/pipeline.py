@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import warnings
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -287,22 +288,68 @@ def import_submissions(assignment: str, archive: Path, dest: Path, regexp: str =
     return problems
 
 
-def _check_notebook(path: Path) -> str | None:
-    """A problem with a submitted notebook file, or None if nbgrader can read it."""
+#: A submitted notebook whose file is larger than this has its stored outputs dropped before
+#: grading (autograding runs every cell again; stored outputs only cost time and memory).
+MAX_STORED_BYTES = 5_000_000
+
+
+def _read_submitted(path: Path) -> tuple[nbformat.NotebookNode | None, list[str]]:
+    """Read a submitted notebook and repair what can be repaired without changing its answers.
+
+    Returns:
+        ``(notebook, notes)``: the notebook (nbformat 4, unique cell ids) or ``None`` when the file
+        is not a notebook, and what was done or went wrong, each naming the file.
+    """
     try:
-        nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        text = path.read_text(encoding="utf-8")
+        raw_ids = [c.get("id") for c in json.loads(text).get("cells", []) if isinstance(c, dict) and c.get("id")]
+        with warnings.catch_warnings():  # nbformat renames duplicate cell ids itself, with a warning
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+        version = int(nb.get("nbformat", 0))
+        if version not in (3, 4):
+            raise ValueError(f"nbformat {version}, expected 4")
+        if version == 3:  # an old Jupyter: nbformat's own upgrade keeps cells and their nbgrader metadata
+            nb = nbformat.convert(nb, 4)
     except Exception as err:
-        return f"{path.name} is not a readable notebook ({type(err).__name__}: {str(err)[:200]})"
-    if nb.get("nbformat", 0) < 4:
-        return f"{path.name} uses nbformat {nb.get('nbformat')}; expected version 4"
-    return None
+        return None, [f"{path.name} is not a readable notebook ({type(err).__name__}: {str(err)[:200]})"]
+    notes = [f"{path.name} was upgraded from nbformat 3 to 4"] if version == 3 else []
+    duplicates = len(raw_ids) - len(set(raw_ids))
+    if duplicates:
+        notes.append(f"{path.name} had {duplicates} duplicate cell id(s); nbformat renamed them")
+    size = path.stat().st_size
+    if size > MAX_STORED_BYTES:
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        notes.append(f"{path.name} is {size / 1e6:.0f} MB with its outputs; stored outputs dropped before grading")
+    return nb, notes
+
+
+def _find_submitted(name: str, student_dir: Path, expected: list[str]) -> Path | None:
+    """The file of notebook ``name`` in ``student_dir``: the exact name, or one unmistakable look-alike.
+
+    Browsers and LMSs rename downloads (``05_other_environment (1).ipynb``, ``-1`` suffixes,
+    changed case); such a file is taken when it matches ``name`` and no other expected notebook.
+    """
+    if (student_dir / name).exists():
+        return student_dir / name
+
+    def key(filename: str) -> str:
+        stem = re.sub(r"(\s*\(\d+\)|-\d+|\s+copy)$", "", Path(filename).stem.strip(), flags=re.IGNORECASE)
+        return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
+
+    others = [p for p in student_dir.glob("*.ipynb") if p.name not in expected]
+    matches = [p for p in others if key(p.name) == key(name)]
+    return matches[0] if len(matches) == 1 else None
 
 
 def stage_submission(assignment: str, student_dir: Path, root: Path) -> StudentReport:
     """Copy one student's notebooks into ``<root>/submitted/<id>/<assignment>``, reporting problems.
 
     Notebooks that are missing or unreadable are left out (nbgrader scores a missing notebook
-    zero); other files are ignored.
+    zero); renamed downloads, old nbformat, duplicate cell ids and huge stored outputs are
+    repaired and reported (:func:`_read_submitted`); other files are ignored.
     """
     report = StudentReport(student_dir.name)
     dest = root / "submitted" / student_dir.name / assignment
@@ -310,17 +357,25 @@ def stage_submission(assignment: str, student_dir: Path, root: Path) -> StudentR
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     expected = notebook_names(assignment)
+    used: set[str] = set()
     for name in expected:
-        path = student_dir / name
-        if not path.exists():
+        path = _find_submitted(name, student_dir, expected)
+        if path is None:
             report.problems.append(f"{name} is missing (scored zero)")
             continue
-        problem = _check_notebook(path)
-        if problem:
-            report.problems.append(f"{problem} (scored zero)")
+        if path.name != name:
+            report.problems.append(f"{path.name} was graded as {name}")
+        used.add(path.name)
+        nb, notes = _read_submitted(path)
+        if nb is None:
+            report.problems.append(f"{notes[0]} (scored zero)")
             continue
-        shutil.copy(path, dest / name)
-    extra = sorted(p.name for p in student_dir.glob("*.ipynb") if p.name not in expected)
+        report.problems.extend(notes)
+        try:
+            nbformat.write(nb, dest / name)
+        except Exception as err:  # a notebook nbformat reads but cannot write back
+            report.problems.append(f"{path.name} could not be staged ({type(err).__name__}: {str(err)[:200]})")
+    extra = sorted(p.name for p in student_dir.glob("*.ipynb") if p.name not in expected and p.name not in used)
     if extra:
         report.problems.append(f"ignored unexpected notebooks: {', '.join(extra)}")
     return report

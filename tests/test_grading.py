@@ -10,12 +10,14 @@ would be byte-identical to the source, which is graded in the same run.
 from __future__ import annotations
 
 import csv
+import json
 import time
 import zipfile
 from pathlib import Path
 
 import nbformat
 import pytest
+from nbformat.v4 import new_output
 
 from autograder import pipeline
 from autograder.submissions import HW1_MUTANTS, copy_notebooks, replace_answer
@@ -116,6 +118,23 @@ def _read_cells(path: Path) -> dict[str, dict[str, tuple[float, float]]]:
     return rows
 
 
+def _as_a_careless_upload(folder: Path) -> None:
+    """Damage a correct submission in the repairable ways real uploads are damaged: notebook 01 saved
+    by an old Jupyter (nbformat 3), two cells of 03 sharing an id, 05 renamed by a browser download
+    and carrying 6 MB of stored output."""
+    nb1 = folder / "01_autoencoder_and_vae.ipynb"
+    nbformat.write(nbformat.convert(nbformat.read(nb1, as_version=4), 3), nb1)
+    nb3 = folder / "03_curating_cartpole.ipynb"
+    raw = json.loads(nb3.read_text())
+    raw["cells"][2]["id"] = raw["cells"][1]["id"]
+    nb3.write_text(json.dumps(raw))
+    nb5 = folder / "05_other_environment.ipynb"
+    nb = nbformat.read(nb5, as_version=4)
+    next(c for c in nb.cells if c.cell_type == "code").outputs = [new_output("stream", text="x" * 6_000_000)]
+    nbformat.write(nb, folder / "05_other_environment (1).ipynb")
+    nb5.unlink()
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("hw1")
@@ -126,6 +145,7 @@ def graded(tmp_path_factory) -> dict:
     alt = copy_notebooks(SOURCE, subs / "alternative")
     for (notebook, grade_id), code in ALTERNATIVE.items():
         replace_answer(alt / notebook, grade_id, code)
+    _as_a_careless_upload(alt)
     for name, (notebook, grade_id, code) in HW1_MUTANTS.items():
         (subs / name).mkdir(parents=True)
         (subs / name / notebook).write_bytes((SOURCE / notebook).read_bytes())
@@ -163,9 +183,20 @@ def test_blank_release_scores_zero(graded):
 
 
 def test_alternative_correct_answers_score_full_marks(graded):
-    """Does a correct answer written differently from the reference still earn full marks?"""
+    """Does a correct answer written differently from the reference still earn full marks, even from
+    an old-format, duplicate-id, renamed, bloated upload (:func:`_as_a_careless_upload`)?"""
     lost = {gid: s for gid, s in graded["cells"]["alternative"].items() if s[0] != s[1]}
     assert not lost, lost
+
+
+def test_repaired_upload_problems_are_reported_by_file(graded):
+    """Is each repair of the careless upload named, with its file, in the report?"""
+    problems = " | ".join(graded["reports"]["alternative"].problems)
+    assert "01_autoencoder_and_vae.ipynb was upgraded from nbformat 3 to 4" in problems
+    assert "03_curating_cartpole.ipynb had 1 duplicate cell id(s)" in problems
+    assert "05_other_environment (1).ipynb was graded as 05_other_environment.ipynb" in problems
+    assert "stored outputs dropped before grading" in problems
+    assert "ignored unexpected" not in problems
 
 
 @pytest.mark.parametrize("mutant", sorted(HW1_MUTANTS))
