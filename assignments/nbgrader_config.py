@@ -9,14 +9,13 @@ from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
-    Execute,
     GetGrades,
     IgnorePattern,
     LimitOutput,
     SaveAutoGrades,
 )
 
-from autograder.nbgrader_ext import CapOutputs, StripCheckInternals
+from autograder.nbgrader_ext import CapOutputs, RestartingExecute, StripCheckInternals
 
 c = get_config()  # noqa: F821 - injected by traitlets
 
@@ -39,8 +38,10 @@ c.LimitOutput.max_lines = 400
 c.LimitOutput.max_traceback = 60
 
 # Hidden checks raise CheckFailed with a message; keep that message, drop their traceback frames.
+# RestartingExecute: nbgrader's Execute, but a cell that kills the kernel fails alone (the kernel is
+# restarted) instead of voiding the grades of the whole notebook.
 c.Autograde.autograde_preprocessors = [
-    Execute,
+    RestartingExecute,
     CapOutputs,
     StripCheckInternals,
     IgnorePattern,

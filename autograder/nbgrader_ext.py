@@ -1,5 +1,10 @@
 """nbgrader preprocessors of the course.
 
+``RestartingExecute`` is nbgrader's ``Execute`` that survives a kernel that dies (``os._exit``, a
+crash, the sandbox's limits): the cell gets a ``KernelDied`` error, the kernel is restarted and
+the notebook goes on, so the test cells that passed before keep their points. nbgrader's own
+``Execute`` stops the notebook and saves no grade for any of its cells.
+
 nbgrader's feedback shows a graded notebook with its outputs. A hidden check that fails would show
 its traceback, whose frames quote the checks' source. ``StripCheckInternals`` runs right after
 execution and keeps only the exception's name and message for errors raised inside
@@ -10,7 +15,53 @@ from __future__ import annotations
 
 import re
 
-from nbgrader.preprocessors import NbGraderPreprocessor
+from nbclient.exceptions import DeadKernelError
+from nbclient.util import ensure_async, run_sync
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Integer
+
+#: ``ename`` of the error output given to a cell whose kernel died.
+KERNEL_DIED = "KernelDied"
+
+
+class RestartingExecute(Execute):
+    """nbgrader's ``Execute``; a cell that kills the kernel fails and the kernel is restarted.
+
+    The cells after it run in the fresh kernel, without the notebook's earlier state: they earn what
+    they earn there (usually nothing). After ``max_restarts`` deaths the notebook fails as in
+    nbgrader (no grades saved for it). Configured like ``Execute`` (``c.Execute.timeout``...).
+    """
+
+    max_restarts = Integer(3, help="kernel deaths survived per notebook").tag(config=True)
+
+    def preprocess(self, nb, resources, *args, **kwargs):
+        self._deaths = 0  # one instance runs every notebook of a submission
+        return super().preprocess(nb, resources, *args, **kwargs)
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        try:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except DeadKernelError:
+            self._deaths += 1
+            message = "the kernel died while running this cell; it was restarted without this notebook's state"
+            cell.outputs.append(
+                NotebookNode(
+                    output_type="error", ename=KERNEL_DIED, evalue=message, traceback=[f"{KERNEL_DIED}: {message}"]
+                )
+            )
+            if self._deaths > self.max_restarts or self.km is None or self.kc is None:
+                raise
+            self.log.warning(
+                "kernel died in cell %s; restarting it (%d/%d)", cell_index, self._deaths, self.max_restarts
+            )
+            await ensure_async(self.km.restart_kernel(now=True))
+            await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
+            return cell
+
+    # nbclient binds the synchronous wrapper to its own coroutine; bind it to this one
+    execute_cell = run_sync(async_execute_cell)
+
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _INTERNAL = ("autograder/", "autograder\\", "autograder.checks", "course_lib/solutions", "course_lib\\solutions")

@@ -591,8 +591,8 @@ def grade_student(
     log = result.stdout + result.stderr
     if result.returncode == -9:
         report.problems.append(f"grading ran past the {settings.submission_timeout} s limit and was stopped")
-    elif "DeadKernelError" in log or "Kernel died" in log:
-        report.problems.append("the kernel died while running a notebook (that notebook scored zero)")
+    elif result.returncode != 0 and ("DeadKernelError" in log or "Kernel died" in log):
+        report.problems.append("the kernel died more often than the grader restarts it (that notebook scored zero)")
     elif result.returncode != 0:
         report.problems.append(_summarize_failure(log))
     report.problems.extend(_execution_problems(autograded, settings.cell_timeout))
@@ -639,6 +639,7 @@ _STOPPED = {
     "BlockingIOError": "hit the process limit ({evalue})",
     "PermissionError": "was refused a file ({evalue})",
     "SystemExit": "called sys.exit(), which the kernel caught",
+    "KernelDied": "killed its kernel (kernel died); it failed, and the cells after it ran in a restarted kernel",
 }
 _STOPPED_OSERROR = ("Read-only file system", "Network is unreachable", "Temporary failure in name resolution")
 

@@ -43,7 +43,10 @@ TARGET_SECONDS = 180.0
 TARGET_RATIO = 2.0
 TARGET_POLE_R2 = 0.8
 NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
-MSE_LINE = re.compile(r"validation MSE\D*?" + NUMBER + r"\s+vs\s+(?:the\s+)?mean-image baseline\D*?" + NUMBER)
+# "validation MSE 0.00167 [per pixel value] vs [the] mean-image baseline 0.01061", or "... (baseline 0.01061)"
+MSE_LINE = re.compile(
+    r"validation MSE\D*?" + NUMBER + r"(?:[^0-9\n]*?\svs\s+(?:the\s+)?mean-image baseline|\s+\(baseline)\D*?" + NUMBER
+)
 
 
 def notebooks() -> list[Path]:

@@ -66,9 +66,10 @@ STUDENTS = {
     ],
     "time_attacks": ["infinite_loop", "sleep_past_timeout"],
     "fork_bomb": ["fork_bomb"],
-    "os_exit": ["os_exit"],
 }
 STUDENT_OF = {attack: student for student, attacks in STUDENTS.items() for attack in attacks}
+# A correct notebook 05 that ends its kernel right after its first test cell passed.
+STUDENT_OF["os_exit"] = "os_exit"
 
 
 def _cells(nb, grade_id: str) -> list[int]:
@@ -110,6 +111,13 @@ def tampered(tmp_path_factory) -> dict:
                 nb.cells.insert(at, cell)
 
         _edit(_student(subs, student, blank5), add_attacks)
+
+    def exit_after_first_test(nb):
+        cell = new_code_cell(EXTRA_CELL_ATTACKS["os_exit"])
+        cell["id"] = "os_exit"
+        nb.cells.insert(_cells(nb, "a5_frames")[0] + 1, cell)
+
+    _edit(_student(subs, "os_exit", SOURCE / NB5), exit_after_first_test)
 
     # nbgrader's own defenses: test cells, ids and points are restored from the gradebook
     def edit_tests(nb):
@@ -210,7 +218,7 @@ def test_resource_and_escape_attacks_gain_nothing(tampered, student):
         ("sleep_past_timeout", "cell sleep_past_timeout ran past the 20 s cell limit"),
         ("allocate_20gb", "cell allocate_20gb hit the memory limit"),
         ("fork_bomb", "cell fork_bomb hit the process limit"),
-        ("os_exit", "kernel died"),
+        ("os_exit", "cell os_exit killed its kernel (kernel died)"),
         ("sys_exit", "cell sys_exit called sys.exit()"),
         ("print_100mb", "cell print_100mb printed more than the grader keeps"),
         ("write_gradebook", "cell write_gradebook was refused"),
@@ -238,6 +246,13 @@ def test_grading_ends_in_bounded_time(tampered):
     """Does the whole tamper run finish within its limits (no hang, no runaway process)?"""
     n = len(tampered["reports"])
     assert tampered["seconds"] < n * 60, tampered["seconds"]
+
+
+def test_kernel_death_keeps_the_points_earned_before_it(tampered):
+    """Does a kernel killed after a passing test cell keep that cell's points, and only those?"""
+    scores = tampered["scores"]["os_exit"]
+    assert scores["a5_frames"][0] == scores["a5_frames"][1] > 0
+    assert all(score == 0 for gid, (score, _) in scores.items() if gid in ("a5_beats_baseline", "a5_images"))
 
 
 @pytest.mark.parametrize(
