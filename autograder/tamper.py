@@ -29,7 +29,8 @@ FORBIDDEN: tuple[tuple[str, str], ...] = (
     (r"__import__|\bimportlib\b", "imports modules dynamically"),
     (r"(?<![\w.])(exec|eval|compile)\s*\(", "runs generated code (exec/eval/compile)"),
     (r"\b(allclose|array_equal|isclose|equal|assert_allclose|assert_array_equal)\s*=(?!=)", "replaces a comparison"),
-    (r"\bsetattr\s*\(\s*(torch|np|numpy|nn|F)\b", "replaces attributes of torch or numpy"),
+    (r"\bsetattr\s*\(\s*(?!self\b|cls\b)", "sets an attribute by name on something other than self"),
+    (r"\bvars\s*\(\s*(?!self\b)\w|\.__dict__\b|\b(globals|locals)\s*\(\s*\)\s*\[", "edits a namespace directly"),
     (r"\b(torch|np|numpy)(\.\w+)*\.\w+\s*=(?!=)", "assigns to an attribute of torch or numpy"),
     (r"site-packages|\.venv|gradebook", "reads or writes the grader's files"),
 )

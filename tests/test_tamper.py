@@ -295,6 +295,23 @@ def test_require_student_code_refuses_the_reference_and_wrappers():
     require_student_code(namespace["collect_frames"], "collect_frames")
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        'vars(torch)["allclose"] = lambda *a, **k: True',
+        'torch.__dict__["allclose"] = lambda *a, **k: True',
+        't = torch\nsetattr(t, "all" + "close", lambda *a, **k: True)',
+        'globals()["np"] = fake_numpy',
+    ],
+)
+def test_scan_catches_indirect_patching(tmp_path, line):
+    """Are namespace edits that avoid the plain `torch.allclose = ...` spelling caught too?"""
+    path = tmp_path / NB5
+    path.write_bytes((SOURCE / NB5).read_bytes())
+    replace_answer(path, "a5_collect_other_frames", "import torch\n" + line)
+    assert scan_notebook(path), line
+
+
 def test_scan_ignores_the_source_notebooks():
     """Does the tamper scan stay quiet on the course's own solutions (no false alarms)?"""
     for path in sorted(SOURCE.glob("*.ipynb")):
