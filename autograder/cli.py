@@ -145,7 +145,7 @@ def _demo_hw2(out: Path) -> None:
     replace_answer(floor_bug / "02_vae_loss.ipynb", "w2_vae_loss", FLOOR_AFTER_MEAN_BUG)
     print("2. submissions: solutions, blank, kl_floor_bug (the KL floor applied after the batch mean)")
     print("3. autograding through nbgrader ...", flush=True)
-    reports = pipeline.autograde(assignment, submissions, out / "grades")
+    reports = pipeline.autograde(assignment, submissions, out / "grades", workers=2)
     for r in reports:
         print(f"   {r.student_id}: {'ok' if not r.problems else '; '.join(r.problems)} ({r.seconds:.1f} s)")
     print("\nautograded points per activity (written answers are graded by hand):")

@@ -144,17 +144,30 @@ def generate_assignment(assignment: str, root: Path, db_url: str | None = None) 
     """``nbgrader generate_assignment``: the student version in ``<root>/release/<assignment>``.
 
     Records the assignment's notebooks and grade cells in the gradebook at ``db_url`` (default
-    ``<root>/gradebook.db``). On a PostgreSQL gradebook shared by several machines, a
-    PostgreSQL advisory lock makes the machines record it one after another.
+    ``<root>/gradebook.db``). A shared server gradebook records it once: under a PostgreSQL
+    advisory lock, the first machine records it and the others find it there. nbgrader cannot
+    record it again once grades refer to its cells; a changed assignment needs a new database.
     """
     args = ["generate_assignment", assignment, "--force"]
-    if db_url:
-        args.append(f"--CourseDirectory.db_url={db_url}")
     with gradebook_lock(db_url):
+        if db_url and not _holds_assignment(assignment, db_url):
+            args.append(f"--CourseDirectory.db_url={db_url}")
         result = run_nbgrader(args, root, timeout=600)
     if result.returncode != 0:
         raise PipelineError(f"nbgrader generate_assignment {assignment} failed:\n{result.stderr[-3000:]}")
     return root / "release" / assignment
+
+
+def _holds_assignment(assignment: str, db_url: str) -> bool:
+    """Does the gradebook at ``db_url`` hold ``assignment`` with all of its notebooks?"""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(db_url, COURSE_ID) as gb:  # creates nbgrader's tables in an empty database
+        try:
+            recorded = {nb.name for nb in gb.find_assignment(assignment).notebooks}
+        except MissingEntry:
+            return False
+    return recorded == {Path(name).stem for name in notebook_names(assignment)}
 
 
 def build_student_wheel(dest: Path) -> Path:
@@ -293,8 +306,15 @@ def import_submissions(assignment: str, archive: Path, dest: Path, regexp: str =
 MAX_STORED_BYTES = 5_000_000
 
 
-def _read_submitted(path: Path) -> tuple[nbformat.NotebookNode | None, list[str]]:
+def _read_submitted(
+    path: Path, source_ids: dict[str, str] | None = None
+) -> tuple[nbformat.NotebookNode | None, list[str]]:
     """Read a submitted notebook and repair what can be repaired without changing its answers.
+
+    Args:
+        path: the submitted file.
+        source_ids: ``grade_id -> cell id`` of the assignment's notebook, to tell a grade cell from
+            its copies (:func:`_drop_grade_cell_copies`).
 
     Returns:
         ``(notebook, notes)``: the notebook (nbformat 4, unique cell ids) or ``None`` when the file
@@ -323,7 +343,35 @@ def _read_submitted(path: Path) -> tuple[nbformat.NotebookNode | None, list[str]
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
         notes.append(f"{path.name} is {size / 1e6:.0f} MB with its outputs; stored outputs dropped before grading")
+    notes += _drop_grade_cell_copies(nb, source_ids or {}, path.name)
     return nb, notes
+
+
+def _drop_grade_cell_copies(nb: nbformat.NotebookNode, source_ids: dict[str, str], filename: str) -> list[str]:
+    """Make copies of a grade cell plain cells; nbgrader would reject the whole notebook otherwise.
+
+    JupyterLab copies a cell's nbgrader metadata with the cell, so a pasted test cell carries the
+    original's ``grade_id``. The cell whose id is the assignment's keeps the metadata (the first
+    one when none is); the others lose it and run as ordinary cells. nbgrader then restores the
+    kept cell from the gradebook as usual, so a copy can neither earn nor cost points.
+    """
+    by_grade_id: dict[str, list[nbformat.NotebookNode]] = {}
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id:
+            by_grade_id.setdefault(grade_id, []).append(cell)
+    notes = []
+    for grade_id, cells in by_grade_id.items():
+        if len(cells) < 2:
+            continue
+        keep = next((c for c in cells if c.get("id") == source_ids.get(grade_id)), cells[0])
+        for cell in cells:
+            if cell is not keep:
+                del cell.metadata["nbgrader"]
+        notes.append(
+            f"{filename} had {len(cells) - 1} copy(ies) of grade cell {grade_id}; they were graded as plain cells"
+        )
+    return notes
 
 
 def _find_submitted(name: str, student_dir: Path, expected: list[str]) -> Path | None:
@@ -344,12 +392,22 @@ def _find_submitted(name: str, student_dir: Path, expected: list[str]) -> Path |
     return matches[0] if len(matches) == 1 else None
 
 
+def _grade_cell_ids(assignment: str, name: str) -> dict[str, str]:
+    """``grade_id -> cell id`` of the assignment's notebook ``name`` (the release keeps the ids)."""
+    nb = nbformat.read(source_dir(assignment) / name, as_version=4)
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c.get("id", "")
+        for c in nb.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    }
+
+
 def stage_submission(assignment: str, student_dir: Path, root: Path) -> StudentReport:
     """Copy one student's notebooks into ``<root>/submitted/<id>/<assignment>``, reporting problems.
 
     Notebooks that are missing or unreadable are left out (nbgrader scores a missing notebook
-    zero); renamed downloads, old nbformat, duplicate cell ids and huge stored outputs are
-    repaired and reported (:func:`_read_submitted`); other files are ignored.
+    zero); renamed downloads, old nbformat, duplicate cell ids, pasted copies of grade cells and
+    huge stored outputs are repaired and reported (:func:`_read_submitted`); other files are ignored.
     """
     report = StudentReport(student_dir.name)
     dest = root / "submitted" / student_dir.name / assignment
@@ -366,7 +424,7 @@ def stage_submission(assignment: str, student_dir: Path, root: Path) -> StudentR
         if path.name != name:
             report.problems.append(f"{path.name} was graded as {name}")
         used.add(path.name)
-        nb, notes = _read_submitted(path)
+        nb, notes = _read_submitted(path, _grade_cell_ids(assignment, name))
         if nb is None:
             report.problems.append(f"{notes[0]} (scored zero)")
             continue

@@ -170,7 +170,7 @@ def graded(tmp_path_factory) -> dict:
             notebook, grade_id, code = HW2_MUTANTS[mutant]
             (subs / student / notebook).write_bytes((SOURCE / notebook).read_bytes())
             replace_answer(subs / student / notebook, grade_id, code)
-    reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=120, submission_timeout=600)
+    reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=120, submission_timeout=600, workers=2)
     return {
         "out": out,
         "released": released,

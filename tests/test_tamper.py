@@ -20,7 +20,7 @@ from nbformat.v4 import new_code_cell
 
 from autograder import pipeline
 from autograder.checks import CheckFailed, require_student_code
-from autograder.submissions import HW1_MUTANTS, LOGSIGMA_BUG, SEED_RESET_BUG, replace_answer
+from autograder.submissions import LOGSIGMA_BUG, SEED_RESET_BUG, replace_answer
 from autograder.tamper import scan_notebook
 
 pytestmark = pytest.mark.slow
@@ -143,10 +143,11 @@ def tampered(tmp_path_factory) -> dict:
     for name, fn in {
         "edited_test_cells": edit_tests,
         "deleted_test_cells": delete_tests,
-        "duplicated_grade_cell": duplicate_cell,
         "changed_points": change_points,
     }.items():
         _edit(_student(subs, name, blank5), fn)
+    # a correct notebook with a copy of a test cell (JupyterLab copies nbgrader metadata with a cell)
+    _edit(_student(subs, "duplicated_grade_cell", SOURCE / NB5), duplicate_cell)
 
     # reaching the reference or the checks from the student's cells
     path = _student(subs, "imports_reference", release / NB3)
@@ -255,11 +256,16 @@ def test_kernel_death_keeps_the_points_earned_before_it(tampered):
     assert all(score == 0 for gid, (score, _) in scores.items() if gid in ("a5_beats_baseline", "a5_images"))
 
 
-@pytest.mark.parametrize(
-    "student", ["edited_test_cells", "deleted_test_cells", "duplicated_grade_cell", "changed_points"]
-)
+def test_copy_of_a_grade_cell_neither_earns_nor_costs(tampered):
+    """Is a correct notebook with a pasted copy of a test cell graded like the correct one, and the copy named?"""
+    assert tampered["scores"]["duplicated_grade_cell"] == tampered["scores"]["solutions"]
+    problems = " | ".join(tampered["reports"]["duplicated_grade_cell"].problems)
+    assert "1 copy(ies) of grade cell a5_frames" in problems, problems
+
+
+@pytest.mark.parametrize("student", ["edited_test_cells", "deleted_test_cells", "changed_points"])
 def test_test_cells_and_points_are_restored(tampered, student):
-    """Are edited, deleted or duplicated test cells and changed points undone by nbgrader?"""
+    """Are edited or deleted test cells and changed points undone by nbgrader?"""
     scores = tampered["scores"][student]
     assert _earned(tampered, student) == 0
     maxima = {gid: top for gid, (_, top) in scores.items()}
@@ -332,12 +338,13 @@ def test_sandbox_refuses_to_run_without_bubblewrap(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def two_students(tmp_path_factory) -> Path:
-    """Submissions of notebook 05 only: the solution and the wrong-environment mutant."""
+    """Submissions of notebook 05 only: the solution, and one with the answer left unwritten (quick
+    to grade: its cells fail at once)."""
     subs = tmp_path_factory.mktemp("two") / "subs"
-    for student in ("solutions", "wrong_env"):
+    for student in ("solutions", "unanswered"):
         (subs / student).mkdir(parents=True)
         (subs / student / NB5).write_bytes((SOURCE / NB5).read_bytes())
-    replace_answer(subs / "wrong_env" / NB5, *HW1_MUTANTS["a5_wrong_environment"][1:])
+    replace_answer(subs / "unanswered" / NB5, "a5_collect_other_frames", "raise NotImplementedError()")
     return subs
 
 
@@ -359,7 +366,7 @@ def test_two_workers_and_serial_grading_give_identical_csvs(two_students, serial
     assert _digests(serial_run) == _digests(tmp_path)
     assert (tmp_path / "course" / "gradebook_1.db").exists()
     scores = pipeline.activity_scores(tmp_path / "cells.csv")
-    assert scores["solutions"]["a5"] == (6.0, 6.0) and scores["wrong_env"]["a5"][0] < 6.0
+    assert scores["solutions"]["a5"] == (6.0, 6.0) and scores["unanswered"]["a5"][0] == 0.0
 
 
 def test_postgresql_gradebook_shared_by_two_machines(two_students, serial_run, postgres, tmp_path):
@@ -384,10 +391,12 @@ def test_postgresql_gradebook_shared_by_two_machines(two_students, serial_run, p
             for k in (1, 2)
         ]
         graded = [[r.student_id for r in f.result()] for f in futures]
-    assert graded == [["solutions"], ["wrong_env"]]
+    assert graded == [["solutions"], ["unanswered"]]
+    # a machine that starts late, once grades refer to the assignment's cells, finds it recorded
+    pipeline.generate_assignment(ASSIGNMENT, tmp_path / "machine1" / "course", url)
     assert not list((tmp_path / "machine1" / "course").glob("gradebook_*.db"))  # no sqlite gradebooks
     own = list(csv.DictReader((tmp_path / "machine2" / "cells.csv").open()))
-    assert {row["student_id"] for row in own} == {"wrong_env"}
+    assert {row["student_id"] for row in own} == {"unanswered"}
     assert cli.main(["export", ASSIGNMENT, "--out", str(tmp_path / "class"), "--db", url]) == 0
     assert _digests(tmp_path / "class") == _digests(serial_run)
     # a machine's own export reads its share back from the server
