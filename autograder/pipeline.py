@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -392,8 +393,12 @@ def _find_submitted(name: str, student_dir: Path, expected: list[str]) -> Path |
     return matches[0] if len(matches) == 1 else None
 
 
+@functools.lru_cache(maxsize=32)
 def _grade_cell_ids(assignment: str, name: str) -> dict[str, str]:
-    """``grade_id -> cell id`` of the assignment's notebook ``name`` (the release keeps the ids)."""
+    """``grade_id -> cell id`` of the assignment's notebook ``name`` (the release keeps the ids).
+
+    Read once per process (every student's staging asks); callers must not modify the dict.
+    """
     nb = nbformat.read(source_dir(assignment) / name, as_version=4)
     return {
         c.metadata["nbgrader"]["grade_id"]: c.get("id", "")
@@ -838,6 +843,23 @@ def write_report(reports: list[StudentReport], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def cell_scores(cells_csv: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """Autograded points per student and grade cell from ``cells.csv`` (manual cells left out).
+
+    Returns:
+        ``{student_id: {grade_id: (score, max_score)}}``.
+    """
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    with Path(cells_csv).open() as f:
+        for row in csv.DictReader(f):
+            if row["kind"] == "autograded":
+                table.setdefault(row["student_id"], {})[row["grade_id"]] = (
+                    float(row["score"]),
+                    float(row["max_score"]),
+                )
+    return table
+
+
 def activity_scores(cells_csv: Path) -> dict[str, dict[str, tuple[float, float]]]:
     """Autograded points per student and activity (``a1``, ``a2``, ...) from ``cells.csv``.
 
@@ -847,13 +869,11 @@ def activity_scores(cells_csv: Path) -> dict[str, dict[str, tuple[float, float]]
         ``{student_id: {activity: (score, max_score)}}``.
     """
     table: dict[str, dict[str, tuple[float, float]]] = {}
-    with Path(cells_csv).open() as f:
-        for row in csv.DictReader(f):
-            if row["kind"] != "autograded":
-                continue
-            activity = row["grade_id"].split("_")[0]
-            score, max_score = table.setdefault(row["student_id"], {}).get(activity, (0.0, 0.0))
-            table[row["student_id"]][activity] = (score + float(row["score"]), max_score + float(row["max_score"]))
+    for student, cells in cell_scores(cells_csv).items():
+        for grade_id, (score, max_score) in cells.items():
+            activity = grade_id.split("_")[0]
+            total, top = table.setdefault(student, {}).get(activity, (0.0, 0.0))
+            table[student][activity] = (total + score, top + max_score)
     return table
 
 

@@ -28,7 +28,7 @@ SOURCE = pipeline.source_dir(ASSIGNMENT)
 
 # Correct answers written differently from the reference and from the source's solutions.
 ALTERNATIVE = {
-    ("01_autoencoder_and_vae.ipynb", "a1_myvae"): '''
+    ("01_autoencoder_and_vae.ipynb", "a1_myvae"): """
 class MyVAE(MyVAETemplate):
     def __init__(self, in_channels, latent_dim, hidden_dims=None):
         super().__init__()
@@ -47,26 +47,26 @@ class MyVAE(MyVAETemplate):
         self.final_layer = nn.Sequential(
             nn.Upsample(scale_factor=2), nn.Conv2d(h0, in_channels, 3, padding=1), nn.Sigmoid())
         self.build_decoder()
-''',
-    ("01_autoencoder_and_vae.ipynb", "a2_reparameterize"): '''
+""",
+    ("01_autoencoder_and_vae.ipynb", "a2_reparameterize"): """
 @add_to_class(MyVAE)
 def reparameterize(self, mu, logvar):
     return mu + (logvar / 2).exp() * torch.randn(mu.shape, dtype=mu.dtype, device=mu.device)
-''',
-    ("01_autoencoder_and_vae.ipynb", "a2_encode"): '''
+""",
+    ("01_autoencoder_and_vae.ipynb", "a2_encode"): """
 @add_to_class(MyVAE)
 def encode(self, x):
     features = self.encoder(x).reshape(x.shape[0], -1)
     return self.z_mu(features), self.z_var(features)
-''',
-    ("01_autoencoder_and_vae.ipynb", "a2_forward"): '''
+""",
+    ("01_autoencoder_and_vae.ipynb", "a2_forward"): """
 @add_to_class(MyVAE)
 def forward(self, x):
     mu, logvar = self.encode(x)
     x_hat = self.decode(self.reparameterize(mu, logvar))
     return x_hat, x, mu, logvar
-''',
-    ("03_curating_cartpole.ipynb", "a3_collect_frames"): '''
+""",
+    ("03_curating_cartpole.ipynb", "a3_collect_frames"): """
 def collect_frames(env, n_frames, episode_length=20, seed=None):
     env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
@@ -79,8 +79,8 @@ def collect_frames(env, n_frames, episode_length=20, seed=None):
             obs, _ = env.reset()
             t = 0
     return np.stack(out).astype(np.uint8)
-''',
-    ("03_curating_cartpole.ipynb", "a4_collect_upright_frames"): '''
+""",
+    ("03_curating_cartpole.ipynb", "a4_collect_upright_frames"): """
 def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
     env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
@@ -92,8 +92,8 @@ def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
         if abs(obs[2]) <= max_angle:
             kept.append(preprocess_frame(env.render(), "CartPole-v1"))
     return np.array(kept, dtype=np.uint8)
-''',
-    ("05_other_environment.ipynb", "a5_collect_other_frames"): '''
+""",
+    ("05_other_environment.ipynb", "a5_collect_other_frames"): """
 def collect_other_frames(env_id, n_frames, seed=None):
     env = make_env(env_id, seed=seed)
     env.action_space.seed(seed)
@@ -105,17 +105,8 @@ def collect_other_frames(env_id, n_frames, seed=None):
         if term or trunc:
             obs, _ = env.reset()
     return np.stack(frames)
-''',
+""",
 }
-
-
-def _read_cells(path: Path) -> dict[str, dict[str, tuple[float, float]]]:
-    rows: dict[str, dict[str, tuple[float, float]]] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            if row["kind"] == "autograded":
-                rows.setdefault(row["student_id"], {})[row["grade_id"]] = (float(row["score"]), float(row["max_score"]))
-    return rows
 
 
 def _as_a_careless_upload(folder: Path) -> None:
@@ -163,7 +154,7 @@ def graded(tmp_path_factory) -> dict:
         "out": out,
         "released": released,
         "reports": {r.student_id: r for r in reports},
-        "cells": _read_cells(out / "grades" / "cells.csv"),
+        "cells": pipeline.cell_scores(out / "grades" / "cells.csv"),
         "activities": pipeline.activity_scores(out / "grades" / "cells.csv"),
     }
 
@@ -313,5 +304,5 @@ def test_cell_timeout_is_reported_and_bounded(tmp_path):
     assert time.perf_counter() - start < 240
     problems = " | ".join(reports[0].problems)
     assert "a5_collect_other_frames ran past the 20 s cell limit" in problems
-    cells = _read_cells(tmp_path / "out" / "cells.csv")["sleeper"]
+    cells = pipeline.cell_scores(tmp_path / "out" / "cells.csv")["sleeper"]
     assert all(s[0] == 0 for gid, s in cells.items() if gid.startswith("a5"))

@@ -13,9 +13,7 @@ activity fail and every other cell of its notebook passes.
 
 from __future__ import annotations
 
-import csv
 import zipfile
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -40,7 +38,7 @@ MUTANT_FAILS = {
 # Correct answers written differently from the reference: other attribute names, layers registered
 # in another order, logvar's layer defined (and called) before mu's, functional activations.
 ALTERNATIVE = {
-    (NB1, "w1_conv_vae"): '''
+    (NB1, "w1_conv_vae"): """
 class ConvVAE(nn.Module):
     def __init__(self, z_size=32):
         super().__init__()
@@ -72,8 +70,8 @@ class ConvVAE(nn.Module):
     def forward(self, x):
         mu, logvar = self.encode(x)
         return self.decode(self.reparameterize(mu, logvar)), mu, logvar
-''',
-    (NB2, "w2_vae_loss"): '''
+""",
+    (NB2, "w2_vae_loss"): """
 def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
     batch = x.shape[0]
     recon = torch.sum((x_hat - x) ** 2) / batch
@@ -81,8 +79,8 @@ def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
     floor = torch.full_like(kl_each, kl_tolerance * mu.size(1))
     kl = torch.maximum(kl_each, floor).sum() / batch
     return dict(loss=recon + kl, recon=recon, kl=kl)
-''',
-    (NB3, "w3_encode_rollouts"): '''
+""",
+    (NB3, "w3_encode_rollouts"): """
 def encode_rollouts(model, frames, actions, batch_size=64):
     out = []
     model.eval()
@@ -95,8 +93,8 @@ def encode_rollouts(model, frames, actions, batch_size=64):
                 actions=np.array(a, dtype="float32"),
             ))
     return out
-''',
-    (NB3, "w3_save_rnn_dataset"): '''
+""",
+    (NB3, "w3_save_rnn_dataset"): """
 def save_rnn_dataset(sequences, directory):
     import os
     os.makedirs(directory, exist_ok=True)
@@ -105,17 +103,8 @@ def save_rnn_dataset(sequences, directory):
         paths.append(Path(directory, "rollout_%04d.npz" % i))
         np.savez_compressed(paths[-1], **{k: s[k] for k in ("mu", "logvar", "actions")})
     return paths
-''',
+""",
 }
-
-
-def _read_cells(path: Path) -> dict[str, dict[str, tuple[float, float]]]:
-    rows: dict[str, dict[str, tuple[float, float]]] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            if row["kind"] == "autograded":
-                rows.setdefault(row["student_id"], {})[row["grade_id"]] = (float(row["score"]), float(row["max_score"]))
-    return rows
 
 
 def _notebook_cells() -> dict[str, set[str]]:
@@ -175,7 +164,7 @@ def graded(tmp_path_factory) -> dict:
         "out": out,
         "released": released,
         "reports": {r.student_id: r for r in reports},
-        "cells": _read_cells(out / "grades" / "cells.csv"),
+        "cells": pipeline.cell_scores(out / "grades" / "cells.csv"),
         "activities": pipeline.activity_scores(out / "grades" / "cells.csv"),
     }
 

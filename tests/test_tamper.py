@@ -179,14 +179,7 @@ def tampered(tmp_path_factory) -> dict:
         ASSIGNMENT, subs, out / "grades", cell_timeout=CELL_TIMEOUT, submission_timeout=300, workers=2
     )
     seconds = time.perf_counter() - start
-    scores: dict[str, dict[str, tuple[float, float]]] = {}
-    with (out / "grades" / "cells.csv").open() as f:
-        for row in csv.DictReader(f):
-            if row["kind"] == "autograded":
-                scores.setdefault(row["student_id"], {})[row["grade_id"]] = (
-                    float(row["score"]),
-                    float(row["max_score"]),
-                )
+    scores = pipeline.cell_scores(out / "grades" / "cells.csv")
     return {
         "out": out,
         "reports": {r.student_id: r for r in reports},
