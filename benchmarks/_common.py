@@ -29,23 +29,14 @@ def load_average() -> list[float]:
 
 
 def cpu_busy_percent(seconds: float = 2.0) -> float | None:
-    """Percent of all CPUs busy over the next ``seconds`` (from /proc/stat; None elsewhere).
+    """Percent of all CPUs that other processes kept busy over the next ``seconds`` (None without /proc).
 
-    Measured while this process sleeps, so it is the load of *other* processes. On some virtual
-    machines the load average lags or freezes; this is the direct measure.
+    This process sleeps meanwhile (:class:`OthersLoad`). On some virtual machines the load average
+    lags or freezes; this is the direct measure.
     """
-    def read() -> tuple[int, int]:
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:9]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
-
-    try:
-        total1, idle1 = read()
+    with OthersLoad() as load:
         time.sleep(seconds)
-        total2, idle2 = read()
-    except OSError:
-        return None
-    return round(100.0 * (1 - (idle2 - idle1) / max(1, total2 - total1)), 1)
+    return load.percent
 
 
 def _cpu_ticks() -> tuple[int, int] | None:
@@ -157,11 +148,6 @@ def matmul_gflops(n: int = 2048, seconds: float = 1.0, dtype: torch.dtype = torc
         torch.mm(a, b, out=out)
         reps += 1
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
-
-
-def median_rate(samples: list[float]) -> float:
-    """Median of a list of rates (robust to one slow sample on a busy machine)."""
-    return float(statistics.median(samples))
 
 
 def timed(fn: Callable[[], Any]) -> float:
