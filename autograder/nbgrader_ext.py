@@ -3,7 +3,10 @@
 ``RestartingExecute`` is nbgrader's ``Execute`` that survives a kernel that dies (``os._exit``, a
 crash, the sandbox's limits): the cell gets a ``KernelDied`` error, the kernel is restarted and
 the notebook goes on, so the test cells that passed before keep their points. nbgrader's own
-``Execute`` stops the notebook and saves no grade for any of its cells.
+``Execute`` stops the notebook and saves no grade for any of its cells. It is also where the
+judges run (:mod:`autograder.judges`): right after a graded cell has run in the student's kernel,
+the records its hidden check left are compared with the reference in this process, and a
+difference becomes the cell's error (so nbgrader scores it zero).
 
 nbgrader's feedback shows a graded notebook with its outputs. A hidden check that fails would show
 its traceback, whose frames quote the checks' source. ``StripCheckInternals`` runs right after
@@ -20,6 +23,8 @@ from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Integer
+
+from autograder import judges, records
 
 #: ``ename`` of the error output given to a cell whose kernel died.
 KERNEL_DIED = "KernelDied"
@@ -41,7 +46,7 @@ class RestartingExecute(Execute):
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         try:
-            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         except DeadKernelError:
             self._deaths += 1
             message = "the kernel died while running this cell; it was restarted without this notebook's state"
@@ -58,9 +63,27 @@ class RestartingExecute(Execute):
             await ensure_async(self.km.restart_kernel(now=True))
             await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
             return cell
+        if cell.cell_type == "code":
+            judge_cell(cell)
+        return cell
 
     # nbclient binds the synchronous wrapper to its own coroutine; bind it to this one
     execute_cell = run_sync(async_execute_cell)
+
+
+def judge_cell(cell: NotebookNode) -> None:
+    """Judge the probe records of a graded code cell that ran without error, then drop every record.
+
+    A failure appends a ``CheckFailed`` error output with the judge's message.
+    """
+    outputs = cell.get("outputs", [])
+    graded = cell.get("metadata", {}).get("nbgrader", {}).get("grade", False)
+    failed = any(output.get("output_type") == "error" for output in outputs)
+    failure = judges.judge_outputs(cell.source, outputs) if graded and not failed else None
+    cell.outputs = records.without_records(outputs)
+    if failure is not None:
+        error = {"output_type": "error", "ename": "CheckFailed", "evalue": failure}
+        cell.outputs.append(NotebookNode(**error, traceback=[f"CheckFailed: {failure}"]))
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

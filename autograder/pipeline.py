@@ -13,6 +13,7 @@ import contextlib
 import csv
 import functools
 import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -625,6 +626,20 @@ def grade_batch(
     return [grade_student(assignment, d, root, gradebook, settings, uid) for d in students]
 
 
+@functools.cache
+def _sandbox_paths() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """``(readonly, hidden)`` folders of the sandbox: the two packages the kernel imports are shown;
+    the reference answers, and the rest of the repository they come from (source notebooks, git
+    history), are hidden."""
+    spec = importlib.util.find_spec("course_lib")  # found without importing it (and torch)
+    course_lib = Path(next(iter(spec.submodule_search_locations))).resolve()
+    readonly = (course_lib, Path(__file__).resolve().parent)
+    hidden = [course_lib / "solutions"]
+    if (REPO / "pyproject.toml").exists():  # a source checkout, not site-packages
+        hidden.append(REPO)
+    return readonly, tuple(hidden)
+
+
 def grade_student(
     assignment: str, student_dir: Path, root: Path, gradebook: str, settings: GradingSettings, uid: int
 ) -> StudentReport:
@@ -644,7 +659,8 @@ def grade_student(
     args.append(f"--Execute.timeout={settings.cell_timeout}")
     extra_env = None
     if settings.sandbox:
-        box = prepare_sandbox(root / ".sandbox" / report.student_id, autograded, settings.limits, uid, (REPO,))
+        readonly, hidden = _sandbox_paths()
+        box = prepare_sandbox(root / ".sandbox" / report.student_id, autograded, settings.limits, uid, readonly, hidden)
         args, extra_env = args + box["args"], box["env"]
     try:
         result = run_nbgrader(args, root, timeout=settings.submission_timeout, env=extra_env)
@@ -658,7 +674,8 @@ def grade_student(
         report.problems.append("the kernel died more often than the grader restarts it (that notebook scored zero)")
     elif result.returncode != 0:
         report.problems.append(_summarize_failure(log))
-    report.problems.extend(_execution_problems(autograded, settings.cell_timeout))
+    hidden = (root, *_sandbox_paths()[1]) if settings.sandbox else ()
+    report.problems.extend(_execution_problems(autograded, settings.cell_timeout, hidden))
     if findings:
         _zero_notebooks(assignment, report.student_id, root, gradebook, {f.notebook for f in findings})
     if settings.feedback and autograded.exists():
@@ -707,8 +724,11 @@ _STOPPED = {
 _STOPPED_OSERROR = ("Read-only file system", "Network is unreachable", "Temporary failure in name resolution")
 
 
-def _execution_problems(autograded: Path, cell_timeout: int) -> list[str]:
-    """Cells of the autograded notebooks that a limit or the sandbox stopped, by notebook and cell."""
+def _execution_problems(autograded: Path, cell_timeout: int, hidden: tuple[Path, ...] = ()) -> list[str]:
+    """Cells of the autograded notebooks that a limit or the sandbox stopped, by notebook and cell.
+
+    ``hidden`` are the folders the sandbox shows empty: a missing file inside one was refused.
+    """
     problems = []
     for path in sorted(autograded.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
@@ -722,6 +742,8 @@ def _execution_problems(autograded: Path, cell_timeout: int) -> list[str]:
                     what = _STOPPED[ename].format(timeout=cell_timeout, evalue=evalue)
                 elif ename in ("OSError", "gaierror", "ConnectionError") and any(m in evalue for m in _STOPPED_OSERROR):
                     what = f"was refused by the sandbox ({evalue})"
+                elif ename == "FileNotFoundError" and any(f"'{h}" in str(out.get("evalue")) for h in hidden):
+                    what = f"was refused by the sandbox, which hides the course's files ({evalue})"
                 else:
                     continue
                 problems.append(f"{path.name}: {name} {what}")

@@ -12,8 +12,10 @@ submission is started through a kernelspec whose command is:
     python -m ipykernel     the kernel, talking to nbgrader over Unix sockets (IPC transport),
                             since TCP would need the network namespace it does not have
 
-So student code can read what any user can read, but cannot write the gradebook, another
-student's folder or the course source, cannot open a connection, and cannot fork, allocate or
+So student code can read what any user can read, except what would hand it answers: the course
+folder (source notebooks with the solutions, the other students' submissions, the gradebook), the
+repository around the installed packages, and ``course_lib/solutions`` all look empty. It cannot
+write anywhere but its own folder and /tmp, cannot open a connection, and cannot fork, allocate or
 run without bound. The working folder is a fresh tmpfs: files a notebook writes (generated
 images) live there for the run and are checked by the hidden tests in the same kernel.
 
@@ -108,39 +110,56 @@ def kernel_argv(
     uid: int = NOBODY,
     course_root: Path | None = None,
     readonly: tuple[Path, ...] = (),
+    hidden: tuple[Path, ...] = (),
 ) -> list[str]:
     """The kernelspec ``argv`` that starts ``python -m ipykernel`` in the sandbox.
 
-    ``course_root`` (default: three levels above ``workdir``, ``<root>/autograded/<id>/<a>``)
-    is shown read-only; ``workdir`` becomes a private tmpfs; ``ipc_dir`` holds the sockets;
-    ``readonly`` lists more folders the kernel needs (the repository of an editable install).
+    ``course_root`` (default: three levels above ``workdir``, ``<root>/autograded/<id>/<a>``) is
+    hidden: it holds the source notebooks (solutions), the other students' submissions and the
+    gradebook. ``workdir`` becomes a private tmpfs inside it; ``ipc_dir`` holds the sockets;
+    ``readonly`` lists more folders the kernel needs (the packages of an editable install), shown
+    read-only even inside a hidden folder; ``hidden`` lists folders shown empty (the reference
+    answers), also when they lie inside a ``readonly`` one.
     """
     course_root = Path(course_root or Path(workdir).parents[2]).resolve()
     bwrap = require_bwrap()
     python = Path(sys.executable)
     tmp = Path("/tmp")
-    # What the kernel must see, wherever it lives: the interpreter, the environment, the code,
-    # and the course (read-only).
+    # What the kernel must see, wherever it lives: the interpreter, the environment, the code.
     needed = sorted(
         {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), *(Path(p).resolve() for p in readonly)}
     )
+    # What it must not see: shown as empty folders. A mask inside a needed folder goes on after
+    # that folder is bound back; the others before, parents first.
+    masks = sorted({course_root, *(Path(h).resolve() for h in hidden if Path(h).exists())}, key=lambda m: len(m.parts))
+    inner = [m for m in masks if any(n in m.parents for n in needed)]
+    outer = [m for m in masks if m not in inner]
+    # Every folder that something is mounted on later, so that the folders leading to it can be
+    # made first with mode 0755 (bwrap creates missing mount points with mode 0700, which the
+    # unprivileged user cannot pass).
+    targets = [*needed, *(m / "x" for m in masks), ipc_dir, workdir]
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     # Private folders on the way (pyenv under /root) become empty, traversable tmpfs; so does /tmp.
-    # bwrap creates missing mount points with mode 0700, so the folders leading to what is
-    # needed are created first with mode 0755, then the needed paths are bound back in.
-    hidden = {h for path in needed for h in _hidden_ancestors(path)}
-    for top in sorted(hidden):
+    private = sorted({h for path in needed for h in _hidden_ancestors(path)})
+    for top in private:
         argv += ["--perms", "0755", "--tmpfs", str(top)]
     size = str(limits.tmp_bytes)
     argv += ["--size", size, "--perms", "1777", "--tmpfs", str(tmp)]
     # The connection file nbclient wrote (often under the host's /tmp, hidden above).
     argv += ["--ro-bind", "{connection_file}", "/tmp/.host-connection.json"]
-    for top in [*sorted(hidden), tmp]:
-        for folder in _folders_below(top, *needed, course_root / "x", ipc_dir, workdir):
+    for top in [*private, tmp]:
+        for folder in _folders_below(top, *targets):
             argv += ["--perms", "0755", "--dir", str(folder)]
-    for path in [*needed, course_root]:
-        if any(top == path or top in path.parents for top in [*hidden, tmp]) or path == course_root:
+    for mask in outer:
+        argv += ["--perms", "0755", "--tmpfs", str(mask)]
+        for folder in _folders_below(mask, *targets):
+            argv += ["--perms", "0755", "--dir", str(folder)]
+    covered = [*private, tmp, *outer]
+    for path in needed:
+        if any(top == path or top in path.parents for top in covered):
             argv += ["--ro-bind", str(path), str(path)]
+    for mask in inner:
+        argv += ["--perms", "0755", "--tmpfs", str(mask)]
     argv += ["--bind", str(ipc_dir), str(ipc_dir)]
     argv += ["--size", size, "--perms", "1777", "--tmpfs", str(workdir), "--chdir", str(workdir)]
     argv += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
@@ -160,11 +179,17 @@ def kernel_argv(
 
 
 def prepare(
-    base: Path, workdir: Path, limits: Limits, uid: int = NOBODY, readonly: tuple[Path, ...] = ()
+    base: Path,
+    workdir: Path,
+    limits: Limits,
+    uid: int = NOBODY,
+    readonly: tuple[Path, ...] = (),
+    hidden: tuple[Path, ...] = (),
 ) -> dict[str, str]:
     """Write a sandboxed ``python3`` kernelspec under ``base``; return the env and nbgrader flags.
 
-    ``uid`` is the unprivileged user the kernel runs as (one per parallel worker).
+    ``uid`` is the unprivileged user the kernel runs as (one per parallel worker); ``readonly``
+    and ``hidden`` are passed to :func:`kernel_argv`.
 
     Returns:
         ``{"env": {...}, "args": [...]}``: environment variables for the nbgrader process
@@ -179,7 +204,7 @@ def prepare(
     spec_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ipc_dir, 0o1777)  # the kernel (as nobody) creates its sockets here
     spec = {
-        "argv": kernel_argv(Path(workdir), ipc_dir, limits, uid, readonly=readonly),
+        "argv": kernel_argv(Path(workdir), ipc_dir, limits, uid, readonly=readonly, hidden=hidden),
         "display_name": "Python 3 (sandboxed grading)",
         "language": "python",
         # Interrupts as a control message: ipykernel then signals only itself. A SIGINT to the

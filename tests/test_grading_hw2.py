@@ -107,6 +107,74 @@ def save_rnn_dataset(sequences, directory):
 }
 
 
+# A student who looks for the reference instead of finishing the answers. Each answer carries a bug
+# that only a hidden check finds (a clamp where the decoder's sigmoid should be; a KL floor of
+# kl_tolerance * 32 whatever z_size), and hands over to the reference where it can reach it: by
+# importing it under a name the static scan does not see, or by looking through the callers'
+# frames for the reference model or module (the hidden check's locals and globals).
+PEEKS_AT_REFERENCE = {
+    (NB1, "w1_conv_vae"): """
+import inspect
+import runpy
+
+try:
+    ConvVAE = runpy.run_module("course_lib.sol" + "utions.conv_vae")["ConvVAE"]
+    ConvVAE.__module__ = "__main__"
+except ImportError:
+
+    class ConvVAE(nn.Module):
+        def __init__(self, z_size=32):
+            super().__init__()
+            self.encoder = nn.Sequential(
+                nn.Conv2d(3, 32, 4, 2), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
+                nn.Conv2d(64, 128, 4, 2), nn.ReLU(), nn.Conv2d(128, 256, 4, 2), nn.ReLU(), nn.Flatten())
+            self.fc_mu = nn.Linear(1024, z_size)
+            self.fc_logvar = nn.Linear(1024, z_size)
+            self.fc_decode = nn.Linear(z_size, 1024)
+            self.decoder = nn.Sequential(
+                nn.ConvTranspose2d(1024, 128, 5, 2), nn.ReLU(), nn.ConvTranspose2d(128, 64, 5, 2), nn.ReLU(),
+                nn.ConvTranspose2d(64, 32, 6, 2), nn.ReLU(), nn.ConvTranspose2d(32, 3, 6, 2), nn.Hardtanh(0.0, 1.0))
+
+        def encode(self, x):
+            h = self.encoder(x)
+            return self.fc_mu(h), self.fc_logvar(h)
+
+        def reparameterize(self, mu, logvar):
+            return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+        def decode(self, z):
+            frame = inspect.currentframe().f_back
+            while frame is not None:
+                for value in list(frame.f_locals.values()):
+                    if type(value).__name__ == "ConvVAE" and type(value).__module__ != "__main__":
+                        return value.decode(z)
+                frame = frame.f_back
+            return self.decoder(self.fc_decode(z).view(-1, 1024, 1, 1))
+
+        def forward(self, x):
+            mu, logvar = self.encode(x)
+            return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+""",
+    (NB2, "w2_vae_loss"): """
+import sys
+
+def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
+    frame = sys._getframe(1)
+    while frame is not None:
+        found = frame.f_globals.get("reference")
+        if found is not None and hasattr(found, "vae_loss"):
+            return found.vae_loss(x, x_hat, mu, logvar, kl_tolerance)
+        frame = frame.f_back
+    recon = (x - x_hat).pow(2).sum(dim=(1, 2, 3)).mean()
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+    kl = torch.clamp(kl, min=kl_tolerance * 32).mean()
+    return {"loss": recon + kl, "recon": recon, "kl": kl}
+""",
+}
+#: What that student's bugs cost: the checks that compare with the reference.
+PEEKS_AT_REFERENCE_FAILS = {"w1_encode_decode", "w1_sampling", "w2_kl_floor"}
+
+
 def _notebook_cells() -> dict[str, set[str]]:
     """grade_ids of the autograded (code) test cells of each source notebook."""
     cells = {}
@@ -153,6 +221,11 @@ def graded(tmp_path_factory) -> dict:
         if not (alt / notebook).exists():
             (alt / notebook).write_bytes((SOURCE / notebook).read_bytes())
         replace_answer(alt / notebook, grade_id, code)
+    peeks = subs / "peeks_at_reference"
+    peeks.mkdir(parents=True)
+    for (notebook, grade_id), code in PEEKS_AT_REFERENCE.items():
+        (peeks / notebook).write_bytes((SOURCE / notebook).read_bytes())
+        replace_answer(peeks / notebook, grade_id, code)
     for student, mutants in MUTANT_STUDENTS.items():
         (subs / student).mkdir(parents=True)
         for mutant in mutants:
@@ -196,6 +269,17 @@ def test_alternative_correct_answers_score_full_marks(graded):
     cells = graded["cells"]["alternative"]
     lost = {gid: s for gid, s in cells.items() if s[0] != s[1]}
     assert not lost, lost
+
+
+def test_reaching_for_the_reference_gains_nothing(graded):
+    """Does an answer that imports the reference under a disguised name, or finds it in the hidden
+    check's frames, earn only what its own code earns (the reference is neither on disk in the
+    sandbox nor in the kernel: the judge compares outside it)?"""
+    cells = graded["cells"]["peeks_at_reference"]
+    own = _notebook_cells()[NB1] | _notebook_cells()[NB2]
+    failed = {gid for gid in own if cells[gid][0] != cells[gid][1]}
+    assert failed == PEEKS_AT_REFERENCE_FAILS, {gid: cells[gid] for gid in own}
+    assert all(cells[gid][0] == 0 for gid in failed)
 
 
 @pytest.mark.parametrize("mutant", sorted(HW2_MUTANTS))

@@ -51,6 +51,14 @@ EXTRA_CELL_ATTACKS = {
     "write_course_source": "from pathlib import Path\n"
     "(Path.cwd().parents[2] / 'source' / 'hw1_vae' / 'pwned.txt').write_text('x')",
     "network": "import socket\nsocket.create_connection(('1.1.1.1', 443), timeout=5)",
+    # the answers on disk: the repository's source notebooks, the course's copy, the reference module
+    "read_repo_solutions": "import course_lib\nfrom pathlib import Path\n"
+    "repo = Path(course_lib.__file__).resolve().parents[1]\n"
+    "(repo / 'assignments' / 'source' / 'hw1_vae' / '05_other_environment.ipynb').read_text()",
+    "read_course_source": "from pathlib import Path\n"
+    "(Path.cwd().parents[2] / 'source' / 'hw1_vae' / '05_other_environment.ipynb').read_text()",
+    "read_reference": "import course_lib\nfrom pathlib import Path\n"
+    "(Path(course_lib.__file__).resolve().parent / 'solutions' / 'hw1.py').read_text()",
 }
 # Attacks that do not disturb each other share a student, to keep the suite short.
 STUDENTS = {
@@ -63,6 +71,9 @@ STUDENTS = {
         "print_100mb",
         "stderr",
         "sys_exit",
+        "read_repo_solutions",
+        "read_course_source",
+        "read_reference",
     ],
     "time_attacks": ["infinite_loop", "sleep_past_timeout"],
     "fork_bomb": ["fork_bomb"],
@@ -219,6 +230,9 @@ def test_resource_and_escape_attacks_gain_nothing(tampered, student):
         ("write_other_student", "cell write_other_student was refused"),
         ("write_course_source", "cell write_course_source was refused"),
         ("network", "cell network was refused by the sandbox"),
+        ("read_repo_solutions", "cell read_repo_solutions was refused by the sandbox, which hides"),
+        ("read_course_source", "cell read_course_source was refused by the sandbox, which hides"),
+        ("read_reference", "cell read_reference was refused by the sandbox, which hides"),
     ],
 )
 def test_attack_is_reported_by_name(tampered, attack, expected):

@@ -1,20 +1,24 @@
 """Hidden checks, called by one-line hidden test cells (``autograder.checks.hw1.a1_structure(MyVAE)``).
 
 A check raises :class:`CheckFailed` (an ``AssertionError``, so nbgrader scores the cell zero)
-with a message that says what was wrong and what was expected. Checks compare the student's
-object with ``course_lib.solutions`` on fixed seeds and check properties on inputs drawn at
-grading time.
+with a message that says what was wrong and what was expected. Checks run in the student's kernel
+and never load the reference answers there (the sandbox hides ``course_lib/solutions``): they
+check properties of the student's objects on inputs drawn from the checks' seeds, and where an
+answer must match the reference they :func:`record` the student's outputs, which
+:mod:`autograder.judges` compares with the reference in the grader's own process.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import torch
+
+from autograder import records
 
 
 class CheckFailed(AssertionError):  # noqa: N818 - reads as what happened, in feedback
@@ -30,6 +34,8 @@ def expect(condition: object, message: str) -> None:
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run a block with PyTorch's and NumPy's global generators seeded, then restore them."""
+    import torch  # here, so that the grader process (judges, nbgrader_ext) need not load torch
+
     torch_state = torch.random.get_rng_state()
     numpy_state = np.random.get_state()
     torch.manual_seed(seed)
@@ -86,3 +92,35 @@ def student_code(what: str) -> Iterator[None]:
         raise
     except Exception as err:
         raise CheckFailed(f"{what} raised {type(err).__name__}: {err}") from None
+
+
+def record(check: str, **values: object) -> None:
+    """Hand the outputs a check measured to the judge, which compares them with the reference.
+
+    While nbgrader autogrades (``NBGRADER_EXECUTION=autograde``), the record becomes a
+    ``display_data`` output of the hidden test cell, read and judged by the grader process
+    (:class:`autograder.nbgrader_ext.RestartingExecute`). Anywhere else (an instructor running the
+    source notebook, the notebook tests), the judge runs right here if the reference is importable.
+
+    Args:
+        check: ``"<module>.<check>"``, e.g. ``"hw2.w1_encode_decode"``; a judge of that name
+            exists in :mod:`autograder.judges`.
+        values: name -> tensor, array or number (see :func:`autograder.records.encode`).
+
+    Raises:
+        CheckFailed: outside autograding, when the judge finds a difference from the reference.
+    """
+    payload = records.encode(check, values)
+    if os.environ.get("NBGRADER_EXECUTION") != "autograde":
+        from autograder import judges
+
+        try:
+            judge = judges.find(check)
+        except ImportError:  # the reference is not here (a sandbox): leave the record for the grader
+            judge = None
+        if judge is not None:
+            judge(records.decode(payload)[1])
+            return
+    from IPython.display import display
+
+    display({records.MIME: payload}, raw=True)

@@ -22,10 +22,11 @@ from course_lib.data import sample_frames
 from course_lib.envs import EpisodeRecorder, make_env, wide_cartpole
 from course_lib.frames import is_blank, to_tensor
 from course_lib.losses import autoencoder_loss, gaussian_kl
-from course_lib.solutions import hw1 as reference
 from course_lib.train import evaluate, mean_image_baseline
 
 SMALL_DIMS = [8, 16, 32, 64, 128]
+#: ``hidden_dims`` of ``MyVAE`` when none are given (seed 004).
+DEFAULT_HIDDEN_DIMS = [32, 64, 128, 256, 512]
 OTHER_ENVS = ("Pendulum-v1", "Acrobot-v1", "MountainCar-v0")
 
 
@@ -43,6 +44,19 @@ def _params(*modules: nn.Module) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
 
 
+def encoder_parameter_count(in_channels: int, latent_dim: int, hidden_dims: list[int]) -> int:
+    """Parameters of the encoder blocks and the three z layers of seed 004's ``MyVAE``.
+
+    Each block is ``Conv2d(c_in, h, 3)`` (``9 c_in h + h``) and ``BatchNorm2d(h)`` (``2 h``); the
+    encoder ends at 2x2, so each z layer is ``Linear(4 h_last, latent_dim)``.
+    """
+    count, c_in = 0, in_channels
+    for h in hidden_dims:
+        count += 9 * c_in * h + h + 2 * h
+        c_in = h
+    return count + 3 * (4 * hidden_dims[-1] * latent_dim + latent_dim)
+
+
 # ---------------------------------------------------------------- activity 1: the autoencoder
 def a1_structure(model_cls: type) -> None:
     """The encoder has one Conv2d(k3, s2, p1) + BatchNorm2d + LeakyReLU block per hidden dim, and
@@ -50,7 +64,7 @@ def a1_structure(model_cls: type) -> None:
     require_student_code(model_cls, "MyVAE")
     for args in [(3, 10), (3, 6, list(SMALL_DIMS)), (1, 4, [4, 8, 16, 32, 64])]:
         in_channels, latent_dim = args[0], args[1]
-        dims = list(args[2]) if len(args) > 2 else list(reference.DEFAULT_HIDDEN_DIMS)
+        dims = list(args[2]) if len(args) > 2 else list(DEFAULT_HIDDEN_DIMS)
         model = _build(model_cls, *args)
         encoder = getattr(model, "encoder", None)
         expect(isinstance(encoder, nn.Sequential), f"MyVAE{args}.encoder should be an nn.Sequential")
@@ -87,9 +101,8 @@ def a1_structure(model_cls: type) -> None:
                 f"{dims[-1] * 4} -> {latent_dim} (the encoder ends at 2x2 with {dims[-1]} channels)",
             )
         expect(getattr(model, "latent_dim", None) == latent_dim, f"MyVAE{args}.latent_dim should be {latent_dim}")
-        ref = reference.MyVAE(*args)
         ours = _params(model.encoder, model.z_simple, model.z_mu, model.z_var)
-        theirs = _params(ref.encoder, ref.z_simple, ref.z_mu, ref.z_var)
+        theirs = encoder_parameter_count(in_channels, latent_dim, dims)
         expect(ours == theirs, f"encoder and z layers of MyVAE{args} have {ours} parameters, expected {theirs}")
         with torch.no_grad(), seeded(0), student_code(f"the encoder of MyVAE{args}"):
             h = model.encoder(torch.rand(2, in_channels, 64, 64))
