@@ -107,11 +107,12 @@ def save_rnn_dataset(sequences, directory):
 }
 
 
-# A student who looks for the reference instead of finishing the answers. Each answer carries a bug
-# that only a hidden check finds (a clamp where the decoder's sigmoid should be; a KL floor of
-# kl_tolerance * 32 whatever z_size), and hands over to the reference where it can reach it: by
-# importing it under a name the static scan does not see, or by looking through the callers'
-# frames for the reference model or module (the hidden check's locals and globals).
+# An answer that looks for the reference instead of being finished. It carries a bug that only a
+# hidden check finds (a clamp where the decoder's sigmoid should be) and hands over to the reference
+# where it can reach it: by importing it under a name the static scan does not see, or by looking
+# through the callers' frames for the reference model (a hidden check's local). It goes to notebook
+# 01 of "mutants_b", whose mutants are in the other notebooks. (Its vae_loss counterpart is judged
+# in tests/test_judges.py.)
 PEEKS_AT_REFERENCE = {
     (NB1, "w1_conv_vae"): """
 import inspect
@@ -155,24 +156,10 @@ except ImportError:
             mu, logvar = self.encode(x)
             return self.decode(self.reparameterize(mu, logvar)), mu, logvar
 """,
-    (NB2, "w2_vae_loss"): """
-import sys
-
-def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
-    frame = sys._getframe(1)
-    while frame is not None:
-        found = frame.f_globals.get("reference")
-        if found is not None and hasattr(found, "vae_loss"):
-            return found.vae_loss(x, x_hat, mu, logvar, kl_tolerance)
-        frame = frame.f_back
-    recon = (x - x_hat).pow(2).sum(dim=(1, 2, 3)).mean()
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
-    kl = torch.clamp(kl, min=kl_tolerance * 32).mean()
-    return {"loss": recon + kl, "recon": recon, "kl": kl}
-""",
 }
-#: What that student's bugs cost: the checks that compare with the reference.
-PEEKS_AT_REFERENCE_FAILS = {"w1_encode_decode", "w1_sampling", "w2_kl_floor"}
+#: What that answer's bug costs: the checks that compare its decoder with the reference.
+PEEKS_AT_REFERENCE_FAILS = {"w1_encode_decode", "w1_sampling"}
+PEEKS_AT_REFERENCE_STUDENT = "mutants_b"
 
 
 def _notebook_cells() -> dict[str, set[str]]:
@@ -221,17 +208,17 @@ def graded(tmp_path_factory) -> dict:
         if not (alt / notebook).exists():
             (alt / notebook).write_bytes((SOURCE / notebook).read_bytes())
         replace_answer(alt / notebook, grade_id, code)
-    peeks = subs / "peeks_at_reference"
-    peeks.mkdir(parents=True)
-    for (notebook, grade_id), code in PEEKS_AT_REFERENCE.items():
-        (peeks / notebook).write_bytes((SOURCE / notebook).read_bytes())
-        replace_answer(peeks / notebook, grade_id, code)
     for student, mutants in MUTANT_STUDENTS.items():
         (subs / student).mkdir(parents=True)
         for mutant in mutants:
             notebook, grade_id, code = HW2_MUTANTS[mutant]
             (subs / student / notebook).write_bytes((SOURCE / notebook).read_bytes())
             replace_answer(subs / student / notebook, grade_id, code)
+    peeks = subs / PEEKS_AT_REFERENCE_STUDENT
+    for (notebook, grade_id), code in PEEKS_AT_REFERENCE.items():
+        assert not (peeks / notebook).exists(), "that student's notebook already holds a mutant"
+        (peeks / notebook).write_bytes((SOURCE / notebook).read_bytes())
+        replace_answer(peeks / notebook, grade_id, code)
     reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=120, submission_timeout=600, workers=2)
     return {
         "out": out,
@@ -275,8 +262,8 @@ def test_reaching_for_the_reference_gains_nothing(graded):
     """Does an answer that imports the reference under a disguised name, or finds it in the hidden
     check's frames, earn only what its own code earns (the reference is neither on disk in the
     sandbox nor in the kernel: the judge compares outside it)?"""
-    cells = graded["cells"]["peeks_at_reference"]
-    own = _notebook_cells()[NB1] | _notebook_cells()[NB2]
+    cells = graded["cells"][PEEKS_AT_REFERENCE_STUDENT]
+    own = _notebook_cells()[NB1]
     failed = {gid for gid in own if cells[gid][0] != cells[gid][1]}
     assert failed == PEEKS_AT_REFERENCE_FAILS, {gid: cells[gid] for gid in own}
     assert all(cells[gid][0] == 0 for gid in failed)

@@ -27,7 +27,7 @@ from autograder.nbgrader_ext import judge_cell
 from autograder.submissions import FLOOR_AFTER_MEAN_BUG
 from course_lib.solutions import conv_vae as reference_conv_vae
 from course_lib.solutions import hw1 as hw1_reference
-from course_lib.solutions import hw2 as reference
+from course_lib.solutions import hw2 as reference_hw2
 
 SOURCE = "from autograder.checks import hw2 as checks\nchecks.{}({})"
 
@@ -46,7 +46,7 @@ def conv_vae():
 
 @pytest.fixture(scope="module")
 def vae_loss():
-    return _as_student(reference, "vae_loss")
+    return _as_student(reference_hw2, "vae_loss")
 
 
 def _record_of(check: str, answer) -> dict:
@@ -163,6 +163,37 @@ def test_a_model_with_logvar_registered_first_matches_the_reference():
     assert list(dict(model.named_children()))[1] == "fc_logvar"
     record = _record_of("w1_encode_decode", namespace["ConvVAE"])
     assert judges.judge_outputs(SOURCE.format("w1_encode_decode", "ConvVAE"), _outputs(record)) is None
+
+
+#: A vae_loss with a bug only the hidden check finds (a floor of kl_tolerance * 32 whatever z_size),
+#: which hands over to the reference if a caller's globals hold it (as the hidden check's did when
+#: it compared in the kernel). Its ConvVAE counterpart is graded in tests/test_grading_hw2.py.
+PEEKING_LOSS = """
+import sys
+
+def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
+    frame = sys._getframe(1)
+    while frame is not None:
+        found = frame.f_globals.get("reference")
+        if found is not None and hasattr(found, "vae_loss"):
+            return found.vae_loss(x, x_hat, mu, logvar, kl_tolerance)
+        frame = frame.f_back
+    recon = (x - x_hat).pow(2).sum(dim=(1, 2, 3)).mean()
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+    kl = torch.clamp(kl, min=kl_tolerance * 32).mean()
+    return {"loss": recon + kl, "recon": recon, "kl": kl}
+"""
+
+
+def test_a_loss_that_looks_for_the_reference_in_the_callers_finds_none():
+    """Does a vae_loss that walks up its callers' frames for the reference earn only what its own code earns?"""
+    namespace = {"__name__": "__main__", "torch": torch}
+    exec(PEEKING_LOSS, namespace)
+    # (this module names the reference module `reference_hw2`, so its frames do not hand it over)
+    recon, kl = (_record_of(check, namespace["vae_loss"]) for check in ("w2_recon", "w2_kl_floor"))
+    assert judges.judge_outputs(SOURCE.format("w2_recon", "vae_loss"), _outputs(recon)) is None
+    failure = judges.judge_outputs(SOURCE.format("w2_kl_floor", "vae_loss"), _outputs(kl))
+    assert failure is not None and "kl_tolerance=1.0): kl is 32.0000" in failure
 
 
 def test_forged_missing_and_repeated_records_earn_nothing(conv_vae):
