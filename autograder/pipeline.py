@@ -724,6 +724,19 @@ _STOPPED = {
 _STOPPED_OSERROR = ("Read-only file system", "Network is unreachable", "Temporary failure in name resolution")
 
 
+def _quoted_path(evalue: object) -> Path | None:
+    """The absolute path an ``OSError`` message quotes (``[Errno 2] ...: '/a/b'``), if any."""
+    match = re.search(r"'(/[^']*)'", str(evalue))
+    return Path(match.group(1)) if match else None
+
+
+def _inside(path: Path | None, hidden: tuple[Path, ...], workdir: Path) -> bool:
+    """Whether ``path`` lies in a hidden folder, outside the kernel's own working folder."""
+    if path is None or path == workdir or workdir in path.parents:
+        return False
+    return any(path == h or h in path.parents for h in hidden)
+
+
 def _execution_problems(autograded: Path, cell_timeout: int, hidden: tuple[Path, ...] = ()) -> list[str]:
     """Cells of the autograded notebooks that a limit or the sandbox stopped, by notebook and cell.
 
@@ -742,7 +755,7 @@ def _execution_problems(autograded: Path, cell_timeout: int, hidden: tuple[Path,
                     what = _STOPPED[ename].format(timeout=cell_timeout, evalue=evalue)
                 elif ename in ("OSError", "gaierror", "ConnectionError") and any(m in evalue for m in _STOPPED_OSERROR):
                     what = f"was refused by the sandbox ({evalue})"
-                elif ename == "FileNotFoundError" and any(f"'{h}" in str(out.get("evalue")) for h in hidden):
+                elif ename == "FileNotFoundError" and _inside(_quoted_path(out.get("evalue")), hidden, autograded):
                     what = f"was refused by the sandbox, which hides the course's files ({evalue})"
                 else:
                     continue

@@ -461,3 +461,24 @@ def test_import_submissions_rejects_a_file_that_is_not_a_zip(tmp_path):
     bogus.write_text("not a zip")
     with pytest.raises(pipeline.PipelineError, match=r"export\.zip is not a zip archive"):
         pipeline.import_submissions(ASSIGNMENT, bogus, tmp_path / "subs")
+
+
+def test_only_missing_files_in_hidden_folders_are_reported_as_refused(tmp_path):
+    """Is a FileNotFoundError reported as the sandbox's refusal only for a hidden folder, not for a
+    file the notebook itself failed to write in its own folder?"""
+    root = tmp_path / "course"
+    autograded = root / "autograded" / "someone" / ASSIGNMENT
+    autograded.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook()
+    for cell_id, path in [("hidden", root / "source" / "x.ipynb"), ("own", autograded / "a1_generated_0.png")]:
+        cell = new_code_cell("open(...)")
+        cell["id"] = cell_id
+        cell.outputs = [
+            nbformat.v4.new_output(
+                "error", ename="FileNotFoundError", evalue=f"[Errno 2] No such file or directory: '{path}'"
+            )
+        ]
+        nb.cells.append(cell)
+    nbformat.write(nb, autograded / NB5)
+    problems = pipeline._execution_problems(autograded, CELL_TIMEOUT, (root,))
+    assert len(problems) == 1 and "cell hidden was refused by the sandbox" in problems[0], problems
