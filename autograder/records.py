@@ -92,19 +92,15 @@ def decode(record: object) -> tuple[str, dict[str, np.ndarray]]:
     return record["check"], out
 
 
+def _is_record(output: dict) -> bool:
+    return output.get("output_type") in ("display_data", "execute_result") and MIME in output.get("data", {})
+
+
 def records_in(outputs: list[dict]) -> list[object]:
     """The probe records among a cell's ``outputs`` (nbformat output dicts), in order."""
-    return [
-        output["data"][MIME]
-        for output in outputs
-        if output.get("output_type") in ("display_data", "execute_result") and MIME in output.get("data", {})
-    ]
+    return [output["data"][MIME] for output in outputs if _is_record(output)]
 
 
 def without_records(outputs: list[dict]) -> list[dict]:
     """``outputs`` without the probe records (they are for the judge, not for the feedback)."""
-    return [
-        output
-        for output in outputs
-        if not (output.get("output_type") in ("display_data", "execute_result") and MIME in output.get("data", {}))
-    ]
+    return [output for output in outputs if not _is_record(output)]

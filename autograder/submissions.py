@@ -164,6 +164,12 @@ class ConvVAE(nn.Module):
 #: w1: logvar used as the log of the standard deviation (sigma = exp(logvar), not exp(logvar / 2)).
 HW2_LOGSIGMA_BUG = _HW2_CONV_VAE.replace("{sigma}", "torch.exp(logvar)")
 
+#: w1: the decoder's output clamped to [0, 1] (Hardtanh) instead of squashed by a sigmoid: in range,
+#: so the visible tests pass, but not the paper's decoder (only a comparison with the reference sees it).
+HW2_CLAMPED_OUTPUT_BUG = _HW2_CONV_VAE.replace("{sigma}", "torch.exp(0.5 * logvar)").replace(
+    "nn.Sigmoid()", "nn.Hardtanh(0.0, 1.0)"
+)
+
 #: w2: the KL floor applied to the batch mean instead of to each sample.
 FLOOR_AFTER_MEAN_BUG = """
 def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):

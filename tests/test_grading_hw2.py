@@ -19,7 +19,7 @@ import nbformat
 import pytest
 
 from autograder import pipeline
-from autograder.submissions import HW2_MUTANTS, copy_notebooks, replace_answer
+from autograder.submissions import HW2_CLAMPED_OUTPUT_BUG, HW2_MUTANTS, copy_notebooks, replace_answer
 
 pytestmark = pytest.mark.slow
 ASSIGNMENT = "hw2_world_models"
@@ -114,47 +114,29 @@ def save_rnn_dataset(sequences, directory):
 # 01 of "mutants_b", whose mutants are in the other notebooks. (Its vae_loss counterpart is judged
 # in tests/test_judges.py.)
 PEEKS_AT_REFERENCE = {
-    (NB1, "w1_conv_vae"): """
+    (NB1, "w1_conv_vae"): HW2_CLAMPED_OUTPUT_BUG
+    + """
+
 import inspect
 import runpy
+
+
+class PeekingVAE(ConvVAE):
+    def decode(self, z):
+        frame = inspect.currentframe().f_back
+        while frame is not None:
+            for value in list(frame.f_locals.values()):
+                if type(value).__name__ == "ConvVAE" and type(value).__module__ != "__main__":
+                    return value.decode(z)
+            frame = frame.f_back
+        return super().decode(z)
+
 
 try:
     ConvVAE = runpy.run_module("course_lib.sol" + "utions.conv_vae")["ConvVAE"]
     ConvVAE.__module__ = "__main__"
 except ImportError:
-
-    class ConvVAE(nn.Module):
-        def __init__(self, z_size=32):
-            super().__init__()
-            self.encoder = nn.Sequential(
-                nn.Conv2d(3, 32, 4, 2), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
-                nn.Conv2d(64, 128, 4, 2), nn.ReLU(), nn.Conv2d(128, 256, 4, 2), nn.ReLU(), nn.Flatten())
-            self.fc_mu = nn.Linear(1024, z_size)
-            self.fc_logvar = nn.Linear(1024, z_size)
-            self.fc_decode = nn.Linear(z_size, 1024)
-            self.decoder = nn.Sequential(
-                nn.ConvTranspose2d(1024, 128, 5, 2), nn.ReLU(), nn.ConvTranspose2d(128, 64, 5, 2), nn.ReLU(),
-                nn.ConvTranspose2d(64, 32, 6, 2), nn.ReLU(), nn.ConvTranspose2d(32, 3, 6, 2), nn.Hardtanh(0.0, 1.0))
-
-        def encode(self, x):
-            h = self.encoder(x)
-            return self.fc_mu(h), self.fc_logvar(h)
-
-        def reparameterize(self, mu, logvar):
-            return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-
-        def decode(self, z):
-            frame = inspect.currentframe().f_back
-            while frame is not None:
-                for value in list(frame.f_locals.values()):
-                    if type(value).__name__ == "ConvVAE" and type(value).__module__ != "__main__":
-                        return value.decode(z)
-                frame = frame.f_back
-            return self.decoder(self.fc_decode(z).view(-1, 1024, 1, 1))
-
-        def forward(self, x):
-            mu, logvar = self.encode(x)
-            return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+    ConvVAE = PeekingVAE
 """,
 }
 #: What that answer's bug costs: the checks that compare its decoder with the reference.
