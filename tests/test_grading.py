@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -290,19 +289,3 @@ def test_feedback_shows_messages_not_checks(graded):
     assert "CheckFailed" in mutant_page and "look like CartPole-v1" in mutant_page
 
 
-def test_cell_timeout_is_reported_and_bounded(tmp_path):
-    """Is a cell that sleeps past the per-cell limit stopped, reported by name, and scored zero, in bounded time?"""
-    student = tmp_path / "submissions" / "sleeper"
-    student.mkdir(parents=True)
-    notebook = student / "05_other_environment.ipynb"
-    notebook.write_bytes((SOURCE / notebook.name).read_bytes())
-    replace_answer(notebook, "a5_collect_other_frames", "import time\ntime.sleep(600)")
-    start = time.perf_counter()
-    reports = pipeline.autograde(
-        ASSIGNMENT, tmp_path / "submissions", tmp_path / "out", cell_timeout=20, submission_timeout=300, feedback=False
-    )
-    assert time.perf_counter() - start < 240
-    problems = " | ".join(reports[0].problems)
-    assert "a5_collect_other_frames ran past the 20 s cell limit" in problems
-    cells = pipeline.cell_scores(tmp_path / "out" / "cells.csv")["sleeper"]
-    assert all(s[0] == 0 for gid, s in cells.items() if gid.startswith("a5"))

@@ -81,6 +81,9 @@ STUDENTS = {
 STUDENT_OF = {attack: student for student, attacks in STUDENTS.items() for attack in attacks}
 # A correct notebook 05 that ends its kernel right after its first test cell passed.
 STUDENT_OF["os_exit"] = "os_exit"
+# An answer cell, not an extra one, that sleeps past the limit: the report names it by its grade_id.
+ANSWER_SLEEPS = "import time\ntime.sleep(600)"
+STUDENT_OF["a5_collect_other_frames"] = "time_attacks"
 
 
 def _cells(nb, grade_id: str) -> list[int]:
@@ -121,7 +124,10 @@ def tampered(tmp_path_factory) -> dict:
                 cell["id"] = attack
                 nb.cells.insert(at, cell)
 
-        _edit(_student(subs, student, blank5), add_attacks)
+        path = _student(subs, student, blank5)
+        _edit(path, add_attacks)
+        if student == "time_attacks":
+            replace_answer(path, "a5_collect_other_frames", ANSWER_SLEEPS)
 
     def exit_after_first_test(nb):
         cell = new_code_cell(EXTRA_CELL_ATTACKS["os_exit"])
@@ -221,6 +227,7 @@ def test_resource_and_escape_attacks_gain_nothing(tampered, student):
     [
         ("infinite_loop", "cell infinite_loop ran past the 20 s cell limit"),
         ("sleep_past_timeout", "cell sleep_past_timeout ran past the 20 s cell limit"),
+        ("a5_collect_other_frames", "a5_collect_other_frames ran past the 20 s cell limit"),
         ("allocate_20gb", "cell allocate_20gb hit the memory limit"),
         ("fork_bomb", "cell fork_bomb hit the process limit"),
         ("os_exit", "cell os_exit killed its kernel (kernel died)"),
