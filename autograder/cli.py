@@ -20,7 +20,7 @@ from pathlib import Path
 
 from autograder import pipeline
 from autograder.sandbox import SandboxUnavailableError
-from autograder.submissions import FLOOR_AFTER_MEAN_BUG, SEED_RESET_BUG, copy_notebooks, replace_answer
+from autograder.submissions import FLOOR_AFTER_MEAN_BUG, TEMPLATE_RESET_BUG, copy_notebooks, replace_answer
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -117,7 +117,7 @@ def _demo(args: argparse.Namespace) -> int:
     copy_notebooks(pipeline.source_dir(assignment), submissions / "solutions")
     copy_notebooks(paths["release"], submissions / "blank")
     reset_bug = copy_notebooks(pipeline.source_dir(assignment), submissions / "reset_bug")
-    replace_answer(reset_bug / "03_curating_cartpole.ipynb", "a3_collect_frames", SEED_RESET_BUG)
+    replace_answer(reset_bug / "03_curating_cartpole.ipynb", "a3_collect_frames", TEMPLATE_RESET_BUG)
     print("2. submissions: solutions (the source), blank (the release), reset_bug (the seed's reset loop)")
     print("3. autograding through nbgrader ...", flush=True)
     reports = pipeline.autograde(assignment, submissions, out / "grades", workers=2)

@@ -1,12 +1,16 @@
 """nbgrader preprocessors of the course.
 
-``RestartingExecute`` is nbgrader's ``Execute`` that survives a kernel that dies (``os._exit``, a
-crash, the sandbox's limits): the cell gets a ``KernelDied`` error, the kernel is restarted and
-the notebook goes on, so the test cells that passed before keep their points. nbgrader's own
-``Execute`` stops the notebook and saves no grade for any of its cells. It is also where the
-judges run (:mod:`autograder.judges`): right after a graded cell has run in the student's kernel,
-the records its hidden check left are compared with the reference in this process, and a
-difference becomes the cell's error (so nbgrader scores it zero).
+``RestartingExecute`` is nbgrader's ``Execute`` with two additions:
+
+- **It judges.** Right before a graded test cell runs, it writes a fresh nonce into the cell's call of
+  its hidden check; right after, the check's judge decides in this process from the record the
+  probe left in the cell's outputs (:mod:`autograder.judging`). A wrong answer becomes the cell's
+  ``CheckFailed`` error, so nbgrader scores it zero; a test cell that did not run as written is
+  reported (``$COURSE_EVENTS``). Nothing that runs in the student's kernel decides a grade.
+- **It survives a kernel that dies** (``os._exit``, a crash, the sandbox's limits): the cell gets a
+  ``KernelDied`` error, the kernel is restarted and the notebook goes on, so the test cells that
+  passed before keep their points. nbgrader's own ``Execute`` stops the notebook and saves no
+  grade for any of its cells.
 
 nbgrader's feedback shows a graded notebook with its outputs. A hidden check that fails would show
 its traceback, whose frames quote the checks' source. ``StripCheckInternals`` runs right after
@@ -24,7 +28,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Integer
 
-from autograder import judges, records
+from autograder import judging
 
 #: ``ename`` of the error output given to a cell whose kernel died.
 KERNEL_DIED = "KernelDied"
@@ -42,9 +46,18 @@ class RestartingExecute(Execute):
 
     def preprocess(self, nb, resources, *args, **kwargs):
         self._deaths = 0  # one instance runs every notebook of a submission
-        return super().preprocess(nb, resources, *args, **kwargs)
+        self._notebook = f"{resources.get('unique_key') or 'notebook'}.ipynb"
+        self._events = judging.EventLog()
+        self._judging = judging.Stopwatch()
+        self._judged = 0
+        try:
+            return super().preprocess(nb, resources, *args, **kwargs)
+        finally:
+            self._events.timing(self._notebook, self._judging.seconds, self._judged)
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        with self._judging:
+            armed = judging.arm(cell)
         try:
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         except DeadKernelError:
@@ -62,28 +75,17 @@ class RestartingExecute(Execute):
             )
             await ensure_async(self.km.restart_kernel(now=True))
             await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
-            return cell
-        if cell.cell_type == "code":
-            judge_cell(cell)
+        finally:
+            if armed is not None:
+                cell.source = armed.source  # the instructor's code, without the nonce
+        with self._judging:  # a cell that raised (or killed its kernel) has failed: its records are only dropped
+            for finding in judging.judge_cell(cell, armed, self._notebook):
+                self._events.finding(finding)
+        self._judged += armed is not None
         return cell
 
     # nbclient binds the synchronous wrapper to its own coroutine; bind it to this one
     execute_cell = run_sync(async_execute_cell)
-
-
-def judge_cell(cell: NotebookNode) -> None:
-    """Judge the probe records of a graded code cell that ran without error, then drop every record.
-
-    A failure appends a ``CheckFailed`` error output with the judge's message.
-    """
-    outputs = cell.get("outputs", [])
-    graded = cell.get("metadata", {}).get("nbgrader", {}).get("grade", False)
-    failed = any(output.get("output_type") == "error" for output in outputs)
-    failure = judges.judge_outputs(cell.source, outputs) if graded and not failed else None
-    cell.outputs = records.without_records(outputs)
-    if failure is not None:
-        error = {"output_type": "error", "ename": "CheckFailed", "evalue": failure}
-        cell.outputs.append(NotebookNode(**error, traceback=[f"CheckFailed: {failure}"]))
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

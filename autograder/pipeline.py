@@ -34,9 +34,10 @@ from pathlib import Path
 
 import nbformat
 
+from autograder import judging
 from autograder.sandbox import NOBODY, Limits, require_bwrap
 from autograder.sandbox import prepare as prepare_sandbox
-from autograder.tamper import scan_notebook
+from autograder.tamper import TAMPERING, scan_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
@@ -58,11 +59,19 @@ class PipelineError(RuntimeError):
 
 @dataclass
 class StudentReport:
-    """What happened to one student's submission."""
+    """What happened to one student's submission.
+
+    Attributes:
+        student_id: the student's folder name.
+        problems: what went wrong or was repaired, each naming the notebook (and cell).
+        seconds: wall time of the student's grading.
+        judge_seconds: of which the judges took this long (in nbgrader's process).
+    """
 
     student_id: str
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    judge_seconds: float = 0.0
 
 
 def source_dir(assignment: str) -> Path:
@@ -650,18 +659,28 @@ def grade_student(
     submitted = root / "submitted" / report.student_id / assignment
     autograded = root / "autograded" / report.student_id / assignment
     findings = [finding for path in sorted(submitted.glob("*.ipynb")) for finding in scan_notebook(path)]
-    report.problems += [f"tampering suspected, its notebook's autograded points set to zero: {f}" for f in findings]
+    tampered = {f.notebook for f in findings if f.severity == TAMPERING}
+    for f in findings:
+        label = (
+            "tampering suspected, its notebook's autograded points set to zero"
+            if f.severity == TAMPERING
+            else ("for review")
+        )
+        report.problems.append(f"{label}: {f}")
     if not any(submitted.glob("*.ipynb")):
         _record_empty_submission(assignment, report.student_id, root, gradebook)
         report.seconds = time.perf_counter() - start
         return report
     args = ["autograde", assignment, f"--student={report.student_id}", "--force", *db]
     args.append(f"--Execute.timeout={settings.cell_timeout}")
-    extra_env = None
+    events = root / ".events" / f"{report.student_id}.jsonl"  # what the judges found (autograder.judging)
+    events.parent.mkdir(exist_ok=True)
+    events.unlink(missing_ok=True)
+    extra_env = {judging.EVENTS_ENV: str(events)}
     if settings.sandbox:
         readonly, hidden = _sandbox_paths()
         box = prepare_sandbox(root / ".sandbox" / report.student_id, autograded, settings.limits, uid, readonly, hidden)
-        args, extra_env = args + box["args"], box["env"]
+        args, extra_env = args + box["args"], {**extra_env, **box["env"]}
     try:
         result = run_nbgrader(args, root, timeout=settings.submission_timeout, env=extra_env)
     finally:
@@ -676,8 +695,14 @@ def grade_student(
         report.problems.append(_summarize_failure(log))
     hidden = (root, *_sandbox_paths()[1]) if settings.sandbox else ()
     report.problems.extend(_execution_problems(autograded, settings.cell_timeout, hidden))
-    if findings:
-        _zero_notebooks(assignment, report.student_id, root, gradebook, {f.notebook for f in findings})
+    for event in judging.read_events(events):
+        if event["event"] == "finding":
+            label = "tampering suspected, for review" if event["severity"] == "tampering" else "for review"
+            report.problems.append(f"{label}: {event['notebook']}: {event['cell']} {event['message']}")
+        elif event["event"] == "timing":
+            report.judge_seconds += event["judge_seconds"]
+    if tampered:
+        _zero_notebooks(assignment, report.student_id, root, gradebook, tampered)
     if settings.feedback and autograded.exists():
         fb_args = ["generate_feedback", assignment, f"--student={report.student_id}", "--force", *db]
         fb = run_nbgrader(fb_args, root, timeout=300)

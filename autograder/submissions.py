@@ -1,19 +1,85 @@
-"""Known submissions for the self-test and the demo: the source, the blank release, and mutants.
+"""Known submissions for the self-tests and the demo: mutants with classic bugs, and correct answers
+written differently from the reference.
 
 A mutant is the source notebook with one answer cell (found by its ``grade_id``) replaced by code
-with a classic bug, most of them the bugs of seed 004.
+with a bug; :class:`Mutant` names the graded cells it must fail (every other cell of its notebook
+must pass). Between them, the mutants give every graded cell of both homeworks at least one bug
+that its visible tests let through and its hidden check catches (``tests/test_checks.py``). Many are
+the bugs of the course's sources (the CMPE 260 homework template, the World Models TensorFlow
+code); each says which.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-#: The seed's reset loop (activity 3): ``frame_idx`` is never set back, so the environment is
-#: reset once, and never on termination.
-SEED_RESET_BUG = """
+
+@dataclass(frozen=True)
+class Mutant:
+    """An answer with a bug: the notebook, the ``grade_id`` of the answer cell it replaces, the code,
+    and the graded cells it must fail."""
+
+    notebook: str
+    answer: str
+    code: str
+    fails: frozenset[str]
+
+
+NB1, NB3, NB5 = "01_autoencoder_and_vae.ipynb", "03_curating_cartpole.ipynb", "05_other_environment.ipynb"
+W1, W2, W3 = "01_data_and_conv_vae.ipynb", "02_vae_loss.ipynb", "03_train_and_rnn_dataset.ipynb"
+
+# ---------------------------------------------------------------- homework 1 (hw1_vae)
+_MYVAE = """
+class MyVAE(MyVAETemplate):
+    def __init__(self, in_channels, latent_dim, hidden_dims=None):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [32, 64, 128, 256, 512]
+        modules, in_dim = [], in_channels
+        for h_dim in self.hidden_dims:
+            modules.append(nn.Sequential({block}))
+            in_dim = h_dim
+        self.encoder = nn.Sequential(*modules)
+        self.z_simple = nn.Linear(self.hidden_dims[-1] * 4, latent_dim)
+        self.z_mu = nn.Linear(self.hidden_dims[-1] * 4, latent_dim)
+        self.z_var = nn.Linear(self.hidden_dims[-1] * 4, latent_dim)
+        h0 = self.hidden_dims[0]
+        self.final_layer = nn.Sequential(
+            nn.ConvTranspose2d(h0, h0, 3, 2, 1, output_padding=1), nn.BatchNorm2d(h0), nn.LeakyReLU(),
+            nn.Conv2d(h0, in_channels, 3, padding=1), {output})
+        self.build_decoder()
+"""
+_BLOCK = "nn.Conv2d(in_dim, h_dim, 3, 2, 1), nn.BatchNorm2d(h_dim), nn.LeakyReLU()"
+
+
+def _myvae(block: str = _BLOCK, output: str = "nn.Sigmoid()") -> str:
+    return _MYVAE.replace("{block}", block).replace("{output}", output)
+
+
+#: Activity 1, the template's Tanh output layer, whose values leave [0, 1].
+TANH_OUTPUT_BUG = _myvae(output="nn.Tanh()")
+
+_REPARAMETERIZE = """
+@add_to_class(MyVAE)
+def reparameterize(self, mu, logvar):
+    return {z}
+"""
+
+
+def _reparameterize(z: str) -> str:
+    return _REPARAMETERIZE.replace("{z}", z)
+
+
+#: Activity 2, logvar used as the log of the standard deviation.
+LOGSIGMA_BUG = _reparameterize("mu + torch.exp(logvar) * torch.randn_like(mu)")
+
+#: Activity 3, the homework template's reset loop: ``frame_idx`` is never set back, so the
+#: environment is reset once, and never on termination.
+TEMPLATE_RESET_BUG = """
 def collect_frames(env, n_frames, episode_length=20, seed=None):
     frames = np.zeros((n_frames, 64, 64, 3), dtype=np.uint8)
     observation, info = env.reset(seed=seed)
@@ -28,9 +94,30 @@ def collect_frames(env, n_frames, episode_length=20, seed=None):
     return frames
 """
 
-#: The seed's angle filter (activity 4): kept frames are written at the step index, so rejected
-#: steps leave black frames in the array.
-SEED_FILTER_BUG = """
+_COLLECT_FRAMES = """
+def collect_frames(env, n_frames, episode_length=20, seed=None):
+    frames = np.zeros((n_frames, 64, 64, 3), dtype=np.uint8)
+    observation, info = env.reset(seed={seed})
+    env.action_space.seed({seed})
+    frame_idx = 0
+    for i in range(n_frames):
+        frames[i] = preprocess_frame(frame_of(env, observation), "CartPole-v1")
+        observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        frame_idx += 1
+        if {reset} or terminated or truncated:
+            observation, info = env.reset()
+            frame_idx = 0
+    return frames
+"""
+
+
+def _collect_frames(reset: str = "frame_idx == episode_length", seed: str = "seed") -> str:
+    return _COLLECT_FRAMES.replace("{reset}", reset).replace("{seed}", seed)
+
+
+#: Activity 4, the homework template's angle filter: kept frames are written at the step index, so
+#: rejected steps leave black frames in the array.
+TEMPLATE_FILTER_BUG = """
 def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
     frames = np.zeros((n_frames, 64, 64, 3), dtype=np.uint8)
     observation, info = env.reset(seed=seed)
@@ -44,56 +131,405 @@ def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
     return frames
 """
 
-#: Activity 1: the template's Tanh output layer, whose values leave [0, 1].
-TANH_OUTPUT_BUG = """
-class MyVAE(MyVAETemplate):
-    def __init__(self, in_channels, latent_dim, hidden_dims=None):
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [32, 64, 128, 256, 512]
-        modules, in_dim = [], in_channels
-        for h_dim in self.hidden_dims:
-            modules.append(nn.Sequential(nn.Conv2d(in_dim, h_dim, 3, 2, 1), nn.BatchNorm2d(h_dim), nn.LeakyReLU()))
-            in_dim = h_dim
-        self.encoder = nn.Sequential(*modules)
-        self.z_simple = nn.Linear(self.hidden_dims[-1] * 4, latent_dim)
-        self.z_mu = nn.Linear(self.hidden_dims[-1] * 4, latent_dim)
-        self.z_var = nn.Linear(self.hidden_dims[-1] * 4, latent_dim)
-        h0 = self.hidden_dims[0]
-        self.final_layer = nn.Sequential(
-            nn.ConvTranspose2d(h0, h0, 3, 2, 1, output_padding=1), nn.BatchNorm2d(h0), nn.LeakyReLU(),
-            nn.Conv2d(h0, in_channels, 3, padding=1), nn.Tanh())
-        self.build_decoder()
-"""
-
-#: Activity 2: logvar used as the log of the standard deviation.
-LOGSIGMA_BUG = """
-@add_to_class(MyVAE)
-def reparameterize(self, mu, logvar):
-    return mu + torch.exp(logvar) * torch.randn_like(mu)
-"""
-
-#: Activity 5: frames of CartPole instead of the chosen environment.
-WRONG_ENV_BUG = """
-def collect_other_frames(env_id, n_frames, seed=None):
-    env = make_env("CartPole-v1", seed=seed)
+_COLLECT_UPRIGHT = """
+def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
+    frames = np.zeros((n_frames, 64, 64, 3), dtype=np.uint8)
     observation, info = env.reset(seed=seed)
+    {seed_actions}
+    kept = 0
+    while kept < n_frames:
+        {body}
+        if terminated or truncated:
+            observation, info = env.reset()
+    return frames
+"""
+_UPRIGHT_BODY = """angle = observation[2]
+        observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        if abs({angle}) <= max_angle:
+            frames[kept] = preprocess_frame(frame_of(env, observation), "CartPole-v1")
+            kept += 1"""
+
+
+def _collect_upright(angle: str = "observation[2]", seed_actions: str = "env.action_space.seed(seed)") -> str:
+    body = _UPRIGHT_BODY.replace("{angle}", angle)
+    return _COLLECT_UPRIGHT.replace("{body}", body).replace("{seed_actions}", seed_actions)
+
+
+_COLLECT_OTHER = """
+def collect_other_frames(env_id, n_frames, seed=None):
+    crop = Crop(top=0.22, bottom=0.78, left=0.22, right=0.78) if env_id == "Pendulum-v1" else Crop()
+    env = make_env({env}, seed={seed})
+    observation, info = env.reset(seed={seed})
     frames = np.zeros((n_frames, 64, 64, 3), dtype=np.uint8)
     for i in range(n_frames):
-        frames[i] = preprocess_frame(frame_of(env, observation), "CartPole-v1")
+        frames[i] = preprocess_frame(frame_of(env, observation), {crop})
         observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
         if terminated or truncated:
             observation, info = env.reset()
     return frames
 """
 
-#: One mutant per activity of hw1: (notebook, grade_id of the answer cell, replacement source).
-HW1_MUTANTS: dict[str, tuple[str, str, str]] = {
-    "a1_tanh_output": ("01_autoencoder_and_vae.ipynb", "a1_myvae", TANH_OUTPUT_BUG),
-    "a2_logvar_as_logsigma": ("01_autoencoder_and_vae.ipynb", "a2_reparameterize", LOGSIGMA_BUG),
-    "a3_seed_reset_bug": ("03_curating_cartpole.ipynb", "a3_collect_frames", SEED_RESET_BUG),
-    "a4_seed_black_frames": ("03_curating_cartpole.ipynb", "a4_collect_upright_frames", SEED_FILTER_BUG),
-    "a5_wrong_environment": ("05_other_environment.ipynb", "a5_collect_other_frames", WRONG_ENV_BUG),
+
+def _collect_other(env: str = "env_id", crop: str = "crop", seed: str = "seed") -> str:
+    return _COLLECT_OTHER.replace("{env}", env).replace("{crop}", crop).replace("{seed}", seed)
+
+
+#: Activity 5, frames of CartPole instead of the chosen environment.
+WRONG_ENV_BUG = _collect_other(env='"CartPole-v1"', crop='"CartPole-v1"')
+
+HW1_MUTANTS: dict[str, Mutant] = {
+    # a1: the autoencoder
+    "a1_activation_before_batchnorm": Mutant(
+        NB1,
+        "a1_myvae",
+        _myvae(block=_BLOCK.replace("nn.BatchNorm2d(h_dim), nn.LeakyReLU()", "nn.LeakyReLU(), nn.BatchNorm2d(h_dim)")),
+        frozenset({"a1_structure"}),
+    ),
+    "a1_relu_output": Mutant(NB1, "a1_myvae", _myvae(output="nn.ReLU()"), frozenset({"a1_output_range"})),
+    "a1_softmax_output": Mutant(NB1, "a1_myvae", _myvae(output="nn.Softmax(dim=1)"), frozenset({"a1_loss_drops"})),
+    # a2: the VAE
+    "a2_noise_shared_by_dimensions": Mutant(
+        NB1,
+        "a2_reparameterize",
+        _reparameterize("mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape[0], 1)"),
+        frozenset({"a2_reparameterize_stats"}),
+    ),
+    "a2_logvar_as_logsigma": Mutant(
+        NB1,
+        "a2_reparameterize",
+        LOGSIGMA_BUG,
+        frozenset({"a2_reparameterize_stats", "a2_gradients", "a2_encode_forward"}),
+    ),
+    "a2_sigma_detached": Mutant(
+        NB1,
+        "a2_reparameterize",
+        _reparameterize("mu + torch.exp(0.5 * logvar).detach() * torch.randn_like(mu)"),
+        frozenset({"a2_gradients"}),
+    ),
+    "a2_mu_and_logvar_swapped": Mutant(
+        NB1,
+        "a2_encode",
+        "@add_to_class(MyVAE)\ndef encode(self, x):\n    h = torch.flatten(self.encoder(x), start_dim=1)\n"
+        "    return [self.z_var(h), self.z_mu(h)]",
+        frozenset({"a2_encode_forward"}),
+    ),
+    "a2_decodes_mu": Mutant(
+        NB1,
+        "a2_forward",
+        "@add_to_class(MyVAE)\ndef forward(self, x):\n    mu, logvar = self.encode(x)\n"
+        "    return [self.decode(mu), x, mu, logvar]",
+        frozenset({"a2_encode_forward"}),
+    ),
+    # a3: episode resets
+    "a3_template_reset_bug": Mutant(NB3, "a3_collect_frames", TEMPLATE_RESET_BUG, frozenset({"a3_reset_pattern"})),
+    "a3_reset_one_frame_early": Mutant(
+        NB3,
+        "a3_collect_frames",
+        _collect_frames(reset="frame_idx == episode_length - 1"),
+        frozenset({"a3_reset_pattern"}),
+    ),
+    "a3_seed_ignored": Mutant(
+        NB3, "a3_collect_frames", _collect_frames(seed="0"), frozenset({"a3_frames", "a3_reset_pattern"})
+    ),
+    # a4: the angle filter
+    "a4_template_black_frames": Mutant(
+        NB3, "a4_collect_upright_frames", TEMPLATE_FILTER_BUG, frozenset({"a4_angles", "a4_count"})
+    ),
+    "a4_angle_of_the_previous_state": Mutant(
+        NB3, "a4_collect_upright_frames", _collect_upright(angle="angle"), frozenset({"a4_angles"})
+    ),
+    "a4_actions_unseeded": Mutant(
+        NB3, "a4_collect_upright_frames", _collect_upright(seed_actions="pass"), frozenset({"a4_count"})
+    ),
+    # a5: another environment
+    "a5_wrong_environment": Mutant(
+        NB5, "a5_collect_other_frames", WRONG_ENV_BUG, frozenset({"a5_frames", "a5_beats_baseline"})
+    ),
+    "a5_seed_ignored": Mutant(NB5, "a5_collect_other_frames", _collect_other(seed="None"), frozenset({"a5_frames"})),
+}
+
+# ---------------------------------------------------------------- homework 2 (hw2_world_models)
+_HW2_CONV_VAE = """
+class ConvVAE(nn.Module):
+    def __init__(self, z_size=32):
+        super().__init__()
+        self.z_size = z_size
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, 32, 4, 2), {relu1}, nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
+            nn.Conv2d(64, 128, 4, 2), nn.ReLU(), nn.Conv2d(128, 256, 4, 2), nn.ReLU(), nn.Flatten())
+        self.fc_mu = nn.Linear(1024, z_size)
+        self.fc_logvar = nn.Linear(1024, z_size)
+        self.fc_decode = nn.Linear(z_size, 1024){extra}
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(1024, 128, 5, 2), nn.ReLU(), nn.ConvTranspose2d(128, 64, 5, 2), nn.ReLU(),
+            nn.ConvTranspose2d(64, 32, 6, 2), nn.ReLU(), nn.ConvTranspose2d(32, 3, 6, 2), {output})
+
+    def encode(self, x):
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def reparameterize(self, mu, logvar):
+        return mu + {sigma} * torch.randn_like(mu)
+
+    def decode(self, z):
+        return self.decoder(self.fc_decode(z).view(-1, 1024, 1, 1))
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+"""
+
+
+def _conv_vae(
+    relu1: str = "nn.ReLU()", extra: str = "", output: str = "nn.Sigmoid()", sigma: str = "torch.exp(0.5 * logvar)"
+) -> str:
+    code = _HW2_CONV_VAE
+    for key, value in {"relu1": relu1, "extra": extra, "output": output, "sigma": sigma}.items():
+        code = code.replace("{" + key + "}", value)
+    return code
+
+
+#: w1: logvar used as the log of the standard deviation (sigma = exp(logvar), not exp(logvar / 2)).
+HW2_LOGSIGMA_BUG = _conv_vae(sigma="torch.exp(logvar)")
+#: w1: the decoder's output clamped to [0, 1] (Hardtanh) instead of squashed by a sigmoid: in range,
+#: so the visible tests pass, but not the paper's decoder.
+HW2_CLAMPED_OUTPUT_BUG = _conv_vae(output="nn.Hardtanh(0.0, 1.0)")
+
+_VAE_LOSS = """
+def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
+    recon = {recon}
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+    {floor}
+    return {"loss": recon + kl, "recon": recon, "kl": kl}
+"""
+_RECON = "(x - x_hat).pow(2).sum(dim=(1, 2, 3)).mean()"
+_FLOOR = "kl = torch.clamp(kl, min=kl_tolerance * mu.shape[1]).mean()"
+
+
+def _vae_loss(recon: str = _RECON, floor: str = _FLOOR) -> str:
+    return _VAE_LOSS.replace("{recon}", recon).replace("{floor}", floor)
+
+
+#: w2: the KL floor applied to the batch mean instead of to each sample.
+FLOOR_AFTER_MEAN_BUG = _vae_loss(floor="kl = torch.clamp(kl.mean(), min=kl_tolerance * mu.shape[1])")
+#: w2: the squared error averaged over the pixels (F.mse_loss) instead of summed over them.
+MEAN_OVER_PIXELS_BUG = _vae_loss(recon="torch.nn.functional.mse_loss(x_hat, x)")
+
+_ENCODE_ROLLOUTS = """
+def encode_rollouts(model, frames, actions, batch_size=256):
+    sequences = []
+    for rollout_frames, rollout_actions in zip(frames, actions):
+        with torch.no_grad():
+            mu, logvar = model.encode(to_tensor(np.array(rollout_frames)))
+            z = model.reparameterize(mu, logvar)
+        a = np.asarray(rollout_actions, dtype=np.float32)
+        sequences.append({"mu": {mu}.numpy(), "logvar": logvar.numpy(), "actions": {actions}})
+    return sequences
+"""
+
+
+def _encode_rollouts(mu: str = "mu", actions: str = "a") -> str:
+    return _ENCODE_ROLLOUTS.replace("{mu}", mu).replace("{actions}", actions)
+
+
+#: w3: the World Models TensorFlow code's encoder returned a sampled z, stored in place of mu.
+SAMPLED_Z_BUG = _encode_rollouts(mu="z")
+#: w3: each code paired with the next step's action (actions shifted by one).
+SHIFTED_ACTIONS_BUG = _encode_rollouts(actions="np.concatenate([a[1:], a[-1:]])")
+
+HW2_MUTANTS: dict[str, Mutant] = {
+    "w1_no_relu_after_the_first_convolution": Mutant(
+        W1,
+        "w1_conv_vae",
+        _conv_vae(relu1="nn.Identity()"),
+        frozenset({"w1_architecture", "w1_encode_decode", "w1_sampling"}),
+    ),
+    "w1_leftover_layer": Mutant(
+        W1,
+        "w1_conv_vae",
+        _conv_vae(extra="\n        self.spare = nn.Linear(z_size, z_size)"),
+        frozenset({"w1_parameter_count"}),
+    ),
+    "w1_clamped_output": Mutant(
+        W1, "w1_conv_vae", HW2_CLAMPED_OUTPUT_BUG, frozenset({"w1_encode_decode", "w1_sampling"})
+    ),
+    "w1_logvar_as_logsigma": Mutant(W1, "w1_conv_vae", HW2_LOGSIGMA_BUG, frozenset({"w1_sampling"})),
+    "w2_floor_after_batch_mean": Mutant(
+        W2, "w2_vae_loss", FLOOR_AFTER_MEAN_BUG, frozenset({"w2_kl_floor", "w2_gradients"})
+    ),
+    "w2_mean_over_pixels": Mutant(W2, "w2_vae_loss", MEAN_OVER_PIXELS_BUG, frozenset({"w2_recon", "w2_gradients"})),
+    "w2_kl_detached": Mutant(
+        W2,
+        "w2_vae_loss",
+        _vae_loss(floor="kl = torch.clamp(kl.detach(), min=kl_tolerance * mu.shape[1]).mean()"),
+        frozenset({"w2_gradients"}),
+    ),
+    "w3_sampled_z": Mutant(W3, "w3_encode_rollouts", SAMPLED_Z_BUG, frozenset({"w3_encode"})),
+    "w3_shifted_actions": Mutant(W3, "w3_encode_rollouts", SHIFTED_ACTIONS_BUG, frozenset({"w3_encode"})),
+    "w3_pickled_rollouts": Mutant(
+        W3,
+        "w3_save_rnn_dataset",
+        "def save_rnn_dataset(sequences, directory):\n    directory = Path(directory)\n"
+        "    directory.mkdir(parents=True, exist_ok=True)\n    paths = []\n"
+        "    for i, seq in enumerate(sequences):\n        paths.append(directory / f'rollout_{i:04d}.npz')\n"
+        "        actions = np.array(seq['actions'], dtype=object)\n"
+        "        np.savez(paths[-1], mu=seq['mu'], logvar=seq['logvar'], actions=actions)\n"
+        "    return paths",
+        frozenset({"w3_files"}),
+    ),
+}
+
+#: Correct answers written differently from the reference and from the source's solutions, by
+#: (notebook, grade_id of the answer cell): other layer names and nesting, other libraries' idioms
+#: (torch.distributions, nn.functional, torch.maximum), other reductions, ``.view`` flattening.
+HW1_ALTERNATIVES: dict[tuple[str, str], str] = {
+    (NB1, "a1_myvae"): """
+class MyVAE(MyVAETemplate):
+    def __init__(self, in_channels, latent_dim, hidden_dims=None):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [32, 64, 128, 256, 512]
+        self.encoder = nn.Sequential()
+        for i, (a, b) in enumerate(zip([in_channels] + self.hidden_dims[:-1], self.hidden_dims)):
+            block = nn.Sequential()
+            block.add_module("conv", nn.Conv2d(a, b, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1)))
+            block.add_module("bn", nn.BatchNorm2d(b))
+            block.add_module("act", nn.LeakyReLU(0.01))
+            self.encoder.add_module(f"block{i}", block)
+        features = 4 * self.hidden_dims[-1]
+        self.z_simple, self.z_mu, self.z_var = (nn.Linear(features, latent_dim) for _ in range(3))
+        h0 = self.hidden_dims[0]
+        self.final_layer = nn.Sequential(
+            nn.Upsample(scale_factor=2), nn.Conv2d(h0, in_channels, 3, padding=1), nn.Sigmoid())
+        self.build_decoder()
+""",
+    (NB1, "a2_reparameterize"): """
+@add_to_class(MyVAE)
+def reparameterize(self, mu, logvar):
+    return torch.distributions.Normal(mu, (logvar / 2).exp()).rsample()
+""",
+    (NB1, "a2_encode"): """
+@add_to_class(MyVAE)
+def encode(self, x):
+    features = self.encoder(x).view(x.size(0), -1)
+    return self.z_mu(features), self.z_var(features)
+""",
+    (NB1, "a2_forward"): """
+@add_to_class(MyVAE)
+def forward(self, x):
+    mu, logvar = self.encode(x)
+    x_hat = self.decode(self.reparameterize(mu, logvar))
+    return x_hat, x, mu, logvar
+""",
+    (NB3, "a3_collect_frames"): """
+def collect_frames(env, n_frames, episode_length=20, seed=None):
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    out, t = [], 0
+    while len(out) < n_frames:
+        out.append(preprocess_frame(env.render(), "CartPole-v1"))
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        t += 1
+        if t >= episode_length or term or trunc:
+            obs, _ = env.reset()
+            t = 0
+    return np.stack(out).astype(np.uint8)
+""",
+    (NB3, "a4_collect_upright_frames"): """
+def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    kept = []
+    while len(kept) < n_frames:
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        if term or trunc:
+            obs, _ = env.reset()
+        if abs(obs[2]) <= max_angle:
+            kept.append(preprocess_frame(env.render(), "CartPole-v1"))
+    return np.array(kept, dtype=np.uint8)
+""",
+    (NB5, "a5_collect_other_frames"): """
+def collect_other_frames(env_id, n_frames, seed=None):
+    env = make_env(env_id, seed=seed)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    frames = []
+    for _ in range(n_frames):
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        frames.append(preprocess_frame(env.render(), Crop(top=0.2, bottom=0.8, left=0.2, right=0.8)))
+        if term or trunc:
+            obs, _ = env.reset()
+    return np.stack(frames)
+""",
+}
+
+HW2_ALTERNATIVES: dict[tuple[str, str], str] = {
+    (W1, "w1_conv_vae"): """
+class ConvVAE(nn.Module):
+    def __init__(self, z_size=32):
+        super().__init__()
+        self.z_size = z_size
+        self.to_logvar = nn.Linear(1024, z_size)
+        self.to_mu = nn.Linear(1024, z_size)
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2) for a, b in [(3, 32), (32, 64), (64, 128), (128, 256)])
+        self.expand = nn.Linear(z_size, 1024)
+        specs = [(1024, 128, 5), (128, 64, 5), (64, 32, 6), (32, 3, 6)]
+        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(a, b, k, stride=2) for a, b, k in specs)
+
+    def encode(self, x):
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+        h = x.flatten(start_dim=1)
+        logvar = self.to_logvar(h)
+        return self.to_mu(h), logvar
+
+    def reparameterize(self, mu, logvar):
+        return mu + torch.randn(mu.shape) * (logvar / 2).exp()
+
+    def decode(self, z):
+        h = self.expand(z)[:, :, None, None]
+        for i, deconv in enumerate(self.deconvs):
+            h = deconv(h)
+            h = torch.sigmoid(h) if i == len(self.deconvs) - 1 else torch.relu(h)
+        return h
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+""",
+    (W2, "w2_vae_loss"): """
+def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
+    batch = x.shape[0]
+    recon = torch.nn.functional.mse_loss(x_hat, x, reduction="sum") / batch
+    kl_each = 0.5 * torch.sum(mu**2 + torch.exp(logvar) - 1 - logvar, dim=-1)
+    floor = torch.full_like(kl_each, kl_tolerance * mu.size(1))
+    kl = torch.maximum(kl_each, floor).sum() / batch
+    return dict(loss=recon + kl, recon=recon, kl=kl)
+""",
+    (W3, "w3_encode_rollouts"): """
+def encode_rollouts(model, frames, actions, batch_size=64):
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for f, a in zip(frames, actions):
+            parts = [model.encode(to_tensor(np.array(f[i:i + batch_size]))) for i in range(0, len(f), batch_size)]
+            out.append(dict(
+                mu=torch.cat([p[0] for p in parts]).numpy(),
+                logvar=torch.cat([p[1] for p in parts]).numpy(),
+                actions=np.array(a, dtype="float32"),
+            ))
+    return out
+""",
+    (W3, "w3_save_rnn_dataset"): """
+def save_rnn_dataset(sequences, directory):
+    import os
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for i, s in enumerate(sequences):
+        paths.append(Path(directory, "rollout_%04d.npz" % i))
+        np.savez_compressed(paths[-1], **{k: s[k] for k in ("mu", "logvar", "actions")})
+    return paths
+""",
 }
 
 
@@ -122,102 +558,36 @@ def copy_notebooks(src: Path, dest: Path) -> Path:
     return dest
 
 
-def make_mutant(source: Path, dest: Path, mutant: tuple[str, str, str]) -> Path:
-    """A submission folder ``dest``: the notebooks of ``source`` with one answer replaced."""
-    copy_notebooks(source, dest)
-    notebook, grade_id, code = mutant
-    replace_answer(dest / notebook, grade_id, code)
+def mutant_students(mutants: dict[str, Mutant]) -> dict[str, list[str]]:
+    """Mutants grouped into as few student folders as possible, at most one per answer cell.
+
+    The answer cells of a notebook are graded by different checks, so one student can carry a bug
+    in each; the student must then fail exactly the union of its mutants' cells. This saves
+    nbgrader's per-student start-up in the self-tests.
+
+    Returns:
+        ``{"mutants_1": [mutant names], ...}`` in the order of ``mutants``.
+    """
+    students: list[list[str]] = []
+    for name, mutant in mutants.items():
+        for group in students:
+            if all(
+                (mutants[other].notebook, mutants[other].answer) != (mutant.notebook, mutant.answer) for other in group
+            ):
+                group.append(name)
+                break
+        else:
+            students.append([name])
+    return {f"mutants_{k + 1}": group for k, group in enumerate(students)}
+
+
+def make_mutant_student(source: Path, dest: Path, mutants: list[Mutant]) -> Path:
+    """A submission folder ``dest`` with the notebooks of ``source`` that ``mutants`` change, changed."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for mutant in mutants:
+        if not (dest / mutant.notebook).exists():
+            shutil.copy(Path(source) / mutant.notebook, dest / mutant.notebook)
+        replace_answer(dest / mutant.notebook, mutant.answer, mutant.code)
     return dest
-
-
-# ---------------------------------------------------------------- homework 2 (hw2_world_models)
-_HW2_CONV_VAE = """
-class ConvVAE(nn.Module):
-    def __init__(self, z_size=32):
-        super().__init__()
-        self.z_size = z_size
-        self.encoder = nn.Sequential(
-            nn.Conv2d(3, 32, 4, 2), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(),
-            nn.Conv2d(64, 128, 4, 2), nn.ReLU(), nn.Conv2d(128, 256, 4, 2), nn.ReLU(), nn.Flatten())
-        self.fc_mu = nn.Linear(1024, z_size)
-        self.fc_logvar = nn.Linear(1024, z_size)
-        self.fc_decode = nn.Linear(z_size, 1024)
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(1024, 128, 5, 2), nn.ReLU(), nn.ConvTranspose2d(128, 64, 5, 2), nn.ReLU(),
-            nn.ConvTranspose2d(64, 32, 6, 2), nn.ReLU(), nn.ConvTranspose2d(32, 3, 6, 2), nn.Sigmoid())
-
-    def encode(self, x):
-        h = self.encoder(x)
-        return self.fc_mu(h), self.fc_logvar(h)
-
-    def reparameterize(self, mu, logvar):
-        return mu + {sigma} * torch.randn_like(mu)
-
-    def decode(self, z):
-        return self.decoder(self.fc_decode(z).view(-1, 1024, 1, 1))
-
-    def forward(self, x):
-        mu, logvar = self.encode(x)
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
-"""
-
-#: w1: logvar used as the log of the standard deviation (sigma = exp(logvar), not exp(logvar / 2)).
-HW2_LOGSIGMA_BUG = _HW2_CONV_VAE.replace("{sigma}", "torch.exp(logvar)")
-
-#: w1: the decoder's output clamped to [0, 1] (Hardtanh) instead of squashed by a sigmoid: in range,
-#: so the visible tests pass, but not the paper's decoder (only a comparison with the reference sees it).
-HW2_CLAMPED_OUTPUT_BUG = _HW2_CONV_VAE.replace("{sigma}", "torch.exp(0.5 * logvar)").replace(
-    "nn.Sigmoid()", "nn.Hardtanh(0.0, 1.0)"
-)
-
-#: w2: the KL floor applied to the batch mean instead of to each sample.
-FLOOR_AFTER_MEAN_BUG = """
-def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
-    recon = (x - x_hat).pow(2).sum(dim=(1, 2, 3)).mean()
-    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
-    kl = torch.clamp(kl, min=kl_tolerance * mu.shape[1])
-    return {"loss": recon + kl, "recon": recon, "kl": kl}
-"""
-
-#: w2: the squared error averaged over the pixels (F.mse_loss) instead of summed over them.
-MEAN_OVER_PIXELS_BUG = """
-def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
-    recon = torch.nn.functional.mse_loss(x_hat, x)
-    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
-    kl = torch.clamp(kl, min=kl_tolerance * mu.shape[1]).mean()
-    return {"loss": recon + kl, "recon": recon, "kl": kl}
-"""
-
-#: w3: seed 000's encoder returned a sampled z, stored in place of mu.
-SAMPLED_Z_BUG = """
-def encode_rollouts(model, frames, actions, batch_size=256):
-    sequences = []
-    for rollout_frames, rollout_actions in zip(frames, actions):
-        with torch.no_grad():
-            mu, logvar = model.encode(to_tensor(np.array(rollout_frames)))
-            z = model.reparameterize(mu, logvar)
-        sequences.append({"mu": z.numpy(), "logvar": logvar.numpy(),
-                          "actions": np.asarray(rollout_actions, dtype=np.float32)})
-    return sequences
-"""
-
-#: w3: each code paired with the next step's action (actions shifted by one).
-SHIFTED_ACTIONS_BUG = """
-def encode_rollouts(model, frames, actions, batch_size=256):
-    sequences = []
-    for rollout_frames, rollout_actions in zip(frames, actions):
-        with torch.no_grad():
-            mu, logvar = model.encode(to_tensor(np.array(rollout_frames)))
-        a = np.asarray(rollout_actions, dtype=np.float32)
-        sequences.append({"mu": mu.numpy(), "logvar": logvar.numpy(), "actions": np.concatenate([a[1:], a[-1:]])})
-    return sequences
-"""
-
-#: One or two mutants per activity of hw2: (notebook, grade_id of the answer cell, replacement source).
-HW2_MUTANTS: dict[str, tuple[str, str, str]] = {
-    "w1_logvar_as_logsigma": ("01_data_and_conv_vae.ipynb", "w1_conv_vae", HW2_LOGSIGMA_BUG),
-    "w2_floor_after_batch_mean": ("02_vae_loss.ipynb", "w2_vae_loss", FLOOR_AFTER_MEAN_BUG),
-    "w2_mean_over_pixels": ("02_vae_loss.ipynb", "w2_vae_loss", MEAN_OVER_PIXELS_BUG),
-    "w3_sampled_z": ("03_train_and_rnn_dataset.ipynb", "w3_encode_rollouts", SAMPLED_Z_BUG),
-    "w3_shifted_actions": ("03_train_and_rnn_dataset.ipynb", "w3_encode_rollouts", SHIFTED_ACTIONS_BUG),
-}

@@ -1,53 +1,128 @@
-"""A static scan of submitted notebooks for code that tampers with grading.
+"""A static scan of submitted notebooks for code that reaches for the grader or smuggles code in.
 
-Student code runs in the same kernel as the hidden tests (nbgrader's design), so code that
-replaces the checks, the comparison functions they use, or imports the reference answers could
-change a grade from inside the kernel. This scan runs outside the kernel, before grading, on every
-cell the student can edit (answer cells and unlocked cells; locked and test cells are restored
-from the source by nbgrader anyway). A hit zeroes that notebook's autograded points and is
-reported by name for an instructor to review.
+It runs outside the kernel, before grading, on every cell the student can edit (answer cells and
+unlocked cells; locked and test cells are restored from the source by nbgrader anyway). Cells are
+parsed with :mod:`ast`, so multi-line imports, aliases (``import pickle as p``, ``t = torch``),
+attribute chains, ``getattr`` with constant names and names built from constant strings are read as
+the interpreter reads them. Two kinds of finding:
 
-It is one layer, not a proof: the sandbox bounds what code can do to the machine, the checks
-refuse objects not defined in the notebook (:func:`autograder.checks.require_student_code`), and
-this scan catches the direct ways of reaching the grader from a cell.
+- **tampering** (:data:`TAMPERING`): code with no business in an answer that reaches the grader or
+  the interpreter beside it: importing ``autograder`` or the reference answers, editing
+  ``sys.modules``, builtins or a namespace directly, replacing functions of torch, NumPy, gymnasium,
+  IPython or ``course_lib``, IPython input/AST transformers, event callbacks and exception
+  handlers, trace and profile functions, frame and object walking, editing a function's code. The
+  notebook's autograded points are set to zero and the submission is reported.
+- **review** (:data:`REVIEW`): routes that can smuggle code past a reader: unpickling (pickle,
+  marshal, dill, ``torch.load``, ``np.load(allow_pickle=True)``), base64 and other decoders and
+  decompressors, ``ctypes``, ``exec``/``eval``/``compile``, dynamic imports, names built at run time
+  (``getattr(x, name)`` with a computed name), Python files written (and imported later),
+  ``sys.path`` edits, shell commands. Reported for review; the points stand.
+
+It is one layer, not a proof: the verdicts come from judges outside the kernel
+(:mod:`autograder.judging`) and must hold even when this scan sees nothing.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-#: (pattern, what it means). Patterns match student-editable code cells.
-FORBIDDEN: tuple[tuple[str, str], ...] = (
-    (r"\bautograder\b", "refers to the grader's package (autograder)"),
-    (r"course_lib\s*\.\s*solutions|from\s+course_lib\s+import\s+[^\n]*\bsolutions\b", "imports the reference answers"),
-    (r"\bsys\s*\.\s*modules\b", "edits loaded modules (sys.modules)"),
-    (r"\bbuiltins\b|__builtins__", "touches Python's builtins"),
-    (r"__import__|\bimportlib\b", "imports modules dynamically"),
-    (r"(?<![\w.])(exec|eval|compile)\s*\(", "runs generated code (exec/eval/compile)"),
-    (r"\b(allclose|array_equal|isclose|equal|assert_allclose|assert_array_equal)\s*=(?!=)", "replaces a comparison"),
-    (r"\bsetattr\s*\(\s*(?!self\b|cls\b)", "sets an attribute by name on something other than self"),
-    (r"\bvars\s*\(\s*(?!self\b)\w|\.__dict__\b|\b(globals|locals)\s*\(\s*\)\s*\[", "edits a namespace directly"),
-    (r"\b(torch|np|numpy)(\.\w+)*\.\w+\s*=(?!=)", "assigns to an attribute of torch or numpy"),
-    (r"site-packages|\.venv|gradebook", "reads or writes the grader's files"),
-)
-_COMPILED = tuple((re.compile(p), why) for p, why in FORBIDDEN)
+TAMPERING = "tampering"
+REVIEW = "review"
+
+#: Modules whose functions the checks or the judges rely on; replacing any of their attributes is tampering.
+PROTECTED = ("torch", "numpy", "gymnasium", "IPython", "course_lib", "builtins", "sys", "PIL", "autograder")
+#: Importing these reaches the grader or the reference answers.
+GRADER = ("autograder", "course_lib.solutions")
+#: Names (resolved) whose use is tampering, with why.
+TAMPERING_NAMES = {
+    "sys.modules": "edits loaded modules (sys.modules)",
+    "builtins": "touches Python's builtins",
+    "__builtins__": "touches Python's builtins",
+    "sys.settrace": "installs a trace function (sys.settrace)",
+    "sys.setprofile": "installs a profile function (sys.setprofile)",
+    "threading.settrace": "installs a trace function (threading.settrace)",
+    "threading.setprofile": "installs a profile function (threading.setprofile)",
+    "sys.addaudithook": "installs an audit hook",
+    "sys._getframe": "walks the interpreter's frames",
+    "inspect.currentframe": "walks the interpreter's frames",
+    "inspect.stack": "walks the interpreter's frames",
+    "gc.get_objects": "walks the interpreter's objects",
+    "gc.get_referrers": "walks the interpreter's objects",
+}
+#: Attributes of the IPython shell that install code beside the tests.
+SHELL_HOOKS = {
+    "input_transformers_cleanup",
+    "input_transformers_post",
+    "ast_transformers",
+    "events",
+    "set_custom_exc",
+    "register_magic_function",
+    "run_cell",
+    "run_cell_async",
+    "ex",
+    "ev",
+}
+#: Attributes no answer needs: a function's code and globals.
+CODE_ATTRIBUTES = {"__code__", "__globals__", "__closure__", "__builtins__", "__dict__"}
+#: Names (resolved) whose use, or the use of anything under them, is reported for review, with why.
+REVIEW_NAMES = {
+    "pickle": "unpickles data (pickle)",
+    "_pickle": "unpickles data (pickle)",
+    "dill": "unpickles data (dill)",
+    "cloudpickle": "unpickles data (cloudpickle)",
+    "marshal": "loads code objects (marshal)",
+    "shelve": "unpickles data (shelve)",
+    "base64": "decodes hidden data (base64)",
+    "binascii": "decodes hidden data (binascii)",
+    "codecs.decode": "decodes hidden data (codecs)",
+    "zlib.decompress": "decompresses hidden data (zlib)",
+    "lzma.decompress": "decompresses hidden data (lzma)",
+    "bz2.decompress": "decompresses hidden data (bz2)",
+    "gzip.decompress": "decompresses hidden data (gzip)",
+    "ctypes": "calls native code (ctypes)",
+    "cffi": "calls native code (cffi)",
+    "importlib": "imports modules dynamically (importlib)",
+    "runpy": "runs modules dynamically (runpy)",
+    "types.FunctionType": "builds functions from code objects",
+    "types.CodeType": "builds code objects",
+    "subprocess": "runs other programs (subprocess)",
+    "os.system": "runs a shell command (os.system)",
+    "os.popen": "runs a shell command (os.popen)",
+    "torch.load": "unpickles data (torch.load)",
+    "sys.path": "changes where modules are imported from (sys.path)",
+}
+#: Builtins whose call is reported for review.
+REVIEW_CALLS = {
+    "exec": "runs generated code (exec)",
+    "eval": "runs generated code (eval)",
+    "compile": "compiles generated code (compile)",
+    "__import__": "imports modules dynamically (__import__)",
+}
+#: Strings in code that name the grader's files.
+GRADER_STRINGS = re.compile(r"autograder|course_lib[/\\.]solutions")
+FILE_STRINGS = re.compile(r"gradebook|site-packages|\.venv\b")
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One suspicious line: where it is and why it is suspicious."""
+    """One suspicious construct: where it is, why it is suspicious and how serious."""
 
     notebook: str
     cell: str
-    line: str
+    line: int
+    code: str
     reason: str
+    severity: str
 
     def __str__(self) -> str:
-        return f"{self.notebook} cell {self.cell}: {self.reason} ({self.line.strip()[:80]!r})"
+        return f"{self.notebook} cell {self.cell} line {self.line}: {self.reason} ({self.code.strip()[:80]!r})"
 
 
 def _editable(cell: nbformat.NotebookNode) -> bool:
@@ -55,18 +130,234 @@ def _editable(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and not meta.get("locked", False) and not meta.get("grade", False)
 
 
-def scan_notebook(path: Path) -> list[Finding]:
-    """Findings in the student-editable code cells of one notebook (empty when clean)."""
-    nb = nbformat.read(path, as_version=4)
-    findings = []
-    for index, cell in enumerate(nb.cells):
-        if not _editable(cell):
+def _python_source(source: str) -> tuple[str, list[int]]:
+    """The cell as Python (IPython's ``%magic`` and ``!shell`` lines blanked), and the shell lines."""
+    lines, shell = [], []
+    for number, line in enumerate(source.splitlines(), start=1):
+        stripped = line.lstrip()
+        if stripped.startswith(("%", "!")):
+            lines.append("")
+            if stripped.startswith(("!", "%system", "%%bash", "%%sh", "%%script")):
+                shell.append(number)
+        else:
+            lines.append(line)
+    return "\n".join(lines), shell
+
+
+def _constant_string(node: ast.AST) -> str | None:
+    """The value of a string made of constants (``"vae" + "_loss"``, ``"a" "b"``), or ``None``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _constant_string(node.left), _constant_string(node.right)
+        return left + right if left is not None and right is not None else None
+    return None
+
+
+def _replaces_code(name: str | None) -> bool:
+    """Whether ``name`` (``torch.allclose``) is a function, class or module of an importable module:
+    what assigning to it would replace. Settings (``torch.backends.cudnn.benchmark``) are not."""
+    if name is None:
+        return True
+    module, _, attribute = name.rpartition(".")
+    parts = module.split(".")
+    for cut in range(len(parts), 0, -1):  # the longest importable prefix, then attributes down to the owner
+        try:
+            owner = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
             continue
-        name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"#{index}"
-        for line in cell.source.splitlines():
-            code = line.split("#", 1)[0]
-            for pattern, why in _COMPILED:
-                if pattern.search(code):
-                    findings.append(Finding(path.name, name, line, why))
-                    break
+        for part in parts[cut:]:
+            owner = getattr(owner, part, None)
+        if owner is None or not hasattr(owner, attribute):
+            return True
+        return callable(getattr(owner, attribute)) or inspect.ismodule(getattr(owner, attribute))
+    return True
+
+
+class _Scanner(ast.NodeVisitor):
+    """Collects ``(line, reason, severity)`` for one cell, resolving names through its aliases."""
+
+    def __init__(self, aliases: dict[str, str]):
+        self.aliases = aliases  # shared by the cells of a notebook, in order
+        self.hits: list[tuple[int, str, str]] = []
+
+    def hit(self, node: ast.AST, reason: str, severity: str) -> None:
+        self.hits.append((getattr(node, "lineno", 1), reason, severity))
+
+    # -- names
+    def resolve(self, node: ast.AST) -> str | None:
+        """The dotted name an expression refers to (``p.loads`` -> ``pickle.loads``), if it is one."""
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id, node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.resolve(node.value)
+            return f"{base}.{node.attr}" if base else None
+        if isinstance(node, ast.Call):
+            func = self.resolve(node.func)
+            if func == "get_ipython":
+                return "IPython.shell"
+            if func == "getattr" and len(node.args) >= 2:
+                base, name = self.resolve(node.args[0]), _constant_string(node.args[1])
+                return f"{base}.{name}" if base and name else None
+            if func in ("__import__", "importlib.import_module") and node.args:
+                return _constant_string(node.args[0])
+        return None
+
+    def check_name(self, node: ast.AST, name: str) -> None:
+        if name.startswith(GRADER) or name == "course_lib.solutions":
+            self.hit(node, f"reaches the grader or the reference answers ({name})", TAMPERING)
+            return
+        for forbidden, why in TAMPERING_NAMES.items():
+            if name == forbidden or name.startswith(forbidden + "."):
+                self.hit(node, why, TAMPERING)
+                return
+        parts = name.split(".")
+        if parts[0] == "IPython" and len(parts) > 2 and parts[1] == "shell" and parts[2] in SHELL_HOOKS:
+            self.hit(node, f"installs code beside the tests (get_ipython().{parts[2]})", TAMPERING)
+            return
+        for prefix, why in REVIEW_NAMES.items():
+            if name == prefix or name.startswith(prefix + "."):
+                self.hit(node, why, REVIEW)
+                return
+
+    # -- imports bind aliases
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self.aliases[alias.asname or alias.name.split(".")[0]] = (
+                alias.name if alias.asname else alias.name.split(".")[0]
+            )
+            self.check_name(node, alias.name)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        for alias in node.names:
+            full = f"{module}.{alias.name}" if module else alias.name
+            self.aliases[alias.asname or alias.name] = full
+            self.check_name(node, full)
+
+    # -- uses
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if node.attr in CODE_ATTRIBUTES:
+            self.hit(node, f"reaches into an object's internals ({node.attr})", TAMPERING)
+        name = self.resolve(node)
+        if name is not None:
+            self.check_name(node, name)
+        else:
+            self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        name = self.aliases.get(node.id, node.id)
+        if name in REVIEW_CALLS or name in ("globals", "locals", "vars"):
+            return  # judged where they are called
+        self.check_name(node, name)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        func = self.resolve(node.func)
+        if func in REVIEW_CALLS:
+            self.hit(node, REVIEW_CALLS[func], REVIEW)
+        if func in ("getattr", "setattr", "delattr", "hasattr") and len(node.args) >= 2:
+            target = self.resolve(node.args[0])
+            if _constant_string(node.args[1]) is None:
+                self.hit(node, f"uses a name built at run time ({func})", REVIEW)
+            name = _constant_string(node.args[1])
+            protected = func in ("setattr", "delattr") and target and target.split(".")[0] in PROTECTED
+            if protected and (name is None or _replaces_code(f"{target}.{name}")):
+                self.hit(node, f"replaces an attribute of {target} ({func})", TAMPERING)
+            if func == "getattr":
+                resolved = self.resolve(node)
+                if resolved:
+                    self.check_name(node, resolved)
+        if func == "vars" and node.args and self._protected(node.args[0]):
+            self.hit(node, "edits a module's namespace (vars)", TAMPERING)
+        if func in ("open", "io.open") and self._writes(node) and self._names_code(node.args[:1]):
+            self.hit(node, "writes a Python file (to import later?)", REVIEW)
+        writes = isinstance(node.func, ast.Attribute) and node.func.attr in ("write_text", "write_bytes")
+        if writes and self._names_code([node.func.value]):
+            self.hit(node, "writes a Python file (to import later?)", REVIEW)
+        if func in ("numpy.load", "np.load") and any(
+            k.arg == "allow_pickle" and getattr(k.value, "value", False) is True for k in node.keywords
+        ):
+            self.hit(node, "unpickles data (np.load(allow_pickle=True))", REVIEW)
+        self.generic_visit(node)
+
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str):
+            if GRADER_STRINGS.search(node.value):
+                self.hit(node, "names the grader's files", TAMPERING)
+            elif FILE_STRINGS.search(node.value):
+                self.hit(node, "names the grader's files", REVIEW)
+
+    # -- assignments
+    def _protected(self, node: ast.AST) -> bool:
+        name = self.resolve(node)
+        return name is not None and name.split(".")[0] in PROTECTED
+
+    def _names_code(self, nodes: list[ast.AST]) -> bool:
+        return any(
+            isinstance(n, ast.Constant) and isinstance(n.value, str) and re.search(r"\.(py|pth|so)\b", n.value)
+            for node in nodes
+            for n in ast.walk(node)
+        )
+
+    @staticmethod
+    def _writes(node: ast.Call) -> bool:
+        mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+        return isinstance(mode, ast.Constant) and isinstance(mode.value, str) and any(c in mode.value for c in "wax")
+
+    def _target(self, target: ast.AST) -> None:
+        if isinstance(target, ast.Attribute) and self._protected(target.value):
+            name = self.resolve(target)
+            if _replaces_code(name):  # torch.allclose = ..., not torch.backends.cudnn.benchmark = True
+                self.hit(target, f"replaces {name}", TAMPERING)
+        elif isinstance(target, ast.Subscript):
+            base = target.value
+            call = self.resolve(base.func) if isinstance(base, ast.Call) else None
+            if call in ("globals", "locals", "vars") or (isinstance(base, ast.Attribute) and base.attr == "__dict__"):
+                self.hit(target, "edits a namespace directly", TAMPERING)
+        elif isinstance(target, ast.Tuple | ast.List):
+            for element in target.elts:
+                self._target(element)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            self._target(target)
+        source = self.resolve(node.value)
+        if source is not None and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            self.aliases[node.targets[0].id] = source  # t = torch; setattr(t, ...)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._target(node.target)
+        self.generic_visit(node)
+
+
+def scan_notebook(path: Path) -> list[Finding]:
+    """Findings in the student-editable code cells of one notebook, in order (empty when clean).
+
+    A cell that does not parse as Python (it will fail when it runs) is skipped.
+    """
+    nb = nbformat.read(path, as_version=4)
+    findings: list[Finding] = []
+    aliases: dict[str, str] = {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            code, shell = _python_source(cell.source)
+            try:
+                tree = ast.parse(code)
+            except SyntaxError:
+                continue
+            scanner = _Scanner(aliases)
+            scanner.visit(tree)  # locked cells too: their imports bind names the answers use
+            if not _editable(cell):
+                continue
+            name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"#{index}"
+            lines = cell.source.splitlines()
+            hits = scanner.hits + [(number, "runs a shell command (!)", REVIEW) for number in shell]
+            seen = set()
+            for number, reason, severity in sorted(hits):
+                if reason in seen:  # once per cell, at its first line
+                    continue
+                seen.add(reason)
+                text = lines[number - 1] if 0 < number <= len(lines) else ""
+                findings.append(Finding(path.name, name, number, text, reason, severity))
     return findings

@@ -4,6 +4,8 @@
   the source notebooks, with their solutions, submitted as one student; the whole
   ``autograde`` call is timed (course root, ``generate_assignment``, grading, feedback, CSVs), and
   the student's own grading time (``StudentReport.seconds``) is reported beside it;
+- **the judges' share**: the seconds the judges took in nbgrader's process
+  (``StudentReport.judge_seconds``) over the student's grading time (target: at most 10%);
 - **a class** of ``--class-size`` identical hw1 submissions, graded with ``workers=1`` and
   ``workers=2`` where ``autograde`` has a ``workers`` parameter (serial only otherwise).
 
@@ -29,6 +31,7 @@ from autograder import pipeline
 
 TARGET_ONE_HW1_S = 60.0
 TARGET_SPEEDUP = 1.7
+TARGET_JUDGE_SHARE = 0.10
 
 
 def make_class(assignment: str, directory: Path, n: int) -> Path:
@@ -74,6 +77,10 @@ def grade(assignment: str, n: int, workers: int | None, sandbox: bool | None) ->
         "wall_seconds": round(wall, 1),
         "seconds_per_student": round(wall / n, 1),
         "student_seconds": [round(r.seconds, 1) for r in reports],
+        # the judges' time in nbgrader's process (autograder.judging): the price of deciding outside
+        # the student's kernel, loading PyTorch and the checks there included
+        "judge_seconds": [round(r.judge_seconds, 2) for r in reports],
+        "judge_share": round(sum(r.judge_seconds for r in reports) / max(sum(r.seconds for r in reports), 1e-9), 4),
         "problems": sorted({p for r in reports for p in r.problems}),
         "full_marks": ok,
         "autograded_score": [score, maximum],
@@ -115,6 +122,7 @@ def main() -> None:
             "class_hw1": klass,
             "targets": {
                 "one_hw1_under_60_s": single["hw1_vae"]["wall_seconds"] < TARGET_ONE_HW1_S,
+                "judging_at_most_10_percent": all(r["judge_share"] <= TARGET_JUDGE_SHARE for r in single.values()),
                 "two_workers_at_least_1.7x": klass.get("speedup_2_vs_1", 0.0) >= TARGET_SPEEDUP if has_workers
                 else "not measured: autograde has no workers parameter",
                 "all_full_marks": all(r["full_marks"] for r in [*single.values(), klass["workers_1"],

@@ -117,6 +117,10 @@ class BrownNoisePolicy:
         return self.action.copy()
 
 
+#: Kinds of call in :meth:`EpisodeRecorder.call_log`.
+CALL_RESET, CALL_STEP, CALL_RENDER = 0, 1, 2
+
+
 class RenderRecord(NamedTuple):
     """One call to ``render``: which episode and step it happened in, and the state it showed."""
 
@@ -135,6 +139,9 @@ class EpisodeRecorder(gym.Wrapper):
       CartPole ``[x, x_dot, theta, theta_dot]``, theta in radians).
     - :meth:`renders_of` finds the renders a preprocessed 64x64 frame came from, so a frame can
       be matched with the state it shows.
+    - :meth:`call_log`: every ``reset``, ``step`` and ``render`` in order, with the reset seeds,
+      the actions and the observations, as arrays; replaying the resets and actions on a fresh
+      environment built like this one reproduces every state (the grader does exactly that).
 
     Args:
         env: the environment to wrap (usually from :func:`make_env`).
@@ -150,6 +157,7 @@ class EpisodeRecorder(gym.Wrapper):
         self.states: list[np.ndarray] = []
         self.renders: list[RenderRecord] = []
         self._frames: dict[bytes, list[int]] = {}
+        self._calls: list[tuple[int, int, Any, Any]] = []  # (kind, seed, action, observation)
         self._t = 0
 
     def _state(self) -> np.ndarray:
@@ -159,13 +167,17 @@ class EpisodeRecorder(gym.Wrapper):
     def reset(self, **kwargs: Any):
         self.resets += 1
         self._t = 0
-        return self.env.reset(**kwargs)
+        result = self.env.reset(**kwargs)
+        seed = kwargs.get("seed")
+        self._calls.append((CALL_RESET, -1 if seed is None else int(seed), None, result[0]))
+        return result
 
     def step(self, action: Any):
         result = self.env.step(action)
         self.steps.append((self.resets, self._t))
         self.ends.append(bool(result[2] or result[3]))
         self.states.append(np.array(result[0], dtype=np.float64, copy=True))
+        self._calls.append((CALL_STEP, -1, np.array(action, dtype=np.float64, copy=True), result[0]))
         self._t += 1
         return result
 
@@ -173,10 +185,39 @@ class EpisodeRecorder(gym.Wrapper):
         from course_lib.frames import preprocess_frame
 
         image = self.env.render()
+        self._calls.append((CALL_RENDER, -1, None, None))
         self.renders.append(RenderRecord(self.resets, self._t, self._state()))
         key = hashlib.sha1(preprocess_frame(np.asarray(image), self.crop).tobytes()).digest()
         self._frames.setdefault(key, []).append(len(self.renders) - 1)
         return image
+
+    def call_log(self) -> dict[str, np.ndarray]:
+        """Every call made through this wrapper, in order, as arrays (one row per call).
+
+        Returns:
+            ``kind`` ``int8 (n,)``: :data:`CALL_RESET`, :data:`CALL_STEP` or :data:`CALL_RENDER`;
+            ``seed`` ``int64 (n,)``: the seed a reset was given (``-1`` for none, and for the
+            other calls); ``action`` ``float64 (n, A)``: the action of a step (zeros otherwise);
+            ``observation`` ``float64 (n, O)``: what a reset or step returned (zeros for renders).
+        """
+        actions = [np.ravel(a) for _, _, a, _ in self._calls if a is not None]
+        observations = [np.ravel(np.asarray(o, dtype=np.float64)) for _, _, _, o in self._calls if o is not None]
+        width_a = max((len(a) for a in actions), default=1)
+        width_o = max((len(o) for o in observations), default=1)
+        n = len(self._calls)
+        log = {
+            "kind": np.array([c[0] for c in self._calls], dtype=np.int8).reshape(n),
+            "seed": np.array([c[1] for c in self._calls], dtype=np.int64).reshape(n),
+            "action": np.zeros((n, width_a)),
+            "observation": np.zeros((n, width_o)),
+        }
+        for i, (_, _, action, observation) in enumerate(self._calls):
+            if action is not None:
+                log["action"][i, : np.size(action)] = np.ravel(action)
+            if observation is not None:
+                flat = np.ravel(np.asarray(observation, dtype=np.float64))
+                log["observation"][i, : flat.size] = flat
+        return log
 
     def render_indices(self, frame: np.ndarray) -> list[int]:
         """Indices into ``renders`` of the renders whose preprocessed image equals ``frame``, in order."""

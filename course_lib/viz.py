@@ -71,40 +71,24 @@ def reconstruction_grid(
 
 
 @torch.no_grad()
-def prior_samples(
-    model: nn.Module, n: int = 8, z_size: int | None = None, seed: int = 0, path: str | os.PathLike | None = None
-) -> Figure:
-    """Decode ``n`` draws of ``z ~ N(0, I)`` (a VAE's generations; an AE's are usually garbage)."""
+def sample_prior(model: nn.Module, n: int = 8, z_size: int | None = None, seed: int = 0) -> np.ndarray:
+    """Decode ``n`` draws of ``z ~ N(0, I)`` by ``model`` in eval mode: ``uint8 (n, 64, 64, 3)``.
+
+    Eval mode makes BatchNorm use its running statistics, so a sample does not depend on the others
+    generated with it. ``z_size`` defaults to the model's ``z_size`` or ``latent_dim``.
+    """
     model.eval()
     z_size = z_size or getattr(model, "z_size", None) or model.latent_dim
     device = next(model.parameters()).device
-    z = torch.randn(n, z_size, generator=torch.Generator().manual_seed(seed)).to(device)
-    return image_grid([to_frames(model.decode(z))], ["samples from the prior"], path)
+    z = torch.randn(n, z_size, generator=torch.Generator().manual_seed(seed)).to(device)  # (n, z_size)
+    return to_frames(model.decode(z))
 
 
-def save_generated_images(
-    model: nn.Module, directory: str | os.PathLike, n: int = 2, prefix: str = "generated", seed: int = 0
-) -> list[Path]:
-    """Save ``n`` images generated from the prior as ``<prefix>_<i>.png``; return their paths.
-
-    The model is put in eval mode first (sampling in training mode uses batch statistics).
-    """
-    from PIL import Image
-
-    model.eval()
-    z_size = getattr(model, "z_size", None) or model.latent_dim
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        z = torch.randn(n, z_size, generator=torch.Generator().manual_seed(seed)).to(device)
-        images = to_frames(model.decode(z))
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(images):
-        path = directory / f"{prefix}_{i}.png"
-        Image.fromarray(image).resize((256, 256), Image.Resampling.NEAREST).save(path)
-        paths.append(path)
-    return paths
+def prior_samples(
+    model: nn.Module, n: int = 8, z_size: int | None = None, seed: int = 0, path: str | os.PathLike | None = None
+) -> Figure:
+    """A row of :func:`sample_prior` images (a VAE's generations; an AE's are usually garbage)."""
+    return image_grid([sample_prior(model, n, z_size, seed)], ["samples from the prior"], path)
 
 
 def loss_curves(history: History, path: str | os.PathLike | None = None, baseline: float | None = None) -> Figure:

@@ -1,10 +1,12 @@
 """Self-test of homework 1's grading, through real nbgrader (release, autograde, feedback).
 
-Known submissions are graded in one run: the source (full marks), the blank release (zero), a
-correct answer written differently from the reference (full marks), one mutant per activity with
-a classic bug (loses that activity's points), and broken submissions (reported by name, zero,
-without stopping the others). A mutant holds only the notebook it changes: the other notebooks
-would be byte-identical to the source, which is graded in the same run.
+Known submissions are graded in one run: the source (full marks), the blank release (zero), correct
+answers written differently from the reference (full marks, arriving as a careless upload), the
+mutants of :data:`autograder.submissions.HW1_MUTANTS` (each graded cell has one that its visible
+tests let through and its hidden check catches), and broken submissions (reported by name, zero,
+without stopping the others). Mutants of different answer cells share a student folder
+(:func:`~autograder.submissions.mutant_students`), which must then fail exactly the union of their
+cells; each mutant is also checked alone, in-process, by ``tests/test_checks.py``.
 """
 
 from __future__ import annotations
@@ -19,93 +21,19 @@ import pytest
 from nbformat.v4 import new_output
 
 from autograder import pipeline
-from autograder.submissions import HW1_MUTANTS, copy_notebooks, replace_answer
+from autograder.submissions import (
+    HW1_ALTERNATIVES,
+    HW1_MUTANTS,
+    copy_notebooks,
+    make_mutant_student,
+    mutant_students,
+    replace_answer,
+)
 
 pytestmark = pytest.mark.slow
 ASSIGNMENT = "hw1_vae"
 SOURCE = pipeline.source_dir(ASSIGNMENT)
-
-# Correct answers written differently from the reference and from the source's solutions.
-ALTERNATIVE = {
-    ("01_autoencoder_and_vae.ipynb", "a1_myvae"): """
-class MyVAE(MyVAETemplate):
-    def __init__(self, in_channels, latent_dim, hidden_dims=None):
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.hidden_dims = list(hidden_dims) if hidden_dims is not None else [32, 64, 128, 256, 512]
-        self.encoder = nn.Sequential()
-        for i, (a, b) in enumerate(zip([in_channels] + self.hidden_dims[:-1], self.hidden_dims)):
-            block = nn.Sequential()
-            block.add_module("conv", nn.Conv2d(a, b, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1)))
-            block.add_module("bn", nn.BatchNorm2d(b))
-            block.add_module("act", nn.LeakyReLU(0.01))
-            self.encoder.add_module(f"block{i}", block)
-        features = 4 * self.hidden_dims[-1]
-        self.z_simple, self.z_mu, self.z_var = (nn.Linear(features, latent_dim) for _ in range(3))
-        h0 = self.hidden_dims[0]
-        self.final_layer = nn.Sequential(
-            nn.Upsample(scale_factor=2), nn.Conv2d(h0, in_channels, 3, padding=1), nn.Sigmoid())
-        self.build_decoder()
-""",
-    ("01_autoencoder_and_vae.ipynb", "a2_reparameterize"): """
-@add_to_class(MyVAE)
-def reparameterize(self, mu, logvar):
-    return mu + (logvar / 2).exp() * torch.randn(mu.shape, dtype=mu.dtype, device=mu.device)
-""",
-    ("01_autoencoder_and_vae.ipynb", "a2_encode"): """
-@add_to_class(MyVAE)
-def encode(self, x):
-    features = self.encoder(x).reshape(x.shape[0], -1)
-    return self.z_mu(features), self.z_var(features)
-""",
-    ("01_autoencoder_and_vae.ipynb", "a2_forward"): """
-@add_to_class(MyVAE)
-def forward(self, x):
-    mu, logvar = self.encode(x)
-    x_hat = self.decode(self.reparameterize(mu, logvar))
-    return x_hat, x, mu, logvar
-""",
-    ("03_curating_cartpole.ipynb", "a3_collect_frames"): """
-def collect_frames(env, n_frames, episode_length=20, seed=None):
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    out, t = [], 0
-    while len(out) < n_frames:
-        out.append(preprocess_frame(env.render(), "CartPole-v1"))
-        obs, _, term, trunc, _ = env.step(env.action_space.sample())
-        t += 1
-        if t >= episode_length or term or trunc:
-            obs, _ = env.reset()
-            t = 0
-    return np.stack(out).astype(np.uint8)
-""",
-    ("03_curating_cartpole.ipynb", "a4_collect_upright_frames"): """
-def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    kept = []
-    while len(kept) < n_frames:
-        obs, _, term, trunc, _ = env.step(env.action_space.sample())
-        if term or trunc:
-            obs, _ = env.reset()
-        if abs(obs[2]) <= max_angle:
-            kept.append(preprocess_frame(env.render(), "CartPole-v1"))
-    return np.array(kept, dtype=np.uint8)
-""",
-    ("05_other_environment.ipynb", "a5_collect_other_frames"): """
-def collect_other_frames(env_id, n_frames, seed=None):
-    env = make_env(env_id, seed=seed)
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    frames = []
-    for _ in range(n_frames):
-        obs, _, term, trunc, _ = env.step(env.action_space.sample())
-        frames.append(preprocess_frame(env.render(), Crop(top=0.2, bottom=0.8, left=0.2, right=0.8)))
-        if term or trunc:
-            obs, _ = env.reset()
-    return np.stack(frames)
-""",
-}
+MUTANT_STUDENTS = mutant_students(HW1_MUTANTS)
 
 
 def _as_a_careless_upload(folder: Path) -> None:
@@ -133,13 +61,11 @@ def graded(tmp_path_factory) -> dict:
     copy_notebooks(SOURCE, subs / "solutions")
     copy_notebooks(released["release"], subs / "blank")
     alt = copy_notebooks(SOURCE, subs / "alternative")
-    for (notebook, grade_id), code in ALTERNATIVE.items():
+    for (notebook, grade_id), code in HW1_ALTERNATIVES.items():
         replace_answer(alt / notebook, grade_id, code)
     _as_a_careless_upload(alt)
-    for name, (notebook, grade_id, code) in HW1_MUTANTS.items():
-        (subs / name).mkdir(parents=True)
-        (subs / name / notebook).write_bytes((SOURCE / notebook).read_bytes())
-        replace_answer(subs / name / notebook, grade_id, code)
+    for student, names in MUTANT_STUDENTS.items():
+        make_mutant_student(SOURCE, subs / student, [HW1_MUTANTS[name] for name in names])
     broken = subs / "broken_json"
     broken.mkdir()
     (broken / "01_autoencoder_and_vae.ipynb").write_text("{this is not json")
@@ -161,7 +87,12 @@ def graded(tmp_path_factory) -> dict:
 def test_source_scores_full_marks(graded):
     """Does the source notebook (the solutions) earn every autograded point?"""
     cells = graded["cells"]["solutions"]
-    assert len(cells) >= 15
+    assert set(cells) == {
+        c.metadata["nbgrader"]["grade_id"]
+        for nb in SOURCE.glob("*.ipynb")
+        for c in nbformat.read(nb, as_version=4).cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
+    }
     lost = {gid: s for gid, s in cells.items() if s[0] != s[1]}
     assert not lost, lost
 
@@ -189,16 +120,18 @@ def test_repaired_upload_problems_are_reported_by_file(graded):
     assert "ignored unexpected" not in problems
 
 
-@pytest.mark.parametrize("mutant", sorted(HW1_MUTANTS))
-def test_mutant_loses_only_its_activity(graded, mutant):
-    """Does each classic bug lose points of its own activity and keep the other activities of its notebook?"""
-    activity = mutant.split("_")[0]
-    scores = graded["activities"][mutant]
-    notebook = HW1_MUTANTS[mutant][0]
-    same_notebook = {gid.split("_")[0] for gid in graded["cells"]["solutions"] if _notebook_of(graded, gid) == notebook}
-    assert scores[activity][0] < scores[activity][1], scores
-    for other in same_notebook - {activity}:
-        assert scores[other][0] == scores[other][1], (other, scores)
+@pytest.mark.parametrize("student", sorted(MUTANT_STUDENTS))
+def test_mutants_fail_exactly_their_cells(graded, student):
+    """Does each student of mutants fail exactly the cells its bugs break, and keep every other cell
+    of the notebooks it submitted (so a bug costs only its own activity's points)?"""
+    mutants = [HW1_MUTANTS[name] for name in MUTANT_STUDENTS[student]]
+    submitted = {m.notebook for m in mutants}
+    cells = {gid: s for gid, s in graded["cells"][student].items() if _notebook_of(graded, gid) in submitted}
+    failed = {gid for gid, (score, top) in cells.items() if score < top}
+    assert failed == set().union(*(m.fails for m in mutants)), cells
+    assert not graded["reports"][student].problems or all(
+        "missing" in p for p in graded["reports"][student].problems
+    ), graded["reports"][student].problems
 
 
 def _notebook_of(graded, grade_id: str) -> str:
@@ -207,13 +140,6 @@ def _notebook_of(graded, grade_id: str) -> str:
             if row["grade_id"] == grade_id:
                 return row["notebook"] + ".ipynb"
     raise KeyError(grade_id)
-
-
-def test_seed_reset_bug_loses_only_activity_3(graded):
-    """Does the seed's reset loop lose activity 3's points and keep activity 4's?"""
-    scores = graded["activities"]["a3_seed_reset_bug"]
-    assert scores["a3"][0] < scores["a3"][1]
-    assert scores["a4"] == (5.0, 5.0)
 
 
 def test_broken_submission_is_reported_by_name(graded):
@@ -241,7 +167,7 @@ def test_grades_csv_has_one_row_per_student_and_notebook(graded):
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == pipeline.GRADES_FIELDS
     students = {r["student_id"] for r in rows}
-    assert {"solutions", "blank", "alternative", "broken_json", *HW1_MUTANTS} <= students
+    assert {"solutions", "blank", "alternative", "broken_json", *MUTANT_STUDENTS} <= students
     assert len(rows) == len(students) * 3
 
 
@@ -285,7 +211,7 @@ def test_feedback_shows_messages_not_checks(graded):
     for page in (feedback / "blank").glob("*.html"):
         assert "BEGIN SOLUTION" not in page.read_text()
     # the wrong-environment mutant passes the visible asserts, so the hidden check speaks
-    mutant_page = (feedback / "a5_wrong_environment" / "05_other_environment.html").read_text()
+    student = next(s for s, names in MUTANT_STUDENTS.items() if "a5_wrong_environment" in names)
+    mutant_page = (feedback / student / "05_other_environment.html").read_text()
     assert "CheckFailed" in mutant_page and "look like CartPole-v1" in mutant_page
-
-
+    assert "nonce" not in mutant_page and "vnd.course.probe" not in mutant_page

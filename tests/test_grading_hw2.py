@@ -1,14 +1,11 @@
 """Self-test of homework 2's grading, through real nbgrader (release, autograde, feedback).
 
 Known submissions are graded in one run: the source (full marks), the blank release (zero), correct
-answers written differently from the reference (full marks), and one mutant per classic bug, which
-must lose exactly the test cells that the bug breaks and keep the others.
-
-Each notebook of hw2 holds one activity and runs in its own kernel, so a mutant only needs the
-notebook it changes. To save nbgrader's per-student overhead (its start-up and the feedback, about
-7 s), mutants of different notebooks share a student folder (``MUTANT_STUDENTS``): each notebook
-still carries a single bug, and "loses only its activity" means that the expected cells of its
-activity fail and every other cell of its notebook passes.
+answers written differently from the reference (full marks), an answer that reaches for the
+reference (it earns what its own code earns), and the mutants of
+:data:`autograder.submissions.HW2_MUTANTS`, grouped into student folders by
+:func:`~autograder.submissions.mutant_students` (each notebook of hw2 holds one activity, so a folder
+must fail exactly the union of its mutants' cells, and only in its mutants' activities).
 """
 
 from __future__ import annotations
@@ -19,111 +16,38 @@ import nbformat
 import pytest
 
 from autograder import pipeline
-from autograder.submissions import HW2_CLAMPED_OUTPUT_BUG, HW2_MUTANTS, copy_notebooks, replace_answer
+from autograder.submissions import (
+    HW2_ALTERNATIVES,
+    HW2_CLAMPED_OUTPUT_BUG,
+    HW2_MUTANTS,
+    copy_notebooks,
+    make_mutant_student,
+    mutant_students,
+    replace_answer,
+)
 
 pytestmark = pytest.mark.slow
 ASSIGNMENT = "hw2_world_models"
 SOURCE = pipeline.source_dir(ASSIGNMENT)
 NB1, NB2, NB3 = "01_data_and_conv_vae.ipynb", "02_vae_loss.ipynb", "03_train_and_rnn_dataset.ipynb"
 
-#: The test cells each mutant must fail; the other cells of its notebook must pass.
-MUTANT_FAILS = {
-    "w1_logvar_as_logsigma": {"w1_sampling"},
-    "w2_floor_after_batch_mean": {"w2_kl_floor", "w2_gradients"},
-    "w2_mean_over_pixels": {"w2_recon", "w2_gradients"},
-    "w3_sampled_z": {"w3_encode"},
-    "w3_shifted_actions": {"w3_encode"},
-}
-
-# Correct answers written differently from the reference: other attribute names, layers registered
-# in another order, logvar's layer defined (and called) before mu's, functional activations.
-ALTERNATIVE = {
-    (NB1, "w1_conv_vae"): """
-class ConvVAE(nn.Module):
-    def __init__(self, z_size=32):
-        super().__init__()
-        self.z_size = z_size
-        self.to_logvar = nn.Linear(1024, z_size)
-        self.to_mu = nn.Linear(1024, z_size)
-        self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2) for a, b in [(3, 32), (32, 64), (64, 128), (128, 256)])
-        self.expand = nn.Linear(z_size, 1024)
-        specs = [(1024, 128, 5), (128, 64, 5), (64, 32, 6), (32, 3, 6)]
-        self.deconvs = nn.ModuleList(nn.ConvTranspose2d(a, b, k, stride=2) for a, b, k in specs)
-
-    def encode(self, x):
-        for conv in self.convs:
-            x = torch.relu(conv(x))
-        h = x.flatten(start_dim=1)
-        logvar = self.to_logvar(h)
-        return self.to_mu(h), logvar
-
-    def reparameterize(self, mu, logvar):
-        return mu + torch.randn(mu.shape) * (logvar / 2).exp()
-
-    def decode(self, z):
-        h = self.expand(z)[:, :, None, None]
-        for i, deconv in enumerate(self.deconvs):
-            h = deconv(h)
-            h = torch.sigmoid(h) if i == len(self.deconvs) - 1 else torch.relu(h)
-        return h
-
-    def forward(self, x):
-        mu, logvar = self.encode(x)
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
-""",
-    (NB2, "w2_vae_loss"): """
-def vae_loss(x, x_hat, mu, logvar, kl_tolerance=0.5):
-    batch = x.shape[0]
-    recon = torch.sum((x_hat - x) ** 2) / batch
-    kl_each = 0.5 * torch.sum(mu**2 + torch.exp(logvar) - 1 - logvar, dim=-1)
-    floor = torch.full_like(kl_each, kl_tolerance * mu.size(1))
-    kl = torch.maximum(kl_each, floor).sum() / batch
-    return dict(loss=recon + kl, recon=recon, kl=kl)
-""",
-    (NB3, "w3_encode_rollouts"): """
-def encode_rollouts(model, frames, actions, batch_size=64):
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for f, a in zip(frames, actions):
-            parts = [model.encode(to_tensor(np.array(f[i:i + batch_size]))) for i in range(0, len(f), batch_size)]
-            out.append(dict(
-                mu=torch.cat([p[0] for p in parts]).numpy(),
-                logvar=torch.cat([p[1] for p in parts]).numpy(),
-                actions=np.array(a, dtype="float32"),
-            ))
-    return out
-""",
-    (NB3, "w3_save_rnn_dataset"): """
-def save_rnn_dataset(sequences, directory):
-    import os
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    for i, s in enumerate(sequences):
-        paths.append(Path(directory, "rollout_%04d.npz" % i))
-        np.savez_compressed(paths[-1], **{k: s[k] for k in ("mu", "logvar", "actions")})
-    return paths
-""",
-}
-
-
 # An answer that looks for the reference instead of being finished. It carries a bug that only a
 # hidden check finds (a clamp where the decoder's sigmoid should be) and hands over to the reference
-# where it can reach it: by importing it under a name the static scan does not see, or by looking
-# through the callers' frames for the reference model (a hidden check's local). It goes to notebook
-# 01 of "mutants_b", whose mutants are in the other notebooks. (Its vae_loss counterpart is judged
-# in tests/test_judges.py.)
+# where it can reach it: by importing it under a disguised name, or by looking through the callers'
+# frames for the reference model (where a hidden check that compared in the kernel would hold it).
+# Its names are built at run time, so the static scan only reports it for review and the defenses
+# behind the scan are what is tested: the sandbox hides the reference, and the judge compares outside
+# the kernel.
 PEEKS_AT_REFERENCE = {
     (NB1, "w1_conv_vae"): HW2_CLAMPED_OUTPUT_BUG
     + """
 
-import inspect
-import runpy
+modules = {name: __import__(name) for name in ("inspect", "runpy")}
 
 
 class PeekingVAE(ConvVAE):
     def decode(self, z):
-        frame = inspect.currentframe().f_back
+        frame = getattr(modules["inspect"], "".join(["current", "frame"]))().f_back
         while frame is not None:
             for value in list(frame.f_locals.values()):
                 if type(value).__name__ == "ConvVAE" and type(value).__module__ != "__main__":
@@ -133,7 +57,7 @@ class PeekingVAE(ConvVAE):
 
 
 try:
-    ConvVAE = runpy.run_module("course_lib.sol" + "utions.conv_vae")["ConvVAE"]
+    ConvVAE = getattr(modules["runpy"], "run_module")("course_lib.sol" + "utions.conv_vae")["ConvVAE"]
     ConvVAE.__module__ = "__main__"
 except ImportError:
     ConvVAE = PeekingVAE
@@ -141,7 +65,7 @@ except ImportError:
 }
 #: What that answer's bug costs: the checks that compare its decoder with the reference.
 PEEKS_AT_REFERENCE_FAILS = {"w1_encode_decode", "w1_sampling"}
-PEEKS_AT_REFERENCE_STUDENT = "mutants_b"
+PEEKS_AT_REFERENCE_STUDENT = "peeks_at_reference"
 
 
 def _notebook_cells() -> dict[str, set[str]]:
@@ -157,24 +81,7 @@ def _notebook_cells() -> dict[str, set[str]]:
     return cells
 
 
-#: Student folders holding the mutants, at most one per notebook.
-MUTANT_STUDENTS = {
-    "mutants_a": ["w1_logvar_as_logsigma", "w2_floor_after_batch_mean", "w3_sampled_z"],
-    "mutants_b": ["w2_mean_over_pixels", "w3_shifted_actions"],
-}
-
-
-def _student_of(mutant: str) -> str:
-    return next(student for student, mutants in MUTANT_STUDENTS.items() if mutant in mutants)
-
-
-def test_every_mutant_is_graded_once_per_notebook():
-    """Is every mutant in exactly one student folder, with no two mutants of the same notebook together?"""
-    placed = [m for mutants in MUTANT_STUDENTS.values() for m in mutants]
-    assert sorted(placed) == sorted(HW2_MUTANTS) == sorted(MUTANT_FAILS)
-    for mutants in MUTANT_STUDENTS.values():
-        notebooks = [HW2_MUTANTS[m][0] for m in mutants]
-        assert len(set(notebooks)) == len(notebooks)
+MUTANT_STUDENTS = mutant_students(HW2_MUTANTS)
 
 
 @pytest.fixture(scope="module")
@@ -184,21 +91,14 @@ def graded(tmp_path_factory) -> dict:
     subs = out / "submissions"
     copy_notebooks(SOURCE, subs / "solutions")
     copy_notebooks(released["release"], subs / "blank")
-    alt = subs / "alternative"
-    alt.mkdir(parents=True)
-    for (notebook, grade_id), code in ALTERNATIVE.items():
-        if not (alt / notebook).exists():
-            (alt / notebook).write_bytes((SOURCE / notebook).read_bytes())
+    alt = copy_notebooks(SOURCE, subs / "alternative")
+    for (notebook, grade_id), code in HW2_ALTERNATIVES.items():
         replace_answer(alt / notebook, grade_id, code)
-    for student, mutants in MUTANT_STUDENTS.items():
-        (subs / student).mkdir(parents=True)
-        for mutant in mutants:
-            notebook, grade_id, code = HW2_MUTANTS[mutant]
-            (subs / student / notebook).write_bytes((SOURCE / notebook).read_bytes())
-            replace_answer(subs / student / notebook, grade_id, code)
+    for student, names in MUTANT_STUDENTS.items():
+        make_mutant_student(SOURCE, subs / student, [HW2_MUTANTS[name] for name in names])
     peeks = subs / PEEKS_AT_REFERENCE_STUDENT
+    peeks.mkdir()
     for (notebook, grade_id), code in PEEKS_AT_REFERENCE.items():
-        assert not (peeks / notebook).exists(), "that student's notebook already holds a mutant"
         (peeks / notebook).write_bytes((SOURCE / notebook).read_bytes())
         replace_answer(peeks / notebook, grade_id, code)
     reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=120, submission_timeout=600, workers=2)
@@ -249,17 +149,20 @@ def test_reaching_for_the_reference_gains_nothing(graded):
     failed = {gid for gid in own if cells[gid][0] != cells[gid][1]}
     assert failed == PEEKS_AT_REFERENCE_FAILS, {gid: cells[gid] for gid in own}
     assert all(cells[gid][0] == 0 for gid in failed)
+    problems = " | ".join(graded["reports"][PEEKS_AT_REFERENCE_STUDENT].problems)
+    assert "for review" in problems and "name built at run time" in problems, problems
+    assert "tampering suspected" not in problems, problems
 
 
-@pytest.mark.parametrize("mutant", sorted(HW2_MUTANTS))
-def test_mutant_loses_only_its_activity(graded, mutant):
-    """Does each classic bug fail exactly the cells it breaks, and keep the other cells of its notebook?"""
-    notebook = HW2_MUTANTS[mutant][0]
-    own = _notebook_cells()[notebook]
-    cells = graded["cells"][_student_of(mutant)]
+@pytest.mark.parametrize("student", sorted(MUTANT_STUDENTS))
+def test_mutants_fail_exactly_their_cells(graded, student):
+    """Does each folder of mutants fail exactly the cells its bugs break, and keep every other cell of
+    the notebooks it submitted?"""
+    mutants = [HW2_MUTANTS[name] for name in MUTANT_STUDENTS[student]]
+    own = set().union(*(_notebook_cells()[m.notebook] for m in mutants))
+    cells = graded["cells"][student]
     failed = {gid for gid in own if cells[gid][0] < cells[gid][1]}
-    assert failed == MUTANT_FAILS[mutant], {gid: cells[gid] for gid in own}
-    assert {gid.split("_")[0] for gid in failed} == {mutant.split("_")[0]}
+    assert failed == set().union(*(m.fails for m in mutants)), {gid: cells[gid] for gid in own}
 
 
 def test_grading_builds_the_rnn_dataset(graded):
@@ -319,7 +222,7 @@ def test_feedback_shows_messages_not_checks(graded):
     """Does the feedback say why a check failed, without the hidden tests' code or the reference?"""
     feedback = graded["out"] / "grades" / "feedback"
     pages = sorted(feedback.glob("*/*.html"))
-    assert len(pages) >= 3 * 3 + len(HW2_MUTANTS)
+    assert len(pages) >= 3 * 3 + sum(len({HW2_MUTANTS[m].notebook for m in ms}) for ms in MUTANT_STUDENTS.values())
     for page in pages:
         _assert_no_leak(page.read_text(), str(page.relative_to(feedback)), FEEDBACK_LEAKS)
         if page.parent.name == "blank":
@@ -331,10 +234,16 @@ def test_feedback_shows_messages_not_checks(graded):
         "w2_mean_over_pixels": "sum the squared error over the pixels",
         "w3_sampled_z": "not a sampled z",
         "w3_shifted_actions": "aligned with its frames",
+        "w1_leftover_layer": "4,349,603 parameters",
     }
     for mutant, message in expected.items():
-        page = (feedback / _student_of(mutant) / HW2_MUTANTS[mutant][0].replace(".ipynb", ".html")).read_text()
+        page = (feedback / _student_of(mutant) / HW2_MUTANTS[mutant].notebook.replace(".ipynb", ".html")).read_text()
         assert message in page, mutant
     # mean over pixels passes the visible gradient test (it only looks at mu); the hidden check says why it fails
     hidden = (feedback / _student_of("w2_mean_over_pixels") / NB2.replace(".ipynb", ".html")).read_text()
     assert "CheckFailed" in hidden and "with respect to x_hat differs" in hidden
+    assert "nonce" not in hidden and "vnd.course.probe" not in hidden
+
+
+def _student_of(mutant: str) -> str:
+    return next(student for student, mutants in MUTANT_STUDENTS.items() if mutant in mutants)

@@ -1,16 +1,22 @@
 """Tamper suite: submissions that attack the grader, graded through real nbgrader in the sandbox.
 
-Each attack is one student. Most attacks sit in the blank release of the fastest notebook
-(``05_other_environment``), so that an attack that worked would show up as points that the blank
-answers cannot earn, or as damage outside the student's folder. A correct submission is graded in
-the same run and must keep its full marks. Threat model and mechanisms: ``autograder/sandbox.py``,
-``autograder/tamper.py``, ``autograder.checks.require_student_code``.
+Most attacks sit in the blank release of the fastest notebook (``05_other_environment``), so that an
+attack that worked would show up as points that the blank answers cannot earn, or as damage outside
+the student's folder. Attacks on the verdicts themselves (an input transformer that empties the test
+cells, a pickled payload that switches the checks off, one that forges their records, an IPython
+event hook that clears the outputs) sit beside the same answers without them, and must gain nothing
+over them and be named in the report. A correct submission is graded in the same run and must keep
+its full marks. Threat model and mechanisms: ``autograder/sandbox.py``, ``autograder/tamper.py``,
+``autograder/judging.py``.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
+import json
+import pickle
 import time
 from pathlib import Path
 
@@ -20,14 +26,14 @@ from nbformat.v4 import new_code_cell
 
 from autograder import pipeline
 from autograder.checks import CheckFailed, require_student_code
-from autograder.submissions import LOGSIGMA_BUG, SEED_RESET_BUG, replace_answer
-from autograder.tamper import scan_notebook
+from autograder.submissions import HW1_MUTANTS, LOGSIGMA_BUG, TEMPLATE_RESET_BUG, replace_answer
+from autograder.tamper import REVIEW, TAMPERING, scan_notebook
 
 pytestmark = pytest.mark.slow
 ASSIGNMENT = "hw1_vae"
 SOURCE = pipeline.source_dir(ASSIGNMENT)
 NB5, NB3, NB1 = "05_other_environment.ipynb", "03_curating_cartpole.ipynb", "01_autoencoder_and_vae.ipynb"
-CELL_TIMEOUT = 20
+CELL_TIMEOUT = 30
 
 # Attacks added as extra cells (cell id = attack name) to the blank notebook 05.
 EXTRA_CELL_ATTACKS = {
@@ -86,6 +92,57 @@ ANSWER_SLEEPS = "import time\ntime.sleep(600)"
 STUDENT_OF["a5_collect_other_frames"] = "time_attacks"
 
 
+# Attacks on the verdicts. Each name is built at run time, so the static scan reports it for review
+# without zeroing the notebook: the defense under test is the judging outside the kernel.
+#: Empties every later cell that holds an assert or a check call (the issue's attack, disguised).
+EMPTY_TEST_CELLS = (
+    'getattr(get_ipython(), "_".join(["input", "transformers", "cleanup"])).append(\n'
+    "    lambda lines: [] if any(('assert' in l) or ('checks' in l) for l in lines) else lines)\n"
+)
+#: Clears every cell's outputs once it has run, errors and records included.
+CLEAR_OUTPUTS = (
+    "from IPython.display import clear_output\n"
+    'getattr(get_ipython(), "".join(["eve", "nts"])).register("post_run_cell", lambda result: clear_output())\n'
+)
+#: Two bugs that only hidden checks catch (activities 3 and 4), the answers the payloads go with.
+BUGGY_COLLECTORS = {
+    "a3_collect_frames": HW1_MUTANTS["a3_reset_one_frame_early"].code,
+    "a4_collect_upright_frames": HW1_MUTANTS["a4_actions_unseeded"].code,
+}
+NB3_CHECKS = ("a3_reset_pattern", "a3_frames", "a4_angles", "a4_count")
+
+
+class _Payload:
+    """Pickles to a call of ``exec(code)``: what unpickling the attack's bytes runs."""
+
+    def __init__(self, code: str):
+        self.code = code
+
+    def __reduce__(self):
+        return (exec, (self.code,))
+
+
+def _smuggled(code: str) -> str:
+    """Answer-cell lines that run ``code`` from base64-encoded pickle bytes (the issue's attack)."""
+    blob = base64.b64encode(pickle.dumps(_Payload(code))).decode()
+    return f"\nimport base64 as _b, pickle as _p\n_p.loads(_b.b64decode('{blob}'))\n"
+
+
+#: The payload that switches the hidden checks of notebook 03 off.
+CHECKS_OFF = "import autograder.checks.hw1 as h\nfor name in {names}:\n    setattr(h, name, lambda *a, **k: None)\n"
+#: The payload that replaces the probes: every check displays a record of a correct answer made
+#: before grading, given the nonce of the cell it runs in.
+FORGER = """
+import json
+import autograder.checks as c
+from IPython.display import display
+STORED = json.loads({stored!r})
+def forged(self, *objects, nonce=None):
+    display({{c.records.MIME: dict(STORED[self.grade_id], nonce=nonce)}}, raw=True)
+c.Check.__call__ = forged
+"""
+
+
 def _cells(nb, grade_id: str) -> list[int]:
     return [i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
 
@@ -98,7 +155,7 @@ def _edit(path: Path, fn) -> None:
 
 def _student(subs: Path, name: str, template: Path) -> Path:
     folder = subs / name
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)  # a student may hand in several notebooks
     target = folder / template.name
     target.write_bytes(template.read_bytes())
     return target
@@ -138,11 +195,11 @@ def tampered(tmp_path_factory) -> dict:
 
     # nbgrader's own defenses: test cells, ids and points are restored from the gradebook
     def edit_tests(nb):
-        for gid in ("a5_frames", "a5_beats_baseline", "a5_images"):
+        for gid in ("a5_frames", "a5_beats_baseline"):
             nb.cells[_cells(nb, gid)[0]].source = "pass"
 
     def delete_tests(nb):
-        for gid in ("a5_frames", "a5_beats_baseline", "a5_images"):
+        for gid in ("a5_frames", "a5_beats_baseline"):
             del nb.cells[_cells(nb, gid)[0]]
 
     def duplicate_cell(nb):
@@ -173,7 +230,7 @@ def tampered(tmp_path_factory) -> dict:
     replace_answer(
         path,
         "a3_collect_frames",
-        SEED_RESET_BUG + "\nimport autograder.checks.hw1 as hidden\nhidden.a3_reset_pattern = lambda f: None\n"
+        TEMPLATE_RESET_BUG + "\nimport autograder.checks.hw1 as hidden\nhidden.a3_reset_pattern = lambda f: None\n"
         "EpisodeRecorder.episode_lengths = lambda self: [1]\nEpisodeRecorder.steps_after_end = lambda self: 0\n",
     )
     path = _student(subs, "patches_allclose", SOURCE / NB1)
@@ -190,6 +247,22 @@ def tampered(tmp_path_factory) -> dict:
         ),
     )
 
+    # attacks on the verdicts
+    for notebook in (NB1, NB3, NB5):
+        path = _student(subs, "empties_test_cells", release / notebook)
+        _edit(path, lambda nb: _prepend_to_first_answer(nb, EMPTY_TEST_CELLS))
+    _edit(_student(subs, "clears_outputs", blank5), lambda nb: _prepend_to_first_answer(nb, CLEAR_OUTPUTS))
+    stored = {grade_id: _reference_record(grade_id) for grade_id in NB3_CHECKS}
+    payloads = {
+        "buggy_collectors": "",
+        "switches_checks_off": _smuggled(CHECKS_OFF.format(names=NB3_CHECKS)),
+        "forges_records": _smuggled(FORGER.format(stored=json.dumps(stored))),
+    }
+    for student, payload in payloads.items():
+        path = _student(subs, student, SOURCE / NB3)
+        for grade_id, code in BUGGY_COLLECTORS.items():
+            replace_answer(path, grade_id, code + (payload if grade_id == "a3_collect_frames" else ""))
+
     gradebook = out / "grades" / "course" / "gradebook.db"
     start = time.perf_counter()
     reports = pipeline.autograde(
@@ -204,6 +277,20 @@ def tampered(tmp_path_factory) -> dict:
         "seconds": seconds,
         "gradebook": gradebook,
     }
+
+
+def _prepend_to_first_answer(nb, code: str) -> None:
+    first = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code")
+    first.source = code + first.source
+
+
+def _reference_record(grade_id: str) -> dict:
+    """A record of the reference collectors for ``grade_id``, made before grading with another nonce."""
+    from answers import namespace, record_of
+
+    ns = namespace(ASSIGNMENT, NB3)
+    function = "collect_frames" if grade_id.startswith("a3") else "collect_upright_frames"
+    return record_of(grade_id, ns[function], nonce="0123456789abcdef")
 
 
 def _earned(tampered, student: str, prefix: str = "a") -> float:
@@ -225,9 +312,9 @@ def test_resource_and_escape_attacks_gain_nothing(tampered, student):
 @pytest.mark.parametrize(
     ("attack", "expected"),
     [
-        ("infinite_loop", "cell infinite_loop ran past the 20 s cell limit"),
-        ("sleep_past_timeout", "cell sleep_past_timeout ran past the 20 s cell limit"),
-        ("a5_collect_other_frames", "a5_collect_other_frames ran past the 20 s cell limit"),
+        ("infinite_loop", "cell infinite_loop ran past the 30 s cell limit"),
+        ("sleep_past_timeout", "cell sleep_past_timeout ran past the 30 s cell limit"),
+        ("a5_collect_other_frames", "a5_collect_other_frames ran past the 30 s cell limit"),
         ("allocate_20gb", "cell allocate_20gb hit the memory limit"),
         ("fork_bomb", "cell fork_bomb hit the process limit"),
         ("os_exit", "cell os_exit killed its kernel (kernel died)"),
@@ -267,7 +354,7 @@ def test_kernel_death_keeps_the_points_earned_before_it(tampered):
     """Does a kernel killed after a passing test cell keep that cell's points, and only those?"""
     scores = tampered["scores"]["os_exit"]
     assert scores["a5_frames"][0] == scores["a5_frames"][1] > 0
-    assert all(score == 0 for gid, (score, _) in scores.items() if gid in ("a5_beats_baseline", "a5_images"))
+    assert scores["a5_beats_baseline"][0] == 0
 
 
 def test_copy_of_a_grade_cell_neither_earns_nor_costs(tampered):
@@ -489,3 +576,72 @@ def test_only_missing_files_in_hidden_folders_are_reported_as_refused(tmp_path):
     nbformat.write(nb, autograded / NB5)
     problems = pipeline._execution_problems(autograded, CELL_TIMEOUT, (root,))
     assert len(problems) == 1 and "cell hidden was refused by the sandbox" in problems[0], problems
+
+
+def test_emptied_test_cells_earn_nothing_and_are_named(tampered):
+    """Does an input transformer that empties every test cell earn the blank release's zero, with each
+    emptied cell named for review?"""
+    assert _earned(tampered, "empties_test_cells") == 0
+    problems = " | ".join(tampered["reports"]["empties_test_cells"].problems)
+    for grade_id in tampered["scores"]["solutions"]:
+        assert f"{grade_id} left no record of its hidden check although it raised nothing" in problems, grade_id
+    assert "for review" in problems and "name built at run time" in problems
+
+
+def test_an_event_hook_that_clears_outputs_earns_nothing_and_is_named(tampered):
+    """Does a post_run_cell hook that clears every output, errors included, earn nothing for blank
+    answers (nbgrader puts back the error the kernel replied with; a cleared record is a missing one),
+    and is it named?"""
+    assert _earned(tampered, "clears_outputs") == 0
+    problems = " | ".join(tampered["reports"]["clears_outputs"].problems)
+    assert "for review" in problems and "post_run_cell" in problems, problems
+
+
+@pytest.mark.parametrize("student", ["switches_checks_off", "forges_records"])
+def test_payloads_against_the_checks_gain_nothing_and_are_named(tampered, student):
+    """Does a pickled payload that switches the hidden checks off, or replaces their probes with a
+    forger of records, earn no more than the same buggy answers without it, and is it named?"""
+    twin = tampered["scores"]["buggy_collectors"]
+    assert {gid: twin[gid][0] for gid in NB3_CHECKS} == {
+        "a3_reset_pattern": 0.0,
+        "a3_frames": twin["a3_frames"][1],
+        "a4_angles": twin["a4_angles"][1],
+        "a4_count": 0.0,
+    }
+    attack = tampered["scores"][student]
+    assert all(attack[gid][0] <= twin[gid][0] for gid in NB3_CHECKS), attack
+    problems = " | ".join(tampered["reports"][student].problems)
+    assert "for review" in problems and "unpickles data (pickle)" in problems and "base64" in problems, problems
+
+
+def test_the_scan_reads_code_as_code(tmp_path):
+    """Are the verdict attacks seen through aliases, multi-line imports and attribute chains, with the
+    right severity, and is correct code left alone?"""
+    cases = {
+        "get_ipython().input_transformers_cleanup.append(lambda lines: lines)": TAMPERING,
+        "ip = get_ipython()\nip.events.register('pre_run_cell', print)": TAMPERING,
+        "import sys as s\ns.settrace(print)": TAMPERING,
+        "from sys import (\n    _getframe as f,\n)\nf(0)": TAMPERING,
+        "import autograder.checks": TAMPERING,
+        "import base64 as _b, pickle as _p\n_p.loads(_b.b64decode('AA'))": REVIEW,
+        "import marshal\nmarshal.loads(b'')": REVIEW,
+        "import ctypes": REVIEW,
+        "from pathlib import Path\nPath('helper.py').write_text('x = 1')": REVIEW,
+        "name = 'x'\nf = getattr(np, name)": REVIEW,
+    }
+    for code, severity in cases.items():
+        path = tmp_path / NB5
+        path.write_bytes((SOURCE / NB5).read_bytes())
+        replace_answer(path, "a5_collect_other_frames", "import numpy as np\n" + code)
+        found = scan_notebook(path)
+        assert found and {f.severity for f in found} == {severity}, (code, [str(f) for f in found])
+    fine = [
+        "torch.backends.cudnn.benchmark = True",
+        "setattr(MyVAE, 'encode', encode)",
+        "h = self.encoder(x).view(x.size(0), -1)",
+    ]
+    for code in fine:
+        path = tmp_path / NB5
+        path.write_bytes((SOURCE / NB5).read_bytes())
+        replace_answer(path, "a5_collect_other_frames", "import torch\n" + code)
+        assert scan_notebook(path) == [], code

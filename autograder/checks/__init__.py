@@ -1,24 +1,50 @@
-"""Hidden checks, called by one-line hidden test cells (``autograder.checks.hw1.a1_structure(MyVAE)``).
+"""Hidden checks: one per graded test cell, declared once with its probe and its judge side by side.
 
-A check raises :class:`CheckFailed` (an ``AssertionError``, so nbgrader scores the cell zero)
-with a message that says what was wrong and what was expected. Checks run in the student's kernel
-and never load the reference answers there (the sandbox hides ``course_lib/solutions``): they
-check properties of the student's objects on inputs drawn from the checks' seeds, and where an
-answer must match the reference they :func:`record` the student's outputs, which
-:mod:`autograder.judges` compares with the reference in the grader's own process.
+A check is keyed by the ``grade_id`` of its test cell and has three parts::
+
+    @check("a2_gradients", inputs=gradient_inputs)      # inputs: seed -> parameters, both sides
+    def a2_gradients(inputs, model_cls):                 # probe: runs in the student's kernel
+        ...                                              #   runs the student's code, returns raw outputs
+        return {"z": z, "grad_mu": mu.grad, ...}
+
+    @a2_gradients.judge                                  # judge: runs in the grader's process
+    def _(inputs, record):                               #   decides from the outputs alone
+        expect(np.allclose(record.array("grad_mu"), 1), "dz/dmu should be 1 ...")
+
+The hidden test cell calls the check by its name, ``checks.a2_gradients(MyVAE)``. While nbgrader
+autogrades, the grader writes a fresh nonce into that call (``nonce="..."``,
+:mod:`autograder.judging`); the inputs are drawn from a seed derived from the nonce, the probe's
+outputs leave the kernel as a record (:mod:`autograder.records`) that must carry the nonce back, and
+the judge decides in the grader's process, where nothing the student's code did can reach it. So the
+kernel only produces data: a check passes only if its record holds what a correct answer computes on
+inputs that nobody knew before the cell ran. Outside autograding (an instructor running the source
+notebook, ``nbgrader validate``, the notebook tests) the judge runs right in the kernel, with a fixed
+seed, and a failure raises :class:`CheckFailed` in the cell.
+
+A probe may fail early in the kernel (the student's code raised, returned something that cannot be
+recorded): a kernel can always make its own cells fail, so only passing must be decided outside.
+Judges import the reference answers (``course_lib.solutions``) inside their bodies, so importing a
+check module never needs them; the sandbox hides them from the kernel.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import json
 import os
+import pkgutil
 import sys
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from autograder import records
+from autograder.records import RecordError
 
 
 class CheckFailed(AssertionError):  # noqa: N818 - reads as what happened, in feedback
@@ -34,12 +60,12 @@ def expect(condition: object, message: str) -> None:
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Run a block with PyTorch's and NumPy's global generators seeded, then restore them."""
-    import torch  # here, so that the grader process (judges, nbgrader_ext) need not load torch
+    import torch  # here, so that importing this module does not load torch
 
     torch_state = torch.random.get_rng_state()
     numpy_state = np.random.get_state()
     torch.manual_seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     try:
         yield
     finally:
@@ -62,6 +88,11 @@ def require_student_code(obj: object, name: str) -> None:
 
     Refuses objects imported from elsewhere, subclasses of the reference, and functions or
     methods that call into ``course_lib.solutions`` or ``autograder`` (a wrapper of the reference).
+    It runs in the kernel, so it only makes honest mistakes fail early with a clear message; the
+    verdict is the judge's.
+
+    Raises:
+        CheckFailed: naming what ``obj`` was built from.
     """
     expect(_origin(obj) == "__main__", f"{name} must be defined in this notebook; it comes from {_origin(obj)!r}")
     if isinstance(obj, type):
@@ -94,33 +125,220 @@ def student_code(what: str) -> Iterator[None]:
         raise CheckFailed(f"{what} raised {type(err).__name__}: {err}") from None
 
 
-def record(check: str, **values: object) -> None:
-    """Hand the outputs a check measured to the judge, which compares them with the reference.
-
-    While nbgrader autogrades (``NBGRADER_EXECUTION=autograde``), the record becomes a
-    ``display_data`` output of the hidden test cell, read and judged by the grader process
-    (:class:`autograder.nbgrader_ext.RestartingExecute`). Anywhere else (an instructor running the
-    source notebook, the notebook tests), the judge runs right here if the reference is importable.
-
-    Args:
-        check: ``"<module>.<check>"``, e.g. ``"hw2.w1_encode_decode"``; a judge of that name
-            exists in :mod:`autograder.judges`.
-        values: name -> tensor, array or number (see :func:`autograder.records.encode`).
+# ---------------------------------------------------------------- seeds
+def seed_of(nonce: str) -> int:
+    """The seed of a grading run's inputs for the test cell that carries ``nonce`` (32 bits of it).
 
     Raises:
-        CheckFailed: outside autograding, when the judge finds a difference from the reference.
+        ValueError: if ``nonce`` is not a hexadecimal string of at least 8 digits.
     """
-    payload = records.encode(check, values)
-    if os.environ.get("NBGRADER_EXECUTION") != "autograde":
-        from autograder import judges
+    if len(nonce) < 8:
+        raise ValueError(f"a nonce has at least 8 hexadecimal digits, got {nonce!r}")
+    return int(nonce[:8], 16)
 
+
+def default_seed(grade_id: str) -> int:
+    """The fixed seed used outside autograding (source notebooks, validate, tests): stable per check."""
+    return zlib.crc32(grade_id.encode())
+
+
+def autograding() -> bool:
+    """Whether nbgrader is autograding this kernel (it sets ``NBGRADER_EXECUTION=autograde``)."""
+    return os.environ.get("NBGRADER_EXECUTION") == "autograde"
+
+
+# ---------------------------------------------------------------- what the judge reads
+class Record:
+    """The values of one probe record, as the judge reads them.
+
+    Every accessor raises :class:`~autograder.records.RecordError` when the value is missing or
+    of another kind than the probe writes: an honest probe never leaves a record like that, so the
+    grader reports the submission for review (:mod:`autograder.judging`). Shapes are the student's
+    outputs and are checked by the judges themselves, with messages.
+    """
+
+    def __init__(self, values: dict[str, records.Value]):
+        self.values = values
+
+    def _get(self, name: str) -> records.Value:
+        if name not in self.values:
+            raise RecordError(f"the record has no value {name!r}")
+        return self.values[name]
+
+    def array(self, name: str, dtype: str | None = None) -> np.ndarray:
+        """The array ``name``, of ``dtype`` if given."""
+        value = self._get(name)
+        if not isinstance(value, np.ndarray) or (dtype is not None and value.dtype.name != dtype):
+            kind = value.dtype.name if isinstance(value, np.ndarray) else "text"
+            raise RecordError(f"the record's {name!r} is {kind}, expected an array" + (f" of {dtype}" if dtype else ""))
+        return value
+
+    def tensor(self, name: str) -> Any:
+        """The array ``name`` as a ``torch.Tensor`` (float arrays keep their dtype)."""
+        import torch
+
+        return torch.from_numpy(self.array(name))
+
+    def number(self, name: str) -> float:
+        """The scalar ``name`` as a float."""
+        value = self.array(name)
+        if value.shape != ():
+            raise RecordError(f"the record's {name!r} has shape {value.shape}, expected a scalar")
+        return float(value)
+
+    def flag(self, name: str) -> bool:
+        """The boolean scalar ``name``."""
+        return bool(self.number(name))
+
+    def text(self, name: str) -> str:
+        """The text ``name``."""
+        value = self._get(name)
+        if not isinstance(value, str):
+            raise RecordError(f"the record's {name!r} is an array, expected a text")
+        return value
+
+    def json(self, name: str) -> Any:
+        """The text ``name`` parsed as JSON (a description the probe wrote)."""
         try:
-            judge = judges.find(check)
-        except ImportError:  # the reference is not here (a sandbox): leave the record for the grader
-            judge = None
-        if judge is not None:
-            judge(records.decode(payload)[1])
-            return
-    from IPython.display import display
+            return json.loads(self.text(name))
+        except json.JSONDecodeError as err:
+            raise RecordError(f"the record's {name!r} is not JSON ({err})") from None
 
-    display({records.MIME: payload}, raw=True)
+
+# ---------------------------------------------------------------- the registry
+Inputs = dict[str, Any]
+Probe = Callable[..., dict[str, Any]]
+Judge = Callable[[Inputs, Record], None]
+
+
+@dataclass
+class Check:
+    """A hidden check: the ``inputs`` drawn from a seed, the ``probe`` run in the student's kernel on
+    them, and the ``judge`` that decides in the grader's process from the probe's outputs.
+
+    Call it from the hidden test cell with the student's objects: ``checks.a1_structure(MyVAE)``.
+    """
+
+    grade_id: str
+    inputs: Callable[[int], Inputs]
+    probe: Probe
+    decide: Judge | None = field(default=None, repr=False)
+
+    def judge(self, fn: Judge) -> Judge:
+        """Decorator: declare ``fn(inputs, record)`` as this check's judge."""
+        self.decide = fn
+        return fn
+
+    def __call__(self, *objects: Any, nonce: str | None = None) -> None:
+        """Run the probe on the student's ``objects``; emit the record, or judge in place.
+
+        Args:
+            objects: what the hidden test cell passes (the student's class or function...).
+            nonce: written into the call by the grader while it autogrades.
+
+        Raises:
+            CheckFailed: when the student's code fails the probe, or, outside autograding, when the
+                judge finds a wrong answer.
+        """
+        seed = seed_of(nonce) if nonce is not None else default_seed(self.grade_id)
+        inputs = self.inputs(seed)
+        values = self.probe(inputs, *objects)
+        payload = records.encode(self.grade_id, nonce, values, kernel_notes())
+        if nonce is None and not autograding():
+            try:  # judge what the grader would read: the record, decoded
+                self.verdict(inputs, records.decode(payload)[2])
+                return
+            except ImportError:  # no reference here: leave the record for a grader
+                pass
+        from IPython.display import display
+
+        display({records.MIME: payload}, raw=True)
+
+    def verdict(self, inputs: Inputs, values: dict[str, records.Value]) -> None:
+        """Judge the ``values`` of a decoded record for ``inputs``.
+
+        Raises:
+            CheckFailed: a wrong answer, with the message the student sees.
+            RecordError: the values are not what this check's probe writes.
+        """
+        if self.decide is None:
+            raise RuntimeError(f"the check {self.grade_id} has no judge")  # a grader bug, caught by tests
+        self.decide(inputs, Record(values))
+
+
+_REGISTRY: dict[str, Check] = {}
+
+
+def check(grade_id: str, inputs: Callable[[int], Inputs]) -> Callable[[Probe], Check]:
+    """Decorator: declare the probe of the check of test cell ``grade_id``, with its ``inputs``.
+
+    The decorated function's name must be ``grade_id``: hidden test cells call the check by it.
+
+    Raises:
+        ValueError: if the name differs from ``grade_id`` or the grade_id is declared twice.
+    """
+
+    def declare(probe: Probe) -> Check:
+        if probe.__name__ != grade_id:
+            raise ValueError(f"the probe of {grade_id} is named {probe.__name__}; name it after its grade_id")
+        if grade_id in _REGISTRY:
+            raise ValueError(f"the check {grade_id} is declared twice")
+        declared = Check(grade_id, inputs, probe)
+        declared.__doc__ = probe.__doc__
+        _REGISTRY[grade_id] = declared
+        return declared
+
+    return declare
+
+
+def registry() -> dict[str, Check]:
+    """Every declared check by ``grade_id``, after importing every module of this package."""
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    return dict(_REGISTRY)
+
+
+def find(grade_id: str) -> Check | None:
+    """The check of test cell ``grade_id``, or ``None`` if no check is declared for it."""
+    return _REGISTRY.get(grade_id) or registry().get(grade_id)
+
+
+# ---------------------------------------------------------------- what the kernel notices
+_OWN_MODULES = ("IPython", "ipykernel", "matplotlib", "matplotlib_inline", "traitlets", "comm", "ipywidgets", "tqdm")
+
+
+def _defined_in_notebook(fn: object) -> bool:
+    module = getattr(fn, "__module__", None) or getattr(type(fn), "__module__", "")
+    return not str(module).startswith(_OWN_MODULES)
+
+
+def kernel_notes() -> list[str]:
+    """Hooks the notebook installed in the kernel that could run beside the checks, described.
+
+    Input and AST transformers, event callbacks and exception handlers that are not IPython's own,
+    and a trace or profile function. A hostile kernel can hide them, so this is a hint for review,
+    never part of a verdict.
+    """
+    notes = []
+    if sys.gettrace() is not None:
+        notes.append(f"sys.settrace({getattr(sys.gettrace(), '__name__', '?')})")
+    if sys.getprofile() is not None:
+        notes.append(f"sys.setprofile({getattr(sys.getprofile(), '__name__', '?')})")
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return notes
+    shell = get_ipython()
+    if shell is None:
+        return notes
+    for attribute in ("input_transformers_cleanup", "input_transformers_post", "ast_transformers"):
+        for hook in getattr(shell, attribute, []):
+            if _defined_in_notebook(hook):
+                notes.append(f"{attribute}: {getattr(hook, '__name__', type(hook).__name__)}")
+    for event, callbacks in getattr(getattr(shell, "events", None), "callbacks", {}).items():
+        for callback in callbacks:
+            if _defined_in_notebook(callback):
+                notes.append(f"events[{event!r}]: {getattr(callback, '__name__', '?')}")
+    if getattr(shell, "custom_exceptions", ()):
+        notes.append("set_custom_exc")
+    return notes

@@ -1,20 +1,23 @@
-"""Hidden checks of homework 2 (``hw2_world_models``), one function per graded test cell.
+"""Hidden checks of homework 2 (``hw2_world_models``), one per graded test cell, named by its ``grade_id``.
 
-Activities (seeds 000 and 002): w1 the World Models ``ConvVAE``, w2 its loss ``vae_loss`` with
-the KL floor, w3 the RNN dataset (``encode_rollouts``, ``save_rnn_dataset``).
+Activities: w1 the World Models ``ConvVAE`` (Ha & Schmidhuber 2018, appendix), w2 its loss
+``vae_loss`` with the KL floor, w3 the RNN data set (``encode_rollouts``, ``save_rnn_dataset``).
 
-The reference answers never enter the student's kernel. Properties (shapes, layer types,
-sampling statistics, gradients reaching a layer) are checked here; outputs that must equal the
-reference's are recorded (:func:`autograder.checks.record`) and compared with it by
-:mod:`autograder.judges.hw2` in the grader's process. To compare a ``ConvVAE`` with the reference,
-both get the same weights (:func:`layer_weights`), matched to layers by type and parameter shapes
-(not by attribute names or registration order), so any naming and nesting of the layers passes.
+Each check's probe runs the student's code in the kernel and returns raw outputs; its judge decides
+in the grader's process (see :mod:`autograder.checks`) against the reference answers
+(``course_lib.solutions``), which never enter the kernel. To compare a ``ConvVAE`` with the
+reference, both get the same weights (:func:`layer_weights`, drawn from the grading run's seed),
+matched to layers by type and parameter shapes rather than by attribute names or registration
+order, so any naming and nesting of the layers passes; the judge then compares every layer's output.
 """
 
 from __future__ import annotations
 
+import io
+import itertools
+import json
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autograder.checks import expect, record, require_student_code, seeded, student_code
+from autograder.checks import Inputs, Record, check, expect, require_student_code, sampling, seeded, student_code
 from course_lib import losses as library_losses
 from course_lib.frames import to_tensor
 from course_lib.models import SmallVAE
@@ -36,19 +39,18 @@ ENCODER_CONVS = [(3, 32, 4, 2, 31), (32, 64, 4, 2, 14), (64, 128, 4, 2, 6), (128
 #: ... and of the decoder's transposed convolutions.
 DECODER_DECONVS = [(1024, 128, 5, 2, 5), (128, 64, 5, 2, 13), (64, 32, 6, 2, 30), (32, 3, 6, 2, 64)]
 LOGVAR_SHIFT = -1.5  # added to the log-variance layer's bias, so that sigma is far from 1
-#: (z_size, seed) of the weights and inputs of w1_encode_decode.
-ENCODE_DECODE_CASES = ((32, 11), (16, 12))
-SAMPLING_SEED = 15
-#: (seed, batch) of the inputs of w2_recon.
-RECON_CASES = ((20, 6), (21, 3))
-#: (seed, z_size, kl_tolerance or None for the default) of the inputs of w2_kl_floor.
-KL_CASES = ((30, 32, None), (31, 32, 0.5), (32, 32, 0.0), (33, 8, 1.0), (34, 16, 2.0))
-GRADIENT_SEED = 40
 #: Images of forward's x_hat that w1_sampling records (the judge decodes the same z).
 SAMPLING_RECORDED = 4
 
 
-# ---------------------------------------------------------------- helpers
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _sub(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**31 - 1))
+
+
 def _build(model_cls: type, **kwargs: Any) -> nn.Module:
     call = f"ConvVAE({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
     with student_code(call):
@@ -57,43 +59,9 @@ def _build(model_cls: type, **kwargs: Any) -> nn.Module:
     return model
 
 
-#: Library functions that compute the World Models loss, which w2 asks students to write: they
-#: raise while the student's ``vae_loss`` runs (:func:`_library_losses_refused`).
-_LIBRARY_LOSSES = (library_losses.vae_loss, library_losses.kl_floor)
-
-
-def parameterised_layers(model: nn.Module) -> list[nn.Module]:
-    """Modules that hold parameters themselves, in registration order."""
-    return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
-
-
-def signature(module: nn.Module) -> tuple:
-    """``(type name, ((parameter name, shape), ...))`` of a layer: what layers are matched by."""
-    shapes = tuple((name, tuple(p.shape)) for name, p in module.named_parameters(recurse=False))
-    return (type(module).__name__, shapes)
-
-
-def describe(sig: tuple) -> str:
-    """``Conv2d(weight[32, 3, 4, 4], bias[32])``: a readable signature."""
-    kind, shapes = sig
-    return f"{kind}({', '.join(f'{n}{list(s)}' for n, s in shapes)})"
-
-
-@contextmanager
-def _trace(model: nn.Module) -> Iterator[list[tuple[nn.Module, torch.Tensor, torch.Tensor]]]:
-    """Record ``(module, input, output)`` of every parameterised layer called inside the block."""
-    calls: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
-
-    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
-        first = inputs[0] if inputs else None
-        calls.append((module, first.detach() if torch.is_tensor(first) else first, output))
-
-    handles = [m.register_forward_hook(hook) for m in parameterised_layers(model)]
-    try:
-        yield calls
-    finally:
-        for h in handles:
-            h.remove()
+def _tensor_out(value: Any, what: str) -> torch.Tensor:
+    expect(torch.is_tensor(value), f"{what} should be a tensor, got {type(value).__name__}")
+    return value.detach().float()
 
 
 def _pair(out: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,6 +78,24 @@ def _triple(out: Any, what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
         f"{what} should return three tensors (x_hat, mu, logvar), got {type(out).__name__}",
     )
     return out[0], out[1], out[2]
+
+
+# ---------------------------------------------------------------- layers and the weights both sides load
+def parameterised_layers(model: nn.Module) -> list[nn.Module]:
+    """Modules that hold parameters themselves, in registration order."""
+    return [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+
+
+def signature(module: nn.Module) -> tuple:
+    """``(type name, ((parameter name, shape), ...))`` of a layer: what layers are matched by."""
+    shapes = tuple((name, tuple(p.shape)) for name, p in module.named_parameters(recurse=False))
+    return (type(module).__name__, shapes)
+
+
+def describe(sig: tuple) -> str:
+    """``Conv2d(weight[32, 3, 4, 4], bias[32])``: a readable signature."""
+    kind, shapes = sig
+    return f"{kind}({', '.join(f'{n}{list(s)}' for n, s in shapes)})"
 
 
 def expected_signatures(z_size: int) -> list[tuple]:
@@ -129,7 +115,7 @@ def layer_weights(z_size: int, seed: int) -> dict[tuple, list[list[torch.Tensor]
     get the same tensors without either one seeing the other's model.
     """
     sigs = expected_signatures(z_size)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(int(seed))
     out: dict[tuple, list[list[torch.Tensor]]] = {}
     for sig in sorted(set(sigs), key=describe):
         (_, weight_shape), *_ = sig[1]
@@ -141,38 +127,36 @@ def layer_weights(z_size: int, seed: int) -> dict[tuple, list[list[torch.Tensor]
     return out
 
 
-def _require_layers(model: nn.Module, z_size: int) -> list[nn.Module]:
-    """The student's parameterised layers, after checking they are those of the World Models VAE."""
-    ours = parameterised_layers(model)
-    ours_sig = sorted(describe(signature(m)) for m in ours)
-    want_sig = sorted(describe(s) for s in expected_signatures(z_size))
-    if ours_sig != want_sig:
-        extra = sorted({s for s in ours_sig if ours_sig.count(s) > want_sig.count(s)})
-        missing = sorted({s for s in want_sig if want_sig.count(s) > ours_sig.count(s)})
-        expect(
-            False,
-            "the layers do not match the World Models VAE: "
-            + (f"unexpected {extra}; " if extra else "")
-            + (f"missing {missing}" if missing else ""),
-        )
-    return ours
+def layers_differ(model: nn.Module, z_size: int) -> str | None:
+    """Which layers of the World Models VAE the model lacks (by type and parameter shapes), or ``None``.
+
+    Extra layers are not this check's business: one that is used changes the outputs the judges
+    compare; one that is not only changes the parameter count.
+    """
+    ours = [describe(signature(m)) for m in parameterised_layers(model)]
+    want = [describe(s) for s in expected_signatures(z_size)]
+    missing = sorted({s for s in want if want.count(s) > ours.count(s)})
+    return f"the layers do not match the World Models VAE: missing {missing}" if missing else None
 
 
 @torch.no_grad()
 def load_weights(model: nn.Module, z_size: int, seed: int) -> None:
-    """Give the student's layers the weights of :func:`layer_weights`, in registration order.
+    """Give the model's layers the weights of :func:`layer_weights`, in registration order.
 
     Layers are matched by type and parameter shapes, not by attribute names, so any naming and
     nesting passes. Of the two ``Linear(1024, z_size)`` layers the first registered gets the first
-    weights; the judge tries both ways round on the reference.
+    weights; the judge tries both ways round on the reference. Layers of other shapes keep theirs.
 
     Raises:
-        CheckFailed: if the layers are not those of the World Models VAE.
+        CheckFailed: if the model lacks a layer of the World Models VAE.
     """
+    differ = layers_differ(model, z_size)
+    expect(differ is None, differ or "")
     weights = {sig: list(group) for sig, group in layer_weights(z_size, seed).items()}
-    for layer in _require_layers(model, z_size):
-        for param, value in zip(layer.parameters(recurse=False), weights[signature(layer)].pop(0), strict=True):
-            param.copy_(value)
+    for layer in parameterised_layers(model):
+        if weights.get(signature(layer)):
+            for param, value in zip(layer.parameters(recurse=False), weights[signature(layer)].pop(0), strict=True):
+                param.copy_(value)
 
 
 @torch.no_grad()
@@ -187,218 +171,438 @@ def shift_latent_biases(model: nn.Module, z_size: int) -> None:
             layer.bias += LOGVAR_SHIFT
 
 
-def encode_decode_inputs(z_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``x`` ``(5, 3, 64, 64)`` in [0, 1] and ``z`` ``(5, z_size)`` of :func:`w1_encode_decode`."""
-    with seeded(seed):
-        return torch.rand(5, 3, 64, 64), 1.5 * torch.randn(5, z_size)
+@contextmanager
+def _trace(model: nn.Module) -> Iterator[list[tuple[nn.Module, Any, Any]]]:
+    """Record ``(module, input, output)`` of every parameterised layer called inside the block."""
+    calls: list[tuple[nn.Module, Any, Any]] = []
+
+    def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+        first = inputs[0] if inputs else None
+        calls.append((module, first.detach() if torch.is_tensor(first) else first, output))
+
+    handles = [m.register_forward_hook(hook) for m in parameterised_layers(model)]
+    try:
+        yield calls
+    finally:
+        for h in handles:
+            h.remove()
 
 
-def sampling_inputs() -> torch.Tensor:
-    """The batch ``x`` ``(128, 3, 64, 64)`` in [0, 1] whose ``forward`` :func:`w1_sampling` probes."""
-    with seeded(SAMPLING_SEED):
-        return torch.rand(128, 3, 64, 64)
+def _layer_spec(module: nn.Module) -> list:
+    """``[kind, in, out, kernel, stride, padding]`` of a (transposed) convolution, ``[kind, in, out]`` of a
+    dense layer."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+        return [
+            type(module).__name__,
+            module.in_channels,
+            module.out_channels,
+            list(module.kernel_size),
+            list(module.stride),
+            list(module.padding),
+        ]
+    if isinstance(module, nn.Linear):
+        return ["Linear", module.in_features, module.out_features]
+    return [type(module).__name__]
+
+
+def _shape(value: Any) -> list[int] | None:
+    return list(value.shape) if torch.is_tensor(value) else None
 
 
 # ---------------------------------------------------------------- w1: the ConvVAE
-def w1_architecture(model_cls: type) -> None:
+def _cases(seed: int, z_sizes: tuple[int, ...]) -> Inputs:
+    rng = _rng(seed)
+    return {"cases": [(z, _sub(rng)) for z in z_sizes]}
+
+
+def architecture_inputs(seed: int) -> Inputs:
+    """The z sizes (32 and one drawn) and seeds of their weights and inputs."""
+    return _cases(seed, (32, int(_rng(seed + 1).integers(8, 24))))
+
+
+def _architecture_xz(z_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.rand(2, 3, 64, 64, generator=g), torch.randn(2, z_size, generator=g)  # (2, 3, 64, 64), (2, z)
+
+
+@check("w1_architecture", inputs=architecture_inputs)
+def w1_architecture(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     """Encoder: four Conv2d(k4, s2) + ReLU, 64 -> 31 -> 14 -> 6 -> 2, dense mu and logvar from 1024
     features; decoder: dense z -> 1024, reshaped to 1x1, four ConvTranspose2d(k5, 5, 6, 6; s2),
-    1 -> 5 -> 13 -> 30 -> 64 pixels."""
+    1 -> 5 -> 13 -> 30 -> 64 pixels; with the grader's weights, every layer computes what the
+    paper's does."""
     require_student_code(model_cls, "ConvVAE")
-    for z_size in (32, 16):
+    values: dict[str, Any] = {}
+    for z_size, seed in inputs["cases"]:
         model = _build(model_cls, z_size=z_size)
         model.eval()
-        with seeded(10):
-            x = torch.rand(2, 3, 64, 64)
-            z = torch.randn(2, z_size)
-        with torch.no_grad(), _trace(model) as calls, student_code(f"ConvVAE(z_size={z_size}).encode"):
-            mu, logvar = _pair(model.encode(x), "encode(x)")
-        convs = [(m, i, o) for m, i, o in calls if isinstance(m, nn.Conv2d)]
+        differ = layers_differ(model, z_size)
+        if differ is None:
+            load_weights(model, z_size, seed)
+        x, z = _architecture_xz(z_size, seed)
+        trace: dict[str, Any] = {"layers": differ}
+        for part in ("encode", "decode"):
+            with torch.no_grad(), _trace(model) as calls, student_code(f"ConvVAE(z_size={z_size}).{part}"):
+                result = model.encode(x) if part == "encode" else model.decode(z)
+            trace[part] = [{"spec": _layer_spec(m), "in": _shape(i), "out": _shape(o)} for m, i, o in calls]
+            for k, (_, _, output) in enumerate(calls):
+                values[f"{part}_{z_size}_{k}"] = _tensor_out(output, f"a layer of {part}")
+            if part == "encode":
+                mu, logvar = _pair(result, "encode(x)")
+                values[f"mu_{z_size}"], values[f"logvar_{z_size}"] = mu.float(), logvar.float()
+        values[f"trace_{z_size}"] = json.dumps(trace)
+    return values
+
+
+def _expect_layers(trace: dict, z_size: int) -> None:
+    """The layers applied by encode and decode, their settings and their output shapes."""
+    encode, decode = trace["encode"], trace["decode"]
+    convs = [c for c in encode if c["spec"][0] == "Conv2d"]
+    expect(
+        len(convs) == 4,
+        f"encode should apply four Conv2d layers, it applied {len(convs)} ({[c['spec'][0] for c in encode]})",
+    )
+    for k, (conv, (c_in, c_out, kernel, stride, side)) in enumerate(zip(convs, ENCODER_CONVS, strict=True)):
+        want = ["Conv2d", c_in, c_out, [kernel, kernel], [stride, stride], [0, 0]]
         expect(
-            len(convs) == 4,
-            f"encode should apply four Conv2d layers, it applied {len(convs)} "
-            f"({[type(m).__name__ for m, _, _ in calls]})",
-        )
-        for k, ((m, inp, out), (c_in, c_out, kernel, stride, side)) in enumerate(
-            zip(convs, ENCODER_CONVS, strict=True)
-        ):
-            got = (m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding)
-            want = (c_in, c_out, (kernel, kernel), (stride, stride), (0, 0))
-            expect(
-                got == want,
-                f"encoder convolution {k + 1}: (in, out, kernel, stride, padding) = {got}, expected {want}",
-            )
-            expect(
-                tuple(out.shape) == (2, c_out, side, side),
-                f"encoder convolution {k + 1} outputs {tuple(out.shape)}, expected (2, {c_out}, {side}, {side})",
-            )
-            if k > 0:
-                expect(bool((inp >= 0).all()), f"encoder convolution {k} should be followed by a ReLU")
-        linears = [(m, i, o) for m, i, o in calls if isinstance(m, nn.Linear)]
-        expect(
-            len(linears) == 2 and all((m.in_features, m.out_features) == (1024, z_size) for m, _, _ in linears),
-            f"encode should end with two Linear(1024, {z_size}) layers (mu and logvar) applied to the flattened "
-            f"(B, 1024) features, got {[(m.in_features, m.out_features) for m, _, _ in linears]}",
+            conv["spec"] == want,
+            f"encoder convolution {k + 1}: (in, out, kernel, stride, padding) = {tuple(conv['spec'][1:])}, "
+            f"expected {tuple(want[1:])}",
         )
         expect(
-            all(bool((i >= 0).all()) for _, i, _ in linears),
-            "the last encoder convolution should be followed by a ReLU before the dense layers",
+            conv["out"] == [2, c_out, side, side],
+            f"encoder convolution {k + 1} outputs {conv['out']}, expected [2, {c_out}, {side}, {side}]",
         )
+    linears = [c for c in encode if c["spec"][0] == "Linear"]
+    expect(
+        len(linears) == 2 and all(c["spec"] == ["Linear", 1024, z_size] and c["in"] == [2, 1024] for c in linears),
+        f"encode should end with two Linear(1024, {z_size}) layers (mu and logvar) applied to the flattened "
+        f"(B, 1024) features, got {[c['spec'][1:] for c in linears]}",
+    )
+    linears = [c for c in decode if c["spec"][0] == "Linear"]
+    expect(
+        len(linears) == 1 and linears[0]["spec"] == ["Linear", z_size, 1024],
+        f"decode should start with one Linear({z_size}, 1024) layer",
+    )
+    deconvs = [c for c in decode if c["spec"][0] == "ConvTranspose2d"]
+    expect(len(deconvs) == 4, f"decode should apply four ConvTranspose2d layers, it applied {len(deconvs)}")
+    expect(
+        deconvs[0]["in"] == [2, 1024, 1, 1],
+        f"the first transposed convolution gets {deconvs[0]['in']}, expected the dense output reshaped to "
+        "(B, 1024, 1, 1)",
+    )
+    for k, (deconv, (c_in, c_out, kernel, stride, side)) in enumerate(zip(deconvs, DECODER_DECONVS, strict=True)):
+        want = ["ConvTranspose2d", c_in, c_out, [kernel, kernel], [stride, stride], [0, 0]]
+        expect(
+            deconv["spec"] == want,
+            f"decoder transposed convolution {k + 1}: (in, out, kernel, stride, padding) = "
+            f"{tuple(deconv['spec'][1:])}, expected {tuple(want[1:])}",
+        )
+        expect(
+            deconv["out"] == [2, c_out, side, side],
+            f"decoder transposed convolution {k + 1} outputs {deconv['out']}, expected [2, {c_out}, {side}, {side}]",
+        )
+    applied = {layer["spec"][0] for layer in [*encode, *decode]}
+    extra = sorted(applied - {"Conv2d", "ConvTranspose2d", "Linear"})
+    expect(not extra, f"the World Models VAE has no {extra} layers")
+    expect(trace["layers"] is None, trace["layers"] or "")
+
+
+def _given(part: str, kind: str, n: int) -> str:
+    """What the ``n``-th layer of ``kind`` in ``part`` should be given: the hint of a mismatch there."""
+    if part == "encode":
+        if kind == "Linear":
+            return "the dense layers should get the flattened ReLU of the last convolution's output, (B, 1024)"
+        if n == 1:
+            return "the first convolution should get x itself"
+        return f"encoder convolution {n} should get the ReLU of convolution {n - 1}'s output"
+    if kind == "Linear":
+        return "decode's dense layer should get z itself"
+    if n == 1:
+        return (
+            "the first transposed convolution should get the dense layer's output reshaped to (B, 1024, 1, 1), "
+            "with no activation"
+        )
+    return f"transposed convolution {n} should get the ReLU of transposed convolution {n - 1}'s output"
+
+
+@w1_architecture.judge
+def _w1_architecture(inputs: Inputs, record: Record) -> None:
+    for z_size, seed in inputs["cases"]:
+        trace = record.json(f"trace_{z_size}")
+        _expect_layers(trace, z_size)
+        x, z = _architecture_xz(z_size, seed)
+        mu, logvar = record.tensor(f"mu_{z_size}"), record.tensor(f"logvar_{z_size}")
         expect(
             tuple(mu.shape) == tuple(logvar.shape) == (2, z_size),
-            f"encode returned mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)}, expected (2, {z_size}) each",
+            f"encode returned mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)}, expected (B, {z_size}) each",
         )
-        with torch.no_grad(), _trace(model) as calls, student_code(f"ConvVAE(z_size={z_size}).decode"):
-            x_hat = model.decode(z)
-        linears = [m for m, _, _ in calls if isinstance(m, nn.Linear)]
-        expect(
-            len(linears) == 1 and (linears[0].in_features, linears[0].out_features) == (z_size, 1024),
-            f"decode should start with one Linear({z_size}, 1024) layer",
-        )
-        deconvs = [(m, i, o) for m, i, o in calls if isinstance(m, nn.ConvTranspose2d)]
-        expect(len(deconvs) == 4, f"decode should apply four ConvTranspose2d layers, it applied {len(deconvs)}")
-        expect(
-            tuple(deconvs[0][1].shape) == (2, 1024, 1, 1),
-            f"the first transposed convolution gets {tuple(deconvs[0][1].shape)}, expected the dense output "
-            "reshaped to (2, 1024, 1, 1)",
-        )
-        for k, ((m, _, out), (c_in, c_out, kernel, stride, side)) in enumerate(
-            zip(deconvs, DECODER_DECONVS, strict=True)
-        ):
-            got = (m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding)
-            want = (c_in, c_out, (kernel, kernel), (stride, stride), (0, 0))
-            expect(
-                got == want,
-                f"decoder transposed convolution {k + 1}: (in, out, kernel, stride, padding) = {got}, expected {want}",
-            )
-            expect(
-                tuple(out.shape) == (2, c_out, side, side),
-                f"decoder transposed convolution {k + 1} outputs {tuple(out.shape)}, expected "
-                f"(2, {c_out}, {side}, {side})",
-            )
-        expect(tuple(x_hat.shape) == (2, 3, 64, 64), f"decode returned {tuple(x_hat.shape)}, expected (2, 3, 64, 64)")
-        extra = [
-            type(m).__name__
-            for m in parameterised_layers(model)
-            if not isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)
-        ]
-        expect(not extra, f"the World Models VAE has no {sorted(set(extra))} layers")
+        ref, _, _ = _with_matching_weights(z_size, seed, x, mu, logvar)
+        for part in ("encode", "decode"):
+            with torch.no_grad(), _trace(ref) as calls:
+                ref.encode(x) if part == "encode" else ref.decode(z)
+            theirs: dict[str, list[torch.Tensor]] = {}
+            for module, _, output in calls:
+                theirs.setdefault(type(module).__name__, []).append(output)
+            seen: dict[str, int] = {}
+            for k, layer in enumerate(trace[part]):
+                kind = layer["spec"][0]
+                n = seen[kind] = seen.get(kind, 0) + 1
+                ours = record.tensor(f"{part}_{z_size}_{k}")
+                # mu's and logvar's layers may be applied in either order
+                candidates = theirs[kind] if (part, kind) == ("encode", "Linear") else [theirs[kind][n - 1]]
+                expect(
+                    any(c.shape == ours.shape and torch.allclose(ours, c, rtol=1e-4, atol=1e-5) for c in candidates),
+                    f"with the grader's weights, {part} computes something else than the paper's VAE: "
+                    + _given(part, kind, n),
+                )
 
 
-def w1_parameter_count(model_cls: type) -> None:
+def parameter_inputs(seed: int) -> Inputs:
+    """The z sizes whose parameters are counted (32 and one drawn)."""
+    return {"z_sizes": [32, int(_rng(seed).integers(4, 64))]}
+
+
+@check("w1_parameter_count", inputs=parameter_inputs)
+def w1_parameter_count(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     """4,348,547 parameters with z_size=32, and 3,074 more or fewer per latent dimension."""
     require_student_code(model_cls, "ConvVAE")
-    for z_size in (32, 8):
+    values: dict[str, Any] = {}
+    for z_size in inputs["z_sizes"]:
         model = _build(model_cls, z_size=z_size)
-        ours = sum(p.numel() for p in model.parameters())
+        values[f"count_{z_size}"] = int(sum(p.numel() for p in model.parameters()))
+    return values
+
+
+@w1_parameter_count.judge
+def _w1_parameter_count(inputs: Inputs, record: Record) -> None:
+    ours32 = int(record.number("count_32"))
+    for z_size in inputs["z_sizes"]:
+        ours = int(record.number(f"count_{z_size}"))
         theirs = N_PARAMS + (z_size - 32) * PARAMS_PER_LATENT
+        hard_coded = z_size != 32 and ours == ours32 == N_PARAMS
         expect(
             ours == theirs,
             f"ConvVAE(z_size={z_size}) has {ours:,} parameters, expected {theirs:,}"
-            + (" (use z_size for the latent layers, not a hard-coded 32)" if z_size != 32 and ours == N_PARAMS else ""),
+            + (" (use z_size for the latent layers, not a hard-coded 32)" if hard_coded else ""),
         )
 
 
-def w1_encode_decode(model_cls: type) -> None:
-    """``encode`` is deterministic and ``decode`` ends in [0, 1]; the judge checks that, with the
-    same weights, both give the reference's outputs."""
+def _with_matching_weights(
+    z_size: int, seed: int, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, shift: bool = False
+) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The reference with :func:`layer_weights`, and its ``encode(x)`` (grader side).
+
+    Layers of the same signature (``fc_mu`` and ``fc_logvar``) may have got the weights in either
+    order in the student's model: the order whose ``encode(x)`` agrees with the student's ``mu``
+    and ``logvar`` is kept (the first one if none does, and the comparison then fails).
+    ``shift`` applies :func:`shift_latent_biases`, as the probe did.
+
+    Returns:
+        ``(reference, mu, logvar)``, ``mu`` and ``logvar`` of shape ``(B, z_size)``.
+    """
+    from course_lib.solutions.conv_vae import ConvVAE
+
+    ref = ConvVAE(z_size=z_size).eval()
+    layers = parameterised_layers(ref)
+    expect(layers_differ(ref, z_size) is None, "the reference does not have the expected layers (a grader bug)")
+    groups: dict[tuple, list[nn.Module]] = {}
+    for layer in layers:
+        groups.setdefault(signature(layer), []).append(layer)
+    weights = layer_weights(z_size, seed)
+
+    @torch.no_grad()
+    def assign(combo: tuple) -> None:
+        for (sig, group), order in zip(groups.items(), combo, strict=True):
+            for layer, k in zip(group, order, strict=True):
+                for param, value in zip(layer.parameters(recurse=False), weights[sig][k], strict=True):
+                    param.copy_(value)
+        if shift:
+            shift_latent_biases(ref, z_size)
+
+    first = None
+    for combo in itertools.product(*(itertools.permutations(range(len(g))) for g in groups.values())):
+        assign(combo)
+        with torch.no_grad():
+            ref_mu, ref_logvar = ref.encode(x)  # (B, z_size) each
+        same_shape = mu.shape == ref_mu.shape and logvar.shape == ref_logvar.shape
+        if same_shape and torch.allclose(mu, ref_mu, atol=1e-5) and torch.allclose(logvar, ref_logvar, atol=1e-5):
+            return ref, ref_mu, ref_logvar
+        first = first or (combo, ref_mu, ref_logvar)
+    combo, ref_mu, ref_logvar = first
+    assign(combo)
+    return ref, ref_mu, ref_logvar
+
+
+def encode_decode_inputs(seed: int) -> Inputs:
+    """Two z sizes (32 and one drawn) with seeds of their weights, ``x`` and ``z``."""
+    return _cases(seed, (32, int(_rng(seed + 1).integers(8, 24))))
+
+
+def _encode_decode_xz(z_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` ``(5, 3, 64, 64)`` in [0, 1] and ``z`` ``(5, z_size)``."""
+    g = torch.Generator().manual_seed(seed + 2)
+    return torch.rand(5, 3, 64, 64, generator=g), 1.5 * torch.randn(5, z_size, generator=g)
+
+
+@check("w1_encode_decode", inputs=encode_decode_inputs)
+def w1_encode_decode(inputs: Inputs, model_cls: type) -> dict[str, Any]:
+    """``encode`` is deterministic and, with the grader's weights, gives the paper's ``mu`` and
+    ``logvar``; ``decode`` gives the paper's images, in [0, 1] (a sigmoid)."""
     require_student_code(model_cls, "ConvVAE")
-    values = {}
-    for z_size, seed in ENCODE_DECODE_CASES:
+    values: dict[str, Any] = {}
+    for z_size, seed in inputs["cases"]:
         model = _build(model_cls, z_size=z_size)
         model.eval()
         load_weights(model, z_size, seed)
-        x, z = encode_decode_inputs(z_size, seed)
+        x, z = _encode_decode_xz(z_size, seed)
         with torch.no_grad(), student_code("ConvVAE.encode"):
             mu, logvar = _pair(model.encode(x), "encode(x)")
             again = _pair(model.encode(x), "encode(x)")
+        with torch.no_grad(), student_code("ConvVAE.decode"):
+            x_hat = _tensor_out(model.decode(z), "decode(z)")
+        values |= {
+            f"mu_{z_size}": mu.float(),
+            f"logvar_{z_size}": logvar.float(),
+            f"x_hat_{z_size}": x_hat,
+            f"deterministic_{z_size}": torch.equal(mu, again[0]) and torch.equal(logvar, again[1]),
+        }
+    return values
+
+
+@w1_encode_decode.judge
+def _w1_encode_decode(inputs: Inputs, record: Record) -> None:
+    for z_size, seed in inputs["cases"]:
+        x, z = _encode_decode_xz(z_size, seed)
+        mu, logvar = record.tensor(f"mu_{z_size}"), record.tensor(f"logvar_{z_size}")
+        x_hat = record.tensor(f"x_hat_{z_size}")
         expect(
-            torch.equal(mu, again[0]) and torch.equal(logvar, again[1]),
+            record.flag(f"deterministic_{z_size}"),
             "encode(x) should be deterministic: return the mean and log-variance, not a sample",
         )
         expect(
             tuple(mu.shape) == tuple(logvar.shape) == (5, z_size),
-            f"encode returned mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)}, expected (5, {z_size}) each",
+            f"encode returned mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)}, expected (B, {z_size}) each",
         )
-        with torch.no_grad(), student_code("ConvVAE.decode"):
-            x_hat = model.decode(z)
         expect(
-            torch.is_tensor(x_hat) and tuple(x_hat.shape) == (5, 3, 64, 64),
-            "decode(z) should return a (B, 3, 64, 64) tensor",
+            tuple(x_hat.shape) == (5, 3, 64, 64), f"decode(z) returned {tuple(x_hat.shape)}, expected (B, 3, 64, 64)"
         )
         expect(float(x_hat.min()) >= 0.0 and float(x_hat.max()) <= 1.0, "decode(z) should be in [0, 1] (a sigmoid)")
-        values |= {f"mu_{z_size}": mu, f"logvar_{z_size}": logvar, f"x_hat_{z_size}": x_hat}
-    record("hw2.w1_encode_decode", **{k: v.float() for k, v in values.items()})
+        ref, ref_mu, ref_logvar = _with_matching_weights(z_size, seed, x, mu, logvar)
+        expect(
+            torch.allclose(mu, ref_mu, atol=1e-5),
+            "with the grader's weights, encode(x)'s mu differs from the paper's (largest difference "
+            f"{float((mu - ref_mu).abs().max()):.3g}); check the ReLUs after each convolution, the flatten, and that "
+            "mu comes from its own Linear layer",
+        )
+        expect(
+            torch.allclose(logvar, ref_logvar, atol=1e-5),
+            "with the grader's weights, encode(x)'s logvar differs from the paper's; logvar is the raw output of its "
+            "Linear layer (no activation, no exp)",
+        )
+        with torch.no_grad():
+            ref_x_hat = ref.decode(z)
+        expect(
+            torch.allclose(x_hat, ref_x_hat, atol=1e-5),
+            "with the grader's weights, decode(z) differs from the paper's (largest difference "
+            f"{float((x_hat - ref_x_hat).abs().max()):.3g}); check: no activation after the dense layer, reshape to "
+            "(B, 1024, 1, 1), ReLU after each transposed convolution but the last, a sigmoid at the end",
+        )
 
 
-def w1_sampling(model_cls: type) -> None:
+def sampling_check_inputs(seed: int) -> Inputs:
+    """Samples' means and deviations, the gradient leaves' seed, and the forward pass's weights and batch."""
+    rng = _rng(seed)
+    return {**sampling.sample_inputs(rng), "seed": _sub(rng), "gradient_seed": _sub(rng), "forward_seed": _sub(rng)}
+
+
+def _forward_x(seed: int) -> torch.Tensor:
+    """The batch ``x`` ``(128, 3, 64, 64)`` in [0, 1] whose ``forward`` is probed."""
+    return torch.rand(128, 3, 64, 64, generator=torch.Generator().manual_seed(seed + 3))
+
+
+@check("w1_sampling", inputs=sampling_check_inputs)
+def w1_sampling(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     """``reparameterize`` draws ``z ~ N(mu, exp(logvar))`` with gradients to both; ``forward`` returns
     ``(decode(z), mu, logvar)`` with ``z`` sampled that way."""
     require_student_code(model_cls, "ConvVAE")
     model = _build(model_cls, z_size=32)
-    mu = torch.tensor([0.0, 1.5, -2.0, 3.0]).repeat(40000, 1)  # (40000, 4)
-    std = torch.tensor([1.0, 0.5, 2.0, 0.1])
-    logvar = torch.log(std**2).repeat(40000, 1)
-    with seeded(13), torch.no_grad(), student_code("reparameterize(mu, logvar)"):
-        z1 = model.reparameterize(mu, logvar)
-        z2 = model.reparameterize(mu, logvar)
-    expect(
-        torch.is_tensor(z1) and z1.shape == mu.shape,
-        f"reparameterize should return a tensor shaped like mu {tuple(mu.shape)}",
-    )
-    mean, spread = z1.mean(0), z1.std(0)
-    expect(
-        torch.allclose(mean, mu[0], atol=0.06),
-        f"the mean of z is {[round(v, 3) for v in mean.tolist()]}, expected mu = {mu[0].tolist()}",
-    )
-    expect(
-        torch.allclose(spread, std, rtol=0.03),
-        f"the std of z is {[round(v, 3) for v in spread.tolist()]}, expected exp(logvar / 2) = {std.tolist()} "
-        "(logvar is the log of the variance, not of the standard deviation)",
-    )
-    expect(not torch.equal(z1, z2), "two calls of reparameterize gave the same z; draw new noise each time")
-    mu_g = torch.randn(64, 4, requires_grad=True)
-    logvar_g = (0.3 * torch.randn(64, 4)).requires_grad_(True)
-    with seeded(14), student_code("reparameterize(mu, logvar)"):
-        model.reparameterize(mu_g, logvar_g).sum().backward()
-    expect(
-        mu_g.grad is not None and logvar_g.grad is not None and float(logvar_g.grad.abs().sum()) > 0,
-        "no gradient reached mu or logvar through reparameterize (use z = mu + sigma * eps with torch operations)",
-    )
+    mu, logvar = sampling.mu_logvar(inputs)
+    with seeded(inputs["seed"]), torch.no_grad(), student_code("reparameterize(mu, logvar)"):
+        z1 = _tensor_out(model.reparameterize(mu, logvar), "reparameterize(mu, logvar)")
+        z2 = _tensor_out(model.reparameterize(mu, logvar), "reparameterize(mu, logvar)")
+    values: dict[str, Any] = {"z1": z1, "z2": z2}
+    mu_g, logvar_g = (t.clone().requires_grad_(True) for t in sampling.gradient_leaves(inputs["gradient_seed"]))
+    with seeded(inputs["seed"] + 1), student_code("reparameterize(mu, logvar)"):
+        z = model.reparameterize(mu_g, logvar_g)
+        expect(torch.is_tensor(z) and z.requires_grad, "reparameterize(mu, logvar) returned a tensor with no gradient")
+        z.sum().backward()
+    values |= {f"gradient_{k}": v for k, v in sampling.gradient_values(z, mu_g, logvar_g).items()}
 
     # forward: the decoded z is a sample of N(mu, exp(logvar)), with sigma far from 1
-    x = sampling_inputs()
-    load_weights(model, 32, SAMPLING_SEED)
+    x = _forward_x(inputs["forward_seed"])
+    load_weights(model, 32, inputs["forward_seed"])
     shift_latent_biases(model, 32)
     dense = next(m for m in parameterised_layers(model) if isinstance(m, nn.Linear) and m.in_features == 32)
     captured: list[torch.Tensor] = []
-    handle = dense.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach()))
+    handle = dense.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
     model.train()
     try:
-        with seeded(16), torch.no_grad(), student_code("ConvVAE.forward"):
+        with seeded(inputs["seed"] + 2), torch.no_grad(), student_code("ConvVAE.forward"):
             x_hat, mu_f, logvar_f = _triple(model(x), "forward(x)")
             x_hat2 = model(x)[0]
     finally:
         handle.remove()
     expect(len(captured) >= 1, "forward(x) should decode z with the decoder's dense layer")
-    z = captured[0]
+    return values | {
+        "mu": mu_f.float(),
+        "logvar": logvar_f.float(),
+        "z": captured[0].float(),
+        "x_hat": x_hat[:SAMPLING_RECORDED].float(),
+        "x_hat_shape": np.array(x_hat.shape, dtype=np.int64),
+        "resampled": not torch.equal(x_hat, x_hat2),
+    }
+
+
+class _Prefixed(Record):
+    """The values of a record whose names start with ``prefix``, without it."""
+
+    def __init__(self, record: Record, prefix: str):
+        super().__init__({k[len(prefix) :]: v for k, v in record.values.items() if k.startswith(prefix)})
+
+
+@w1_sampling.judge
+def _w1_sampling(inputs: Inputs, record: Record) -> None:
+    sampling.expect_samples(inputs, record)
+    sampling.expect_gradients(inputs["gradient_seed"], _Prefixed(record, "gradient_"))
+    x = _forward_x(inputs["forward_seed"])
+    mu, logvar, z = record.tensor("mu"), record.tensor("logvar"), record.tensor("z")
     expect(
-        tuple(mu_f.shape) == tuple(logvar_f.shape) == (128, 32),
-        f"forward(x) returned mu {tuple(mu_f.shape)} and logvar {tuple(logvar_f.shape)}, expected (128, 32) each",
+        tuple(mu.shape) == tuple(logvar.shape) == (128, 32),
+        f"forward(x) returned mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)}, expected (B, 32) each",
     )
-    expect(tuple(z.shape) == tuple(mu_f.shape), f"forward decoded a z of shape {tuple(z.shape)}, expected (128, 32)")
-    expect(not torch.allclose(z, mu_f), "forward should decode a sampled z (reparameterize), not mu")
+    expect(tuple(z.shape) == (128, 32), f"forward decoded a z of shape {tuple(z.shape)}, expected (B, 32)")
+    shape = tuple(int(n) for n in record.array("x_hat_shape", "int64"))
+    expect(shape == (128, 3, 64, 64), f"forward's x_hat has shape {shape}, expected (B, 3, 64, 64)")
+    expect(not torch.allclose(z, mu), "forward should decode a sampled z (reparameterize), not mu")
+    expect(record.flag("resampled"), "two calls of forward gave the same x_hat; it should sample z each time")
+    ref, ref_mu, ref_logvar = _with_matching_weights(32, inputs["forward_seed"], x, mu, logvar, shift=True)
     expect(
-        tuple(x_hat.shape) == (128, 3, 64, 64),
-        f"forward's x_hat has shape {tuple(x_hat.shape)}, expected (128, 3, 64, 64)",
+        torch.allclose(mu, ref_mu, atol=1e-5) and torch.allclose(logvar, ref_logvar, atol=1e-5),
+        "forward(x) should return encode(x)'s mu and logvar as its second and third outputs",
     )
-    expect(not torch.equal(x_hat, x_hat2), "two calls of forward gave the same x_hat; it should sample z each time")
-    record(
-        "hw2.w1_sampling",
-        mu=mu_f.float(),
-        logvar=logvar_f.float(),
-        z=z.float(),
-        x_hat=x_hat[:SAMPLING_RECORDED].float(),
+    eps = (z - ref_mu) / torch.exp(0.5 * ref_logvar)
+    expect(
+        abs(float(eps.mean())) < 0.05 and abs(float(eps.std()) - 1.0) < 0.05,
+        f"in forward, (z - mu) / exp(logvar / 2) has mean {float(eps.mean()):.3f} and std {float(eps.std()):.3f}, "
+        "expected 0 and 1: sample z = mu + exp(logvar / 2) * eps",
+    )
+    with torch.no_grad():
+        expected = ref.decode(z[:SAMPLING_RECORDED])
+    x_hat = record.tensor("x_hat")
+    expect(
+        x_hat.shape == expected.shape and torch.allclose(x_hat, expected, atol=1e-5),
+        "forward's x_hat should be decode(z) of the sampled z, the first output",
     )
 
 
@@ -408,13 +612,18 @@ def loss_case(seed: int, batch: int = 6, z_size: int = 32) -> tuple[torch.Tensor
 
     Half the batch has a KL below the floor (0.5 * z_size nats), half well above it.
     """
-    with seeded(seed):
-        x = torch.rand(batch, 3, 64, 64)
-        x_hat = torch.rand(batch, 3, 64, 64)
-        scale = torch.tensor([0.1] * (batch // 2) + [2.0] * (batch - batch // 2)).unsqueeze(1)  # (B, 1)
-        mu = scale * torch.randn(batch, z_size)
-        logvar = scale * 0.5 * torch.randn(batch, z_size)
+    g = torch.Generator().manual_seed(int(seed))
+    x = torch.rand(batch, 3, 64, 64, generator=g)
+    x_hat = torch.rand(batch, 3, 64, 64, generator=g)
+    scale = torch.tensor([0.1] * (batch // 2) + [2.0] * (batch - batch // 2)).unsqueeze(1)  # (B, 1)
+    mu = scale * torch.randn(batch, z_size, generator=g)
+    logvar = scale * 0.5 * torch.randn(batch, z_size, generator=g)
     return x, x_hat, mu, logvar
+
+
+#: Library functions that compute the World Models loss, which w2 asks students to write: they
+#: raise while the student's ``vae_loss`` runs (:func:`_library_losses_refused`).
+_LIBRARY_LOSSES = (library_losses.vae_loss, library_losses.kl_floor)
 
 
 def _refuse(*args: Any, **kwargs: Any) -> None:
@@ -425,7 +634,8 @@ def _refuse(*args: Any, **kwargs: Any) -> None:
 def _library_losses_refused() -> Iterator[None]:
     """While the block runs, ``course_lib``'s World Models loss functions raise, however they are
     reached (an alias made earlier, ``getattr`` with a built name, ``course_lib.train.make_vae_loss``
-    which calls ``vae_loss``): their code is swapped."""
+    which calls ``vae_loss``): their code is swapped. A kernel-side guard against an honest
+    shortcut; the judge cannot tell who computed a correct value."""
     saved = {fn: fn.__code__ for fn in _LIBRARY_LOSSES}
     for fn in saved:
         fn.__code__ = _refuse.__code__
@@ -455,51 +665,140 @@ def close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(torch.allclose(a.detach().double(), b.detach().double(), rtol=1e-4, atol=1e-4))
 
 
-def w2_recon(vae_loss: Callable) -> None:
-    """``recon`` is a batch mean (the judge compares it with the reference's: squared error summed
-    over channels and pixels, averaged over the batch)."""
-    require_student_code(vae_loss, "vae_loss")
-    values = {}
-    for seed, batch in RECON_CASES:
-        out = _call_loss(vae_loss, *loss_case(seed, batch))
-        values[f"recon_{seed}"] = out["recon"].detach().double()
-    # doubling the batch with a copy must not change a batch mean
-    x, x_hat, mu, logvar = loss_case(22, 4)
-    single = _call_loss(vae_loss, x, x_hat, mu, logvar)["recon"]
-    double = _call_loss(vae_loss, *(torch.cat([t, t]) for t in (x, x_hat, mu, logvar)))["recon"]
-    expect(close(single, double), "recon changed when the batch was duplicated: average over the batch")
-    record("hw2.w2_recon", **values)
+def recon_inputs(seed: int) -> Inputs:
+    """Seeds and batch sizes of the loss cases, and of a batch that is doubled."""
+    rng = _rng(seed)
+    return {"cases": [(_sub(rng), 6), (_sub(rng), 3)], "doubled": _sub(rng)}
 
 
-def w2_kl_floor(vae_loss: Callable) -> None:
-    """``loss = recon + kl`` with ``kl_tolerance`` defaulting to 0.5; the judge compares ``kl`` with the
-    reference's (summed over ``z``, floored per sample at ``kl_tolerance * z_size``, averaged)."""
+@check("w2_recon", inputs=recon_inputs)
+def w2_recon(inputs: Inputs, vae_loss: Callable) -> dict[str, Any]:
+    """``recon`` is the squared error summed over channels and pixels, averaged over the batch."""
     require_student_code(vae_loss, "vae_loss")
-    values = {}
-    for seed, z_size, tolerance in KL_CASES:
+    values: dict[str, Any] = {}
+    for k, (seed, batch) in enumerate(inputs["cases"]):
+        values[f"recon_{k}"] = _call_loss(vae_loss, *loss_case(seed, batch))["recon"].detach().double()
+    x, x_hat, mu, logvar = loss_case(inputs["doubled"], 4)
+    values["single"] = _call_loss(vae_loss, x, x_hat, mu, logvar)["recon"].detach().double()
+    values["doubled"] = (
+        _call_loss(vae_loss, *(torch.cat([t, t]) for t in (x, x_hat, mu, logvar)))["recon"].detach().double()
+    )
+    return values
+
+
+@w2_recon.judge
+def _w2_recon(inputs: Inputs, record: Record) -> None:
+    from course_lib.solutions import hw2 as reference
+
+    expect(
+        close(record.tensor("single"), record.tensor("doubled")),
+        "recon changed when the batch was duplicated: average over the batch",
+    )
+    for k, (seed, batch) in enumerate(inputs["cases"]):
+        x, x_hat, mu, logvar = loss_case(seed, batch)
+        got = record.tensor(f"recon_{k}")
+        want = reference.vae_loss(x, x_hat, mu, logvar)["recon"]
+        hint = ""
+        if close(got * x[0].numel(), want):
+            hint = " (you averaged over the pixels; World Models sums over them)"
+        elif close(got, want * batch):
+            hint = " (you summed over the batch; average over it)"
+        elif close(got, want * 2) or close(got * 2, want):
+            hint = " (a factor 2 off: no 1/2 in front of the squared error here)"
+        expect(close(got, want), f"recon is {float(got):.4f}, expected {float(want):.4f}{hint}")
+
+
+#: (z_size, kl_tolerance or None for the default) of the KL cases.
+KL_SETTINGS = ((32, None), (32, 0.5), (32, 0.0), (8, 1.0), (16, 2.0))
+
+
+def kl_inputs(seed: int) -> Inputs:
+    """One seed per setting of :data:`KL_SETTINGS`."""
+    rng = _rng(seed)
+    return {"cases": [(_sub(rng), z_size, tolerance) for z_size, tolerance in KL_SETTINGS]}
+
+
+def _loss_call(tolerance: float | None) -> str:
+    return f"vae_loss(..., {'kl_tolerance=' + str(tolerance) if tolerance is not None else 'default kl_tolerance'})"
+
+
+@check("w2_kl_floor", inputs=kl_inputs)
+def w2_kl_floor(inputs: Inputs, vae_loss: Callable) -> dict[str, Any]:
+    """``loss = recon + kl`` with ``kl_tolerance`` defaulting to 0.5, and ``kl`` summed over ``z``,
+    floored per sample at ``kl_tolerance * z_size``, averaged over the batch."""
+    require_student_code(vae_loss, "vae_loss")
+    values: dict[str, Any] = {}
+    for k, (seed, z_size, tolerance) in enumerate(inputs["cases"]):
         kwargs = {} if tolerance is None else {"kl_tolerance": tolerance}
         out = _call_loss(vae_loss, *loss_case(seed, 6, z_size), **kwargs)
-        call = f"vae_loss(..., {'kl_tolerance=' + str(tolerance) if tolerance is not None else 'default kl_tolerance'})"
+        for key in ("loss", "recon", "kl"):
+            values[f"{key}_{k}"] = out[key].detach().double()
+    return values
+
+
+@w2_kl_floor.judge
+def _w2_kl_floor(inputs: Inputs, record: Record) -> None:
+    from course_lib.solutions import hw2 as reference
+
+    for k, (seed, z_size, tolerance) in enumerate(inputs["cases"]):
+        call = _loss_call(tolerance)
+        loss, recon, got = (record.tensor(f"{key}_{k}") for key in ("loss", "recon", "kl"))
         expect(
-            close(out["loss"], out["recon"] + out["kl"]),
-            f"{call}: loss ({float(out['loss']):.4f}) should be recon + kl ({float(out['recon'] + out['kl']):.4f})",
+            close(loss, recon + got),
+            f"{call}: loss ({float(loss):.4f}) should be recon + kl ({float(recon + got):.4f})",
         )
-        values[f"kl_{seed}"] = out["kl"].detach().double()
-    record("hw2.w2_kl_floor", **values)
+        x, x_hat, mu, logvar = loss_case(seed, 6, z_size)
+        kwargs = {} if tolerance is None else {"kl_tolerance": tolerance}
+        want = reference.vae_loss(x, x_hat, mu, logvar, **kwargs)["kl"]
+        t = 0.5 if tolerance is None else tolerance
+        per_latent = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, z_size)
+        per_sample = per_latent.sum(1)  # (B,)
+        hint = ""
+        if close(got, torch.clamp(per_sample.mean(), min=t * z_size)):
+            hint = " (you applied the floor after the batch mean; floor each sample's KL, then average)"
+        elif close(got, torch.clamp(per_latent, min=t).sum(1).mean()):
+            hint = " (you floored each latent dimension; World Models floors each sample's total KL)"
+        elif close(got, per_sample.mean()) and t > 0:
+            hint = " (no floor applied)"
+        elif close(got, torch.clamp(per_sample, min=t * z_size).mean() / z_size):
+            hint = " (sum the KL over the latent dimensions, do not average)"
+        expect(close(got, want), f"{call}: kl is {float(got):.4f}, expected {float(want):.4f}{hint}")
 
 
-def w2_gradients(vae_loss: Callable) -> None:
-    """Gradients of the loss reach ``x_hat``, ``mu`` and ``logvar``; the judge compares them with the
-    reference's (none from the KL for samples below the floor; ``2 (x_hat - x) / B`` for ``x_hat``)."""
+def loss_gradient_inputs(seed: int) -> Inputs:
+    """The seed of the loss case whose gradients are probed."""
+    return {"seed": _sub(_rng(seed))}
+
+
+@check("w2_gradients", inputs=loss_gradient_inputs)
+def w2_gradients(inputs: Inputs, vae_loss: Callable) -> dict[str, Any]:
+    """Samples below the floor get no KL gradient, the others the KL's gradient; ``x_hat``'s is
+    ``2 (x_hat - x) / B``."""
     require_student_code(vae_loss, "vae_loss")
-    x, x_hat, mu, logvar = loss_case(GRADIENT_SEED, 6)
+    x, x_hat, mu, logvar = loss_case(inputs["seed"], 6)
     leaves = [t.clone().requires_grad_(True) for t in (x_hat, mu, logvar)]
     with student_code("backpropagating vae_loss"):
         _call_loss(vae_loss, x, *leaves)["loss"].backward()
     names = ("x_hat", "mu", "logvar")
     for name, leaf in zip(names, leaves, strict=True):
         expect(leaf.grad is not None, f"no gradient reached {name}: compute the loss with torch operations")
-    record("hw2.w2_gradients", **{name: leaf.grad.float() for name, leaf in zip(names, leaves, strict=True)})
+    return {name: leaf.grad.float() for name, leaf in zip(names, leaves, strict=True)}
+
+
+@w2_gradients.judge
+def _w2_gradients(inputs: Inputs, record: Record) -> None:
+    from course_lib.solutions import hw2 as reference
+
+    x, x_hat, mu, logvar = loss_case(inputs["seed"], 6)
+    ref_leaves = [t.clone().requires_grad_(True) for t in (x_hat, mu, logvar)]
+    reference.vae_loss(x, *ref_leaves)["loss"].backward()
+    for name, theirs in zip(("x_hat", "mu", "logvar"), ref_leaves, strict=True):
+        ours = record.tensor(name)
+        expect(
+            ours.shape == theirs.shape and torch.allclose(ours, theirs.grad, rtol=1e-4, atol=1e-6),
+            f"the gradient of the loss with respect to {name} differs from the expected one"
+            + (" (samples whose KL is below the floor must get no KL gradient)" if name != "x_hat" else ""),
+        )
 
 
 # ---------------------------------------------------------------- w3: the RNN dataset
@@ -511,71 +810,96 @@ class _StandInVAE(SmallVAE):
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
-def _rollouts(seed: int, lengths: Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _stand_in(seed: int) -> _StandInVAE:
+    """Any VAE with ``encode(x) -> (mu, logvar)`` will do, so not the reference (the answer of w1)."""
+    with seeded(seed):
+        model = _StandInVAE(z_size=32, width=4)
+    with torch.no_grad():
+        model.fc_logvar.bias += LOGVAR_SHIFT  # sigma far from 1: a sampled z is far from mu
+    return model
+
+
+def _rollouts(seed: int, lengths: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     frames = [rng.integers(0, 256, size=(t, 64, 64, 3), dtype=np.uint8) for t in lengths]
     actions = [rng.uniform(-1, 1, size=(t, 3)).astype(np.float32) for t in lengths]
     return frames, actions
 
 
-def _sequence_arrays(seq: Any, i: int) -> dict[str, np.ndarray]:
-    expect(
-        isinstance(seq, dict) and {"mu", "logvar", "actions"} <= set(seq),
-        f"rollout {i}: expected a dict with keys 'mu', 'logvar' and 'actions', got "
-        f"{sorted(seq) if isinstance(seq, dict) else type(seq).__name__}",
-    )
-    out = {}
-    for key in ("mu", "logvar", "actions"):
-        value = seq[key]
-        expect(
-            isinstance(value, np.ndarray) and value.dtype == np.float32,
-            f"rollout {i}: {key!r} should be a float32 numpy array, got {type(value).__name__} "
-            f"{getattr(value, 'dtype', '')} (use .detach().cpu().numpy())",
-        )
-        out[key] = value
-    return out
+def rollout_inputs(seed: int) -> Inputs:
+    """Three rollouts of different lengths: their seed, the stand-in VAE's and the noise's."""
+    rng = _rng(seed)
+    lengths = [int(n) for n in rng.choice(np.arange(2, 15), size=3, replace=False)]
+    return {"lengths": lengths, "rollouts_seed": _sub(rng), "model_seed": _sub(rng), "seed": _sub(rng)}
 
 
-def w3_encode_rollouts(encode_rollouts: Callable) -> None:
+_SEQUENCE_KEYS = ("mu", "logvar", "actions")
+
+
+@check("w3_encode", inputs=rollout_inputs)
+def w3_encode(inputs: Inputs, encode_rollouts: Callable) -> dict[str, Any]:
     """One sequence per rollout (lengths differ) with ``mu``, ``logvar`` = ``encode(frames)`` and the
-    actions taken in those frames."""
+    actions taken in those frames, as float32 numpy arrays."""
     require_student_code(encode_rollouts, "encode_rollouts")
-    lengths = (9, 4, 13)
-    frames, actions = _rollouts(50, lengths)
-    # any VAE with encode(x) -> (mu, logvar) will do, so not the reference (the answer of w1)
-    with seeded(50):
-        ref = _StandInVAE(z_size=32, width=4)
-    with torch.no_grad():
-        ref.fc_logvar.bias += LOGVAR_SHIFT  # sigma far from 1: a sampled z is far from mu
-    ref.train()
-    with seeded(51), student_code("encode_rollouts(model, frames, actions)"):
-        sequences = encode_rollouts(ref, frames, actions)
+    frames, actions = _rollouts(inputs["rollouts_seed"], inputs["lengths"])
+    model = _stand_in(inputs["model_seed"])
+    model.train()
+    with seeded(inputs["seed"]), student_code("encode_rollouts(model, frames, actions)"):
+        sequences = encode_rollouts(model, frames, actions)
     expect(
-        isinstance(sequences, (list, tuple)) and len(sequences) == len(lengths),
-        f"encode_rollouts should return one sequence per rollout ({len(lengths)}), got "
-        f"{type(sequences).__name__} of length {len(sequences) if hasattr(sequences, '__len__') else '?'}",
+        isinstance(sequences, (list, tuple)),
+        f"encode_rollouts should return a list with one dict per rollout, got {type(sequences).__name__}",
     )
-    for i, (seq, t) in enumerate(zip(sequences, lengths, strict=True)):
-        arrays = _sequence_arrays(seq, i)
+    values: dict[str, Any] = {"n": len(sequences)}
+    for i, seq in enumerate(sequences):
+        expect(
+            isinstance(seq, dict) and set(_SEQUENCE_KEYS) <= set(seq),
+            f"rollout {i}: expected a dict with keys 'mu', 'logvar' and 'actions', got "
+            f"{sorted(seq) if isinstance(seq, dict) else type(seq).__name__}",
+        )
+        for key in _SEQUENCE_KEYS:
+            value = seq[key]
+            is_float32 = isinstance(value, np.ndarray) and value.dtype == np.float32
+            values[f"{key}_{i}_type"] = f"{type(value).__name__} {getattr(value, 'dtype', '')}".strip()
+            values[f"{key}_{i}"] = value if is_float32 else np.zeros(0, np.float32)
+    return values
+
+
+@w3_encode.judge
+def _w3_encode(inputs: Inputs, record: Record) -> None:
+    lengths = inputs["lengths"]
+    n = int(record.number("n"))
+    expect(n == len(lengths), f"encode_rollouts should return one sequence per rollout ({len(lengths)}), got {n}")
+    frames, actions = _rollouts(inputs["rollouts_seed"], lengths)
+    model = _stand_in(inputs["model_seed"]).eval()
+    for i, t in enumerate(lengths):
+        for key in _SEQUENCE_KEYS:
+            kind = record.text(f"{key}_{i}_type")
+            expect(
+                kind == "ndarray float32",
+                f"rollout {i}: {key!r} should be a float32 numpy array, got {kind} (use .detach().cpu().numpy())",
+            )
+        arrays = {key: record.array(f"{key}_{i}", "float32") for key in _SEQUENCE_KEYS}
         for key, width in (("mu", 32), ("logvar", 32), ("actions", 3)):
             expect(
                 arrays[key].shape == (t, width),
                 f"rollout {i} ({t} frames): {key!r} has shape {arrays[key].shape}, expected ({t}, {width})",
             )
         with torch.no_grad():
-            ref_mu, ref_logvar = ref.encode(to_tensor(frames[i]))
+            ref_mu, ref_logvar = (v.numpy() for v in model.encode(to_tensor(frames[i])))
+        sampled = np.abs(arrays["mu"] - ref_mu).mean() > 0.1
         expect(
-            np.allclose(arrays["mu"], ref_mu.numpy(), atol=1e-4),
+            np.allclose(arrays["mu"], ref_mu, atol=1e-4),
             f"rollout {i}: 'mu' is not model.encode(frames)'s mean"
             + (
-                " (it looks like a sampled z = mu + sigma * eps: store the deterministic mean, as the MDN-RNN "
-                "models the posterior, not one noisy draw)"
-                if np.abs(arrays["mu"] - ref_mu.numpy()).mean() > 0.1
+                " (it looks like a sampled z = mu + sigma * eps: store the deterministic mean, as the MDN-RNN models "
+                "the posterior, not one noisy draw)"
+                if sampled
                 else ""
             ),
         )
         expect(
-            np.allclose(arrays["logvar"], ref_logvar.numpy(), atol=1e-4),
+            np.allclose(arrays["logvar"], ref_logvar, atol=1e-4),
             f"rollout {i}: 'logvar' is not model.encode(frames)'s log-variance",
         )
         shifted = t > 1 and np.allclose(arrays["actions"][:-1], actions[i][1:])
@@ -586,12 +910,9 @@ def w3_encode_rollouts(encode_rollouts: Callable) -> None:
         )
 
 
-def w3_save(save_rnn_dataset: Callable) -> None:
-    """One ``rollout_<i:04d>.npz`` per rollout with arrays ``mu``, ``logvar``, ``actions`` (no pickles)."""
-    require_student_code(save_rnn_dataset, "save_rnn_dataset")
-    lengths = (6, 3, 8)
-    rng = np.random.default_rng(60)
-    sequences = [
+def _sequences(seed: int, lengths: list[int]) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [
         {
             "mu": rng.standard_normal((t, 32)).astype(np.float32),
             "logvar": rng.standard_normal((t, 32)).astype(np.float32),
@@ -599,34 +920,58 @@ def w3_save(save_rnn_dataset: Callable) -> None:
         }
         for t in lengths
     ]
+
+
+def files_inputs(seed: int) -> Inputs:
+    """Three sequences' lengths and seed."""
+    rng = _rng(seed)
+    return {"lengths": [int(n) for n in rng.integers(2, 10, size=3)], "seed": _sub(rng)}
+
+
+@check("w3_files", inputs=files_inputs)
+def w3_files(inputs: Inputs, save_rnn_dataset: Callable) -> dict[str, Any]:
+    """One ``rollout_<i:04d>.npz`` per rollout with arrays ``mu``, ``logvar``, ``actions`` (no pickles),
+    the paths returned, and saving into an existing folder works."""
+    require_student_code(save_rnn_dataset, "save_rnn_dataset")
+    sequences = _sequences(inputs["seed"], inputs["lengths"])
+    values: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "rnn"
         with student_code("save_rnn_dataset(sequences, directory)"):
             returned = save_rnn_dataset(sequences, directory)
-        files = sorted(p.name for p in directory.glob("*.npz")) if directory.exists() else []
-        want = [f"rollout_{i:04d}.npz" for i in range(len(lengths))]
-        expect(files == want, f"save_rnn_dataset wrote {files}, expected {want}")
-        expect(
-            returned is not None and len(returned) == len(lengths),
-            "save_rnn_dataset should return the paths it wrote, one per rollout",
-        )
-        for i, seq in enumerate(sequences):
-            path = directory / want[i]
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    stored = {k: data[k] for k in data.files}
-            except ValueError as err:
-                expect(False, f"{path.name} holds pickled objects ({err}); save plain float arrays")
-            expect(
-                {"mu", "logvar", "actions"} <= set(stored),
-                f"{path.name} holds {sorted(stored)}, expected 'mu', 'logvar' and 'actions'",
-            )
-            for key, value in seq.items():
-                expect(
-                    stored[key].shape == value.shape and np.allclose(stored[key], value),
-                    f"{path.name}: {key!r} has shape {stored[key].shape}, expected {value.shape} with the "
-                    "rollout's values",
-                )
-        # saving into an existing folder works too
+        files = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+        values["files"] = json.dumps(files)
+        values["returned"] = len(returned) if hasattr(returned, "__len__") else -1
+        for i, name in enumerate(f for f in files if f.endswith(".npz")):
+            if i < 16:
+                values[f"file_{i}"] = np.frombuffer((directory / name).read_bytes(), dtype=np.uint8)
         with student_code("save_rnn_dataset into an existing folder"):
             save_rnn_dataset(sequences[:1], directory)
+    return values
+
+
+@w3_files.judge
+def _w3_files(inputs: Inputs, record: Record) -> None:
+    sequences = _sequences(inputs["seed"], inputs["lengths"])
+    files = [f for f in record.json("files") if f.endswith(".npz")]
+    want = [f"rollout_{i:04d}.npz" for i in range(len(sequences))]
+    expect(files == want, f"save_rnn_dataset wrote {files}, expected {want}")
+    expect(
+        int(record.number("returned")) == len(want),
+        "save_rnn_dataset should return the paths it wrote, one per rollout",
+    )
+    for i, seq in enumerate(sequences):
+        try:
+            with np.load(io.BytesIO(record.array(f"file_{i}", "uint8").tobytes()), allow_pickle=False) as data:
+                stored = {k: data[k] for k in data.files}
+        except ValueError as err:
+            expect(False, f"{want[i]} holds pickled objects or is not an .npz file ({err}); save plain float arrays")
+        expect(
+            set(_SEQUENCE_KEYS) <= set(stored),
+            f"{want[i]} holds {sorted(stored)}, expected 'mu', 'logvar' and 'actions'",
+        )
+        for key, value in seq.items():
+            expect(
+                stored[key].shape == value.shape and np.allclose(stored[key], value),
+                f"{want[i]}: {key!r} has shape {stored[key].shape}, expected {value.shape} with the rollout's values",
+            )

@@ -1,0 +1,109 @@
+"""Judging a ``reparameterize(mu, logvar)`` from its samples and gradients (homeworks 1 and 2).
+
+Kingma & Welling 2014 ("Auto-Encoding Variational Bayes"): ``z = mu + sigma * eps`` with
+``sigma = exp(logvar / 2)`` and ``eps ~ N(0, I)``, so that gradients reach ``mu`` and ``logvar``.
+The probe draws two batches of samples for per-dimension means and standard deviations drawn by the
+grading run (some far from 1), and the gradients of ``z.sum()``; the judge checks the statistics of
+``eps = (z - mu) / sigma`` and the gradients ``dz/dmu = 1``, ``dz/dlogvar = 0.5 * sigma * eps``.
+The thresholds are at least six standard errors wide, so a correct answer fails with probability
+below one in a hundred million per check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from autograder.checks import Inputs, Record, expect
+
+#: Samples per dimension drawn by the statistics probe.
+SAMPLES = 40_000
+
+
+def sample_inputs(rng: np.random.Generator) -> Inputs:
+    """Means and standard deviations of 4 latent dimensions (one small, one large, one near 1)."""
+    std = rng.permutation([rng.uniform(0.08, 0.3), rng.uniform(0.4, 0.7), rng.uniform(1.6, 3.0), rng.uniform(0.9, 1.1)])
+    return {"mu": rng.normal(0.0, 2.0, 4).tolist(), "std": std.tolist(), "n": SAMPLES}
+
+
+def mu_logvar(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mu`` and ``logvar``, ``float32 (n, 4)``, of :func:`sample_inputs`."""
+    n = inputs["n"]
+    mu = torch.tensor(inputs["mu"], dtype=torch.float32).repeat(n, 1)  # (n, 4)
+    logvar = torch.log(torch.tensor(inputs["std"], dtype=torch.float32) ** 2).repeat(n, 1)  # (n, 4)
+    return mu, logvar
+
+
+def expect_samples(inputs: Inputs, record: Record, first: str = "z1", second: str = "z2") -> None:
+    """``z`` has mu's shape, mean mu, spread exp(logvar / 2), independent Gaussian noise, and two
+    calls differ.
+
+    Raises:
+        CheckFailed: saying what is wrong, without the drawn means and deviations.
+    """
+    mu, logvar = (t.double().numpy() for t in mu_logvar(inputs))
+    z1, z2 = record.array(first).astype(np.float64), record.array(second).astype(np.float64)
+    expect(z1.shape == mu.shape and z2.shape == mu.shape, f"z has shape {z1.shape}, expected {mu.shape} (same as mu)")
+    std = np.exp(0.5 * logvar[0])
+    eps = (z1 - mu) / std  # (n, 4): N(0, 1) if z is right
+    expect(np.isfinite(eps).all(), "z holds NaN or infinite values")
+    expect(np.abs(eps.mean(axis=0)).max() < 0.03, "the mean of z is not mu: z = mu + sigma * eps with eps of mean 0")
+    ratio = eps.std(axis=0)
+    if not np.allclose(ratio, 1.0, atol=0.03):
+        logsigma = np.allclose(ratio, std, rtol=0.05)  # a spread of exp(logvar) = sigma^2 instead of sigma
+        off = float(np.max(np.maximum(ratio, 1 / np.maximum(ratio, 1e-12))))
+        expect(
+            False,
+            f"the standard deviation of z is not exp(logvar / 2): it is off by up to a factor {off:.2f}"
+            + (" (logvar is the log of the variance, so sigma = exp(logvar / 2), not exp(logvar))" if logsigma else ""),
+        )
+    corr = np.corrcoef(eps.T)
+    expect(
+        np.abs(corr - np.eye(4)).max() < 0.03,
+        "the noise of different latent dimensions is correlated; draw independent N(0, 1) noise per element "
+        "(torch.randn_like(mu))",
+    )
+    kurtosis = ((eps - eps.mean(0)) ** 4).mean(0) / eps.var(0) ** 2
+    expect(
+        np.abs(kurtosis - 3.0).max() < 0.3,
+        "the noise is not Gaussian (its tails are wrong); draw eps with torch.randn_like, not torch.rand_like",
+    )
+    expect(not np.array_equal(z1, z2), "two calls of reparameterize gave the same z; it must draw new noise each time")
+
+
+def gradient_leaves(seed: int, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mu`` and ``logvar``, ``float32 (n, 4)``, whose gradients through ``z`` are probed."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn(n, 4, generator=g), 0.3 * torch.randn(n, 4, generator=g)
+
+
+def gradient_values(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, object]:
+    """What the probe records after ``z.sum().backward()``: ``z`` and the leaves' gradients."""
+    return {
+        "z": z.detach().float(),
+        "has_grad_mu": mu.grad is not None,
+        "has_grad_logvar": logvar.grad is not None,
+        "grad_mu": mu.grad if mu.grad is not None else torch.zeros_like(mu),
+        "grad_logvar": logvar.grad if logvar.grad is not None else torch.zeros_like(logvar),
+    }
+
+
+def expect_gradients(seed: int, record: Record) -> None:
+    """``dz/dmu = 1`` and ``dz/dlogvar = 0.5 * exp(logvar / 2) * eps = 0.5 * (z - mu)``.
+
+    Raises:
+        CheckFailed: naming the leaf whose gradient is missing or wrong.
+    """
+    mu, _ = gradient_leaves(seed)
+    z = record.tensor("z")
+    expect(tuple(z.shape) == tuple(mu.shape), f"z has shape {tuple(z.shape)}, expected {tuple(mu.shape)}")
+    for leaf in ("mu", "logvar"):
+        expect(
+            record.flag(f"has_grad_{leaf}"),
+            f"no gradient reached {leaf}: z must be computed from mu and logvar with differentiable operations",
+        )
+    expect(torch.allclose(record.tensor("grad_mu"), torch.ones_like(mu)), "dz/dmu should be 1 for z = mu + sigma * eps")
+    expect(
+        torch.allclose(record.tensor("grad_logvar"), 0.5 * (z - mu), rtol=1e-4, atol=1e-5),
+        "dz/dlogvar should be 0.5 * exp(logvar / 2) * eps; check the formula of sigma",
+    )

@@ -1,0 +1,235 @@
+"""The grader's side of the hidden checks: nonces into test cells, verdicts from their records.
+
+Runs in nbgrader's process (:class:`autograder.nbgrader_ext.RestartingExecute`), never in the
+student's kernel. For each graded code cell whose ``grade_id`` has a check
+(:mod:`autograder.checks`):
+
+1. :func:`arm`, before the cell runs: draw a nonce and write it into the cell's call of its check
+   (``checks.a1_structure(MyVAE)`` becomes ``checks.a1_structure(MyVAE, nonce="9f2c...")``). The
+   source is nbgrader's copy from the gradebook (``OverwriteCells``), so it is the instructor's code;
+   the original is put back after the cell has run, so feedback never shows a nonce.
+2. :func:`judge_cell`, after it has run: if the cell raised, it has failed already. Otherwise it must
+   hold exactly one record of its check carrying that nonce; the check's judge decides from it, with
+   inputs recomputed from the nonce. A wrong answer becomes a ``CheckFailed`` error output (nbgrader
+   scores the cell zero). A missing, repeated, foreign, malformed or inconsistent record fails the
+   cell too, and is a :class:`Finding` that names the submission for review, since honest code never
+   leaves one: it means the test cell did not run as written (emptied by an input transformer,
+   skipped by a hook, its check replaced). Records are removed from every cell, so they never reach
+   the feedback.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nbformat import NotebookNode
+
+from autograder import checks, records
+from autograder.checks import CheckFailed
+from autograder.records import RecordError
+
+#: Environment variable naming the JSON-lines file where the grader writes findings and timings
+#: (set by :mod:`autograder.pipeline` for each student's nbgrader run).
+EVENTS_ENV = "COURSE_EVENTS"
+
+
+@dataclass(frozen=True)
+class Armed:
+    """A test cell ready to run: its check, the nonce written into it, and its original source."""
+
+    grade_id: str
+    nonce: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something a cell's records showed that honest code never does; reported for review.
+
+    ``severity`` is ``"tampering"`` (the cell failed because its test did not run as written) or
+    ``"review"`` (a hint, e.g. hooks the kernel reported, that changed no verdict).
+    """
+
+    notebook: str
+    cell: str
+    severity: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.notebook}: {self.cell} {self.message}"
+
+
+def write_nonce(source: str, grade_id: str, nonce: str) -> str:
+    """``source`` with ``nonce="..."`` added to its one call of the check ``grade_id``.
+
+    Raises:
+        ValueError: if ``source`` does not call that check exactly once (a course bug; the tests
+            check every source notebook).
+    """
+    tree = ast.parse(source)
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (getattr(node.func, "attr", None) == grade_id or getattr(node.func, "id", None) == grade_id)
+    ]
+    if len(calls) != 1:
+        raise ValueError(f"the test cell {grade_id} calls its check {len(calls)} times, expected once")
+    call = calls[0]
+    lines = source.encode().splitlines(keepends=True)
+    start = sum(len(line) for line in lines[: call.lineno - 1]) + call.col_offset
+    end = sum(len(line) for line in lines[: call.end_lineno - 1]) + call.end_col_offset
+    call.keywords.append(ast.keyword(arg="nonce", value=ast.Constant(nonce)))
+    raw = source.encode()
+    return (raw[:start] + ast.unparse(call).encode() + raw[end:]).decode()
+
+
+def _grade_id(cell: NotebookNode) -> str | None:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return meta.get("grade_id") if meta.get("grade") and cell.get("cell_type") == "code" else None
+
+
+def arm(cell: NotebookNode) -> Armed | None:
+    """Write a fresh nonce into a graded code cell's call of its check; ``None`` for other cells.
+
+    The check is looked up only when its record is judged, so a submission whose cells all fail
+    never loads the checks (nor PyTorch) in this process.
+    """
+    grade_id = _grade_id(cell)
+    if grade_id is None:
+        return None
+    armed = Armed(grade_id, secrets.token_hex(8), cell.source)
+    try:
+        cell.source = write_nonce(cell.source, grade_id, armed.nonce)
+    except (SyntaxError, ValueError):  # a graded cell without a hidden check: its asserts decide
+        return None
+    return armed
+
+
+def _failed(cell: NotebookNode) -> bool:
+    return any(output.get("output_type") == "error" for output in cell.get("outputs", []))
+
+
+def _fail(cell: NotebookNode, message: str) -> None:
+    error = {"output_type": "error", "ename": "CheckFailed", "evalue": message}
+    cell.outputs.append(NotebookNode(**error, traceback=[f"CheckFailed: {message}"]))
+
+
+NO_POINTS = "this cell earns no points, and the submission is reported for review"
+
+
+def _verdict(armed: Armed, found: list[object]) -> tuple[str | None, str | None, list[str]]:
+    """``(failure shown to the student, tampering finding, review notes)`` for a cell's records."""
+    decoded, notes = [], []
+    for raw in found:
+        try:
+            grade_id, nonce, values, kernel = records.decode(raw)
+        except RecordError as err:
+            message = f"left a malformed probe record ({err})"
+            return f"the hidden check {message}; {NO_POINTS}", message, notes
+        notes += kernel
+        if grade_id != armed.grade_id or nonce != armed.nonce:
+            message = f"holds a record of {grade_id} that does not carry this run's nonce (made elsewhere)"
+            return f"the hidden check found a record it did not make; {NO_POINTS}", message, notes
+        decoded.append(values)
+    if len(decoded) != 1:
+        message = (
+            "left no record of its hidden check although it raised nothing: the test cell did not run as "
+            "written (emptied, skipped or its check replaced)"
+            if not decoded
+            else f"left {len(decoded)} records of its hidden check, expected one"
+        )
+        return f"this test cell {message}; {NO_POINTS}", message, notes
+    check = checks.find(armed.grade_id)
+    if check is None:  # a course bug (tests/test_checks.py declares a check for every test cell)
+        return f"the grader has no check {armed.grade_id}; tell the instructor", None, notes
+    try:
+        check.verdict(check.inputs(checks.seed_of(armed.nonce)), decoded[0])
+    except CheckFailed as err:
+        return str(err), None, notes
+    except RecordError as err:
+        message = f"left a record its check does not write ({err})"
+        return f"the hidden check's record is inconsistent; {NO_POINTS}", message, notes
+    except Exception as err:  # values the judge cannot compare; never the grading run
+        message = f"left a record the judge could not read ({type(err).__name__}: {err})"
+        return f"the hidden check could not judge this cell; {NO_POINTS}", message, notes
+    return None, None, notes
+
+
+def judge_cell(cell: NotebookNode, armed: Armed | None, notebook: str) -> list[Finding]:
+    """Judge a cell that has just run (see the module docstring); drop its records; its findings.
+
+    A failure appends a ``CheckFailed`` error output with the judge's message.
+    """
+    if cell.get("cell_type") != "code":
+        return []
+    found = records.records_in(cell.get("outputs", []))
+    cell.outputs = records.without_records(cell.get("outputs", []))
+    name = armed.grade_id if armed else (_grade_id(cell) or f"cell {cell.get('id', '?')}")
+    if armed is None:
+        if not found:
+            return []
+        message = f"emitted {len(found)} probe record(s) outside a test cell (dropped)"
+        return [Finding(notebook, name, "tampering", message)]
+    if _failed(cell):
+        return []
+    failure, tampering, notes = _verdict(armed, found)
+    findings = [Finding(notebook, name, "tampering", tampering)] if tampering else []
+    if notes:
+        hooks = ", ".join(sorted(set(notes)))
+        findings.append(Finding(notebook, name, "review", f"ran beside hooks the notebook installed: {hooks}"))
+    if failure is not None:
+        _fail(cell, failure)
+    return findings
+
+
+class EventLog:
+    """Appends findings and the judges' time to the file named by ``$COURSE_EVENTS`` (JSON lines).
+
+    Without that variable (nbgrader run by hand) nothing is written.
+    """
+
+    def __init__(self, path: str | None = None):
+        self.path = Path(path) if path else (Path(os.environ[EVENTS_ENV]) if os.environ.get(EVENTS_ENV) else None)
+
+    def write(self, event: dict) -> None:
+        """Append one event (a JSON object)."""
+        if self.path is None:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(event) + "\n")
+
+    def finding(self, finding: Finding) -> None:
+        """Append a finding."""
+        self.write({"event": "finding", **asdict(finding)})
+
+    def timing(self, notebook: str, judge_seconds: float, cells: int) -> None:
+        """Append the time the judges took on one notebook."""
+        self.write({"event": "timing", "notebook": notebook, "judge_seconds": round(judge_seconds, 4), "cells": cells})
+
+
+def read_events(path: Path) -> list[dict]:
+    """The events of a grading run's log, in order (empty if there is none)."""
+    if not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+class Stopwatch:
+    """Adds up the seconds spent in ``with`` blocks."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self._start

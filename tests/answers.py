@@ -1,0 +1,106 @@
+"""A source notebook's answers run as a student's kernel runs them, for in-process tests of the checks.
+
+The answer cells of a notebook (``solution`` cells that are not tests), with some replaced, are
+executed in a namespace named ``__main__`` after the imports the notebooks use; a hidden check is
+then probed and judged on the objects its test cell passes, as nbgrader would, with a nonce.
+"""
+
+from __future__ import annotations
+
+import ast
+import secrets
+from typing import Any
+
+import nbformat
+
+from autograder import records
+from autograder.checks import CheckFailed, find, seed_of
+from autograder.pipeline import source_dir
+
+PRELUDE = """
+import numpy as np
+import torch
+from torch import nn
+from pathlib import Path
+import gymnasium as gym
+from course_lib.template import MyVAETemplate, add_to_class
+from course_lib.envs import EpisodeRecorder, frame_of, make_env, wide_cartpole
+from course_lib.frames import Crop, preprocess_frame, to_tensor
+"""
+
+
+def _cells(assignment: str, notebook: str) -> list[nbformat.NotebookNode]:
+    return nbformat.read(source_dir(assignment) / notebook, as_version=4).cells
+
+
+def namespace(assignment: str, notebook: str, replace: dict[str, str] | None = None) -> dict[str, Any]:
+    """The notebook's answers (``grade_id -> source`` in ``replace`` instead of the solution's) and
+    ``ENV_ID``, defined in a fresh ``__main__`` namespace."""
+    replace = replace or {}
+    ns: dict[str, Any] = {"__name__": "__main__"}
+    exec(PRELUDE, ns)
+    for cell in _cells(assignment, notebook):
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code":
+            continue
+        if meta.get("solution") and not meta.get("grade"):
+            exec(replace.get(meta["grade_id"], cell.source), ns)
+        elif not meta:  # an unlocked cell: keep its constants (ENV_ID, the training settings)
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+                    exec(ast.unparse(node), ns)
+    return ns
+
+
+def hidden_calls(assignment: str, notebook: str) -> dict[str, list[str]]:
+    """``grade_id -> names the hidden test cell passes to its check`` for the notebook's test cells."""
+    calls = {}
+    for cell in _cells(assignment, notebook):
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade"):
+            tree = ast.parse(cell.source)
+            (call,) = (
+                n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == meta["grade_id"]
+            )
+            calls[meta["grade_id"]] = [arg.id for arg in call.args]
+    return calls
+
+
+def graded(grade_id: str, *objects: Any, nonce: str | None = None) -> str | None:
+    """Probe in "the kernel", encode and decode the record, judge it: the failure message, or ``None``.
+
+    A failure of the probe itself (the student's code raised) counts as a failure too.
+    """
+    check = find(grade_id)
+    assert check is not None, grade_id
+    nonce = nonce or secrets.token_hex(8)
+    inputs = check.inputs(seed_of(nonce))
+    try:
+        values = check.probe(inputs, *objects)
+        _, _, decoded, _ = records.decode(records.encode(grade_id, nonce, values))
+        check.verdict(inputs, decoded)
+    except CheckFailed as err:
+        return str(err)
+    return None
+
+
+def record_of(grade_id: str, *objects: Any, nonce: str) -> dict:
+    """The record the probe of ``grade_id`` leaves for ``objects`` while nbgrader autogrades."""
+    check = find(grade_id)
+    assert check is not None, grade_id
+    return records.encode(grade_id, nonce, check.probe(check.inputs(seed_of(nonce)), *objects))
+
+
+def trained_model(ns: dict[str, Any]) -> Any:
+    """The ``SmallVAE`` of notebook 05's training cell, trained at the grading budget on ``ns``'s collector."""
+    import torch
+
+    from course_lib.models import SmallVAE
+    from course_lib.train import fit
+
+    collect = ns["collect_other_frames"]
+    train, val = collect(ns["ENV_ID"], 800, seed=0), collect(ns["ENV_ID"], 150, seed=1)
+    torch.manual_seed(0)
+    model = SmallVAE(z_size=ns["Z_SIZE"], width=ns["WIDTH"]).init_background(train)
+    fit(model, train, val, num_epochs=4, batch_size=32, lr=ns["LR"], beta=ns["BETA"], progress=False)
+    return model
