@@ -1,5 +1,22 @@
-"""Instructor-only grading tools: hidden checks per activity, the nbgrader pipeline, the ``course`` command.
+"""Instructor-only grading tools around nbgrader: the ``course`` command, the hidden checks, the pipeline.
 
 Nothing in this package ships to students: the student kit holds the released notebooks and a
-``course_lib`` wheel without ``course_lib.solutions``.
+``course_lib`` wheel without ``course_lib.solutions``. The modules, in the order a grading run uses them:
+
+- :mod:`autograder.cli`: the ``course`` command; :mod:`autograder.demo`: ``course demo``;
+- :mod:`autograder.course`: the private course root and the nbgrader runner;
+- :mod:`autograder.release`: ``generate_assignment`` and the student kit;
+- :mod:`autograder.exchange`: nbgrader's exchange (release, collect, release feedback);
+- :mod:`autograder.intake`: submissions from an LMS zip;
+- :mod:`autograder.repairs`: staging a submission, repairing careless uploads;
+- :mod:`autograder.tamper`: the static scan of students' cells;
+- :mod:`autograder.grading`: grading one student in the sandbox (:mod:`autograder.sandbox`);
+- :mod:`autograder.nbgrader_ext`, :mod:`autograder.judging`, :mod:`autograder.checks`,
+  :mod:`autograder.records`: what runs inside nbgrader: nonces into test cells, probes in the
+  student's kernel, judges in nbgrader's process;
+- :mod:`autograder.events`, :mod:`autograder.report`: what nbgrader's process saw, and ``report.txt``;
+- :mod:`autograder.gradebook`: sqlite or PostgreSQL gradebooks and the CSVs;
+- :mod:`autograder.pipeline`: a class graded end to end; :mod:`autograder.watch`: each submission as
+  it arrives;
+- :mod:`autograder.submissions`: known submissions (mutants, alternatives) for the self-tests.
 """

@@ -1,9 +1,13 @@
-"""The ``course`` command: release, autograde (with feedback), export and demo.
+"""The ``course`` command: release, collect, autograde, feedback, watch, export and demo.
 
 Examples::
 
-    course release hw1_vae --out build/hw1
-    course autograde hw1_vae submissions/ --out build/grades --workers 2
+    course release hw1_vae --out build/hw1                                   # notebooks + student kit
+    course release hw1_vae --out build/hw1 --exchange /srv/nbgrader/exchange --course-id vae101
+    course collect hw1_vae --out build/hw1 --exchange /srv/nbgrader/exchange --course-id vae101
+    course autograde hw1_vae build/hw1/course/collected --out build/hw1 --workers 2
+    course feedback hw1_vae --out build/hw1 --release --exchange /srv/nbgrader/exchange --course-id vae101
+    course watch hw1_vae --out build/watch --exchange /srv/nbgrader/exchange --course-id vae101 --workers 2
     course autograde hw1_vae submissions/ --out build/grades --db postgresql://grader@db/course --shard 1/3
     course export hw1_vae --out build/all --db postgresql://grader@db/course
     course demo --out demo_out
@@ -15,18 +19,71 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-from autograder import pipeline
+from autograder import course, demo, exchange, gradebook, grading, intake, pipeline, release, watch
 from autograder.sandbox import SandboxUnavailableError
-from autograder.submissions import FLOOR_AFTER_MEAN_BUG, TEMPLATE_RESET_BUG, copy_notebooks, replace_answer
 
 
 def _release(args: argparse.Namespace) -> int:
-    paths = pipeline.release(args.assignment, Path(args.out))
+    paths = release.release(args.assignment, Path(args.out))
     print(f"released {args.assignment}: {paths['release']}")
     print(f"student kit: {paths['kit']}")
+    if args.exchange:
+        outbound = exchange.release_assignment(args.assignment, paths["root"], Path(args.exchange), args.course_id)
+        print(f"published to the exchange: {outbound} (students fetch it in JupyterLab's Assignments panel)")
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    root = course.prepare_course(args.assignment, out)
+    collected = exchange.collect(args.assignment, root, Path(args.exchange), args.course_id)
+    students = sorted(p.name for p in collected.iterdir() if p.is_dir()) if collected.exists() else []
+    print(f"collected the latest submission of {len(students)} students into {collected}: {', '.join(students)}")
+    print(f"grade them with: course autograde {args.assignment} {collected} --out {out}")
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    root = out / "course"
+    index = root / "gradebooks.json"
+    if not index.exists():
+        print(f"course: {out} holds no graded run (no {index}); run `course autograde` first", file=sys.stderr)
+        return 2
+    if not args.no_generate:  # again, e.g. after manual grading in the formgrader
+        for book, students in json.loads(index.read_text()).items():
+            for student in students:
+                problem = grading.generate_feedback(args.assignment, root, student, args.db or book)
+                print(f"{student}: {problem or 'feedback written'}")
+                pipeline.copy_feedback(root, args.assignment, student, out / "feedback" / student)
+    if args.release:
+        if not args.exchange:
+            print("course: --release needs --exchange (and --course-id)", file=sys.stderr)
+            return 2
+        exchange.release_feedback(args.assignment, root, Path(args.exchange), args.course_id)
+        print(f"feedback released to {Path(args.exchange) / args.course_id / 'feedback'}; students fetch it")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    settings = watch.WatchSettings(
+        cell_timeout=args.cell_timeout,
+        submission_timeout=args.timeout,
+        workers=args.workers,
+        interval=args.interval,
+        sandbox=not args.no_sandbox,
+    )
+    try:
+        watch.watch(args.assignment, Path(args.exchange), Path(args.out), args.course_id, settings, once=args.once)
+    except KeyboardInterrupt:
+        print("stopped; start the same command again to go on where it stopped")
+    return 0
+
+
+def _student_config(args: argparse.Namespace) -> int:
+    print(exchange.student_config(Path(args.exchange), args.course_id), end="")
     return 0
 
 
@@ -44,14 +101,14 @@ def _autograde(args: argparse.Namespace) -> int:
         shard=args.shard,
     )
     for r in reports:
-        print(f"{r.student_id}: {'ok' if not r.problems else '; '.join(r.problems)} ({r.seconds:.1f} s)")
-    print(pipeline.format_table(pipeline.activity_scores(out / "cells.csv")))
+        print(f"{r.student_id}: {r.summary()} ({r.seconds:.1f} s)")
+    print(gradebook.format_table(gradebook.activity_scores(out / "cells.csv")))
     print(f"wrote {out / 'grades.csv'}, {out / 'cells.csv'}, {out / 'report.txt'} and {out / 'feedback'}/")
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    problems = pipeline.import_submissions(args.assignment, Path(args.zip), Path(args.out))
+    problems = intake.import_submissions(args.assignment, Path(args.zip), Path(args.out))
     students = sorted(p.name for p in Path(args.out).iterdir() if p.is_dir())
     print(f"imported {len(students)} students into {args.out}: {', '.join(students)}")
     for problem in problems:
@@ -63,16 +120,16 @@ def _export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     root = out / "course"
     if args.db:  # the whole class in a shared gradebook, whichever machine graded whom
-        pipeline.check_db_url(args.db)
-        students = pipeline.graded_students(args.assignment, args.db)
-        grades, cells = pipeline.export(args.assignment, root, out, {pipeline.redact(args.db): students}, args.db)
-        print(f"wrote {grades} and {cells} ({len(students)} students from {pipeline.redact(args.db)})")
+        gradebook.check_db_url(args.db)
+        students = gradebook.graded_students(args.assignment, args.db)
+        grades, cells = gradebook.export(args.assignment, root, out, {gradebook.redact(args.db): students}, args.db)
+        print(f"wrote {grades} and {cells} ({len(students)} students from {gradebook.redact(args.db)})")
         return 0
     index = root / "gradebooks.json"
     if not index.exists():
         print(f"course: {out} holds no graded run (no {index}); run `course autograde` first", file=sys.stderr)
         return 2
-    grades, cells = pipeline.export(args.assignment, root, out, json.loads(index.read_text()))
+    grades, cells = gradebook.export(args.assignment, root, out, json.loads(index.read_text()))
     print(f"wrote {grades} and {cells}")
     return 0
 
@@ -88,69 +145,9 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-def _demo_reconstruction(out: Path) -> str:
-    """Collect CartPole frames, train the course's small VAE briefly, save a reconstruction grid."""
-    from course_lib.data import sample_frames, train_val_split
-    from course_lib.models import SmallVAE
-    from course_lib.train import fit, mean_image_baseline, seed_everything
-    from course_lib.viz import reconstruction_grid
-
-    seed_everything(0)
-    train, val = train_val_split(sample_frames("CartPole-v1", 1200, seed=0, progress=False), 0.2, seed=0)
-    model = SmallVAE(z_size=16, width=16).init_background(train)
-    history = fit(model, train, val, num_epochs=4, batch_size=32, lr=2e-3, beta=0.01, progress=False)
-    path = out / "reconstruction.png"
-    reconstruction_grid(model, val[:8], path=path)
-    mse, baseline = history.val[-1]["mse"], mean_image_baseline(train, val)
-    return f"validation MSE {mse:.5f} vs mean-image baseline {baseline:.5f}; inputs above reconstructions in {path}"
-
-
 def _demo(args: argparse.Namespace) -> int:
-    """Release hw1_vae, grade three known submissions through nbgrader, print the table."""
-    out = Path(args.out).resolve()
-    assignment = "hw1_vae"
-    start = time.perf_counter()
-    print(f"0. a VAE on real CartPole frames: {_demo_reconstruction(out)}", flush=True)
-    paths = pipeline.release(assignment, out)
-    print(f"1. released {assignment} to {paths['release']} and the student kit {paths['kit'].name}")
-    submissions = out / "submissions"
-    copy_notebooks(pipeline.source_dir(assignment), submissions / "solutions")
-    copy_notebooks(paths["release"], submissions / "blank")
-    reset_bug = copy_notebooks(pipeline.source_dir(assignment), submissions / "reset_bug")
-    replace_answer(reset_bug / "03_curating_cartpole.ipynb", "a3_collect_frames", TEMPLATE_RESET_BUG)
-    print("2. submissions: solutions (the source), blank (the release), reset_bug (the seed's reset loop)")
-    print("3. autograding through nbgrader ...", flush=True)
-    reports = pipeline.autograde(assignment, submissions, out / "grades", workers=2)
-    for r in reports:
-        print(f"   {r.student_id}: {'ok' if not r.problems else '; '.join(r.problems)} ({r.seconds:.1f} s)")
-    print("\nautograded points per activity (written answers are graded by hand):")
-    print(pipeline.format_table(pipeline.activity_scores(out / "grades" / "cells.csv")))
-    print(f"\ngrades: {out / 'grades' / 'grades.csv'}\ncells:  {out / 'grades' / 'cells.csv'}")
-    print(f"feedback: {out / 'grades' / 'feedback'}/<student>/*.html")
-    _demo_hw2(out / "hw2")
-    print(f"done in {time.perf_counter() - start:.0f} s")
+    demo.run(Path(args.out))
     return 0
-
-
-def _demo_hw2(out: Path) -> None:
-    """Release hw2_world_models and grade the solutions, the blank release and one mutant."""
-    assignment = "hw2_world_models"
-    print(f"\n--- homework 2 ({assignment}) ---")
-    paths = pipeline.release(assignment, out)
-    print(f"1. released {assignment} to {paths['release']} and the student kit {paths['kit'].name}")
-    submissions = out / "submissions"
-    copy_notebooks(pipeline.source_dir(assignment), submissions / "solutions")
-    copy_notebooks(paths["release"], submissions / "blank")
-    floor_bug = copy_notebooks(pipeline.source_dir(assignment), submissions / "kl_floor_bug")
-    replace_answer(floor_bug / "02_vae_loss.ipynb", "w2_vae_loss", FLOOR_AFTER_MEAN_BUG)
-    print("2. submissions: solutions, blank, kl_floor_bug (the KL floor applied after the batch mean)")
-    print("3. autograding through nbgrader ...", flush=True)
-    reports = pipeline.autograde(assignment, submissions, out / "grades", workers=2)
-    for r in reports:
-        print(f"   {r.student_id}: {'ok' if not r.problems else '; '.join(r.problems)} ({r.seconds:.1f} s)")
-    print("\nautograded points per activity (written answers are graded by hand):")
-    print(pipeline.format_table(pipeline.activity_scores(out / "grades" / "cells.csv")))
-    print(f"\ngrades: {out / 'grades' / 'grades.csv'}\nfeedback: {out / 'grades' / 'feedback'}/<student>/*.html")
 
 
 def _train_vae(argv: list[str]) -> int:
@@ -164,10 +161,48 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("release", help="student notebooks (nbgrader generate_assignment) and the student kit")
+    def exchange_options(p: argparse.ArgumentParser, required: bool) -> None:
+        p.add_argument("--exchange", required=required, metavar="DIR", help="nbgrader's exchange folder")
+        p.add_argument("--course-id", default=course.COURSE_ID, help=f"the exchange's course id ({course.COURSE_ID})")
+
+    p = sub.add_parser("release", help="student notebooks and kit; with --exchange, published to nbgrader's exchange")
     p.add_argument("assignment")
     p.add_argument("--out", required=True)
+    exchange_options(p, required=False)
     p.set_defaults(func=_release)
+
+    p = sub.add_parser("collect", help="the latest submission of each student from the exchange (nbgrader collect)")
+    p.add_argument("assignment")
+    p.add_argument("--out", required=True)
+    exchange_options(p, required=True)
+    p.set_defaults(func=_collect)
+
+    p = sub.add_parser("feedback", help="generate the feedback again (after manual grading); --release hands it back")
+    p.add_argument("assignment")
+    p.add_argument("--out", required=True)
+    p.add_argument("--release", action="store_true", help="make it fetchable in the students' Assignments panel")
+    p.add_argument("--no-generate", action="store_true", help="release the feedback as it is")
+    p.add_argument("--db", metavar="URL", help="the shared gradebook the run was graded into")
+    exchange_options(p, required=False)
+    p.set_defaults(func=_feedback)
+
+    p = sub.add_parser(
+        "watch", help="grade each submission as it arrives and release its feedback (runs until stopped)"
+    )
+    p.add_argument("assignment")
+    p.add_argument("--out", required=True)
+    exchange_options(p, required=True)
+    p.add_argument("--workers", type=int, default=1, help="submissions graded at once (default 1)")
+    p.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (default 120)")
+    p.add_argument("--timeout", type=int, default=300, help="seconds per submission (default 300)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between two looks at the exchange")
+    p.add_argument("--once", action="store_true", help="stop when nothing is waiting (for a cron job)")
+    p.add_argument("--no-sandbox", action="store_true", help="run student code without the sandbox (trusted code only)")
+    p.set_defaults(func=_watch)
+
+    p = sub.add_parser("student-config", help="print an nbgrader_config.py for students (exchange and course id)")
+    exchange_options(p, required=True)
+    p.set_defaults(func=_student_config)
 
     p = sub.add_parser("autograde", help="grade a folder of submissions (one sub-folder per student)")
     p.add_argument("assignment")
@@ -219,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (pipeline.PipelineError, SandboxUnavailableError) as err:
+    except (course.PipelineError, SandboxUnavailableError) as err:
         print(f"course: {err}", file=sys.stderr)
         return 2
 

@@ -15,28 +15,20 @@ student's kernel. For each graded code cell whose ``grade_id`` has a check
    cell too, and is a :class:`Finding` that names the submission for review, since honest code never
    leaves one: it means the test cell did not run as written (emptied by an input transformer,
    skipped by a hook, its check replaced). Records are removed from every cell, so they never reach
-   the feedback.
+   the feedback. Findings go to the run's event log (:mod:`autograder.events`).
 """
 
 from __future__ import annotations
 
 import ast
-import json
-import os
 import secrets
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 from nbformat import NotebookNode
 
 from autograder import checks, records
 from autograder.checks import CheckFailed
 from autograder.records import RecordError
-
-#: Environment variable naming the JSON-lines file where the grader writes findings and timings
-#: (set by :mod:`autograder.pipeline` for each student's nbgrader run).
-EVENTS_ENV = "COURSE_EVENTS"
 
 
 @dataclass(frozen=True)
@@ -187,49 +179,3 @@ def judge_cell(cell: NotebookNode, armed: Armed | None, notebook: str) -> list[F
     if failure is not None:
         _fail(cell, failure)
     return findings
-
-
-class EventLog:
-    """Appends findings and the judges' time to the file named by ``$COURSE_EVENTS`` (JSON lines).
-
-    Without that variable (nbgrader run by hand) nothing is written.
-    """
-
-    def __init__(self, path: str | None = None):
-        self.path = Path(path) if path else (Path(os.environ[EVENTS_ENV]) if os.environ.get(EVENTS_ENV) else None)
-
-    def write(self, event: dict) -> None:
-        """Append one event (a JSON object)."""
-        if self.path is None:
-            return
-        with self.path.open("a") as f:
-            f.write(json.dumps(event) + "\n")
-
-    def finding(self, finding: Finding) -> None:
-        """Append a finding."""
-        self.write({"event": "finding", **asdict(finding)})
-
-    def timing(self, notebook: str, judge_seconds: float, cells: int) -> None:
-        """Append the time the judges took on one notebook."""
-        self.write({"event": "timing", "notebook": notebook, "judge_seconds": round(judge_seconds, 4), "cells": cells})
-
-
-def read_events(path: Path) -> list[dict]:
-    """The events of a grading run's log, in order (empty if there is none)."""
-    if not Path(path).exists():
-        return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-class Stopwatch:
-    """Adds up the seconds spent in ``with`` blocks."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-
-    def __enter__(self) -> Stopwatch:
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds += time.perf_counter() - self._start

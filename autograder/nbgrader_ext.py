@@ -20,7 +20,9 @@ execution and keeps only the exception's name and message for errors raised insi
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async, run_sync
@@ -28,7 +30,8 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Integer
 
-from autograder import judging
+from autograder import events, judging
+from autograder.sandbox import HIDDEN_ENV
 
 #: ``ename`` of the error output given to a cell whose kernel died.
 KERNEL_DIED = "KernelDied"
@@ -47,8 +50,9 @@ class RestartingExecute(Execute):
     def preprocess(self, nb, resources, *args, **kwargs):
         self._deaths = 0  # one instance runs every notebook of a submission
         self._notebook = f"{resources.get('unique_key') or 'notebook'}.ipynb"
-        self._events = judging.EventLog()
-        self._judging = judging.Stopwatch()
+        self._workdir = Path(resources.get("metadata", {}).get("path") or ".").resolve()
+        self._events = events.EventLog()
+        self._judging = events.Stopwatch()
         self._judged = 0
         try:
             return super().preprocess(nb, resources, *args, **kwargs)
@@ -82,10 +86,62 @@ class RestartingExecute(Execute):
             for finding in judging.judge_cell(cell, armed, self._notebook):
                 self._events.finding(finding)
         self._judged += armed is not None
+        for kind, detail in cell_problems(cell, self._workdir):
+            self._events.problem(self._notebook, cell_name(cell, cell_index), kind, detail)
         return cell
 
     # nbclient binds the synchronous wrapper to its own coroutine; bind it to this one
     execute_cell = run_sync(async_execute_cell)
+
+
+def cell_name(cell: NotebookNode, index: int) -> str:
+    """How the report names a cell: its ``grade_id``, or ``cell <id>``."""
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"cell {cell.get('id') or index}"
+
+
+#: Errors that mean a limit or the sandbox stopped a cell, by ``ename``: the kind of problem
+#: (:data:`autograder.events.CELL_MESSAGES` says how each is reported).
+CELL_PROBLEMS = {
+    "CellTimeoutError": "cell_timeout",
+    "MemoryError": "memory",
+    "BlockingIOError": "process_limit",
+    "PermissionError": "refused_file",
+    "SystemExit": "sys_exit",
+    KERNEL_DIED: "kernel_died",
+}
+#: ``OSError`` messages of the sandbox's refusals (a read-only file system, no network).
+_SANDBOX_OSERRORS = ("Read-only file system", "Network is unreachable", "Temporary failure in name resolution")
+
+
+def _quoted_path(evalue: object) -> Path | None:
+    """The absolute path an ``OSError`` message quotes (``[Errno 2] ...: '/a/b'``), if any."""
+    match = re.search(r"'(/[^']*)'", str(evalue))
+    return Path(match.group(1)) if match else None
+
+
+def _hidden(path: Path | None, workdir: Path) -> bool:
+    """Whether ``path`` lies in a folder the sandbox hides, outside the kernel's own working folder."""
+    hidden = [Path(p) for p in os.environ.get(HIDDEN_ENV, "").split(os.pathsep) if p]  # set by autograder.grading
+    if path is None or path == workdir or workdir in path.parents:
+        return False
+    return any(path == h or h in path.parents for h in hidden)
+
+
+def cell_problems(cell: NotebookNode, workdir: Path) -> list[tuple[str, str]]:
+    """``(kind, detail)`` for each error output of ``cell`` that a limit or the sandbox caused.
+
+    ``workdir`` is the kernel's working folder: a file missing there is the notebook's own doing.
+    """
+    found = []
+    for output in cell.get("outputs", []):
+        ename, evalue = output.get("ename", ""), str(output.get("evalue", ""))
+        if ename in CELL_PROBLEMS:
+            found.append((CELL_PROBLEMS[ename], evalue[:120]))
+        elif ename in ("OSError", "gaierror", "ConnectionError") and any(m in evalue for m in _SANDBOX_OSERRORS):
+            found.append(("sandbox", evalue[:120]))
+        elif ename == "FileNotFoundError" and _hidden(_quoted_path(evalue), workdir):
+            found.append(("hidden_file", evalue[:120]))
+    return found
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -130,15 +186,22 @@ TRUNCATION_MARK = "[output truncated by the grader: {n} characters in all]"
 
 
 class CapOutputs(NbGraderPreprocessor):
-    """Cut every text output to ``MAX_OUTPUT_CHARS`` characters (a 100 MB print stays small)."""
+    """Cut every text output to ``MAX_OUTPUT_CHARS`` characters (a 100 MB print stays small), and
+    report each cut cell (``$COURSE_EVENTS``)."""
 
     def preprocess_cell(self, cell, resources, cell_index):
+        cut = False
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream" and len(output.get("text", "")) > MAX_OUTPUT_CHARS:
                 n = len(output["text"])
                 output["text"] = output["text"][:MAX_OUTPUT_CHARS] + "\n" + TRUNCATION_MARK.format(n=n) + "\n"
+                cut = True
             data = output.get("data", {})
             for mime in ("text/plain", "text/html"):
                 if isinstance(data.get(mime), str) and len(data[mime]) > MAX_OUTPUT_CHARS:
                     data[mime] = data[mime][:MAX_OUTPUT_CHARS] + "\n" + TRUNCATION_MARK.format(n=len(data[mime]))
+                    cut = True
+        if cut:
+            notebook = f"{resources.get('unique_key') or 'notebook'}.ipynb"
+            events.EventLog().problem(notebook, cell_name(cell, cell_index), "output_truncated")
         return cell, resources

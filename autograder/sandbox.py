@@ -34,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NOBODY = 65534
+#: Environment variable naming the folders the sandbox hides (``os.pathsep``-separated), set for
+#: nbgrader's process so that it can tell a file the sandbox refused from one a notebook failed to write.
+HIDDEN_ENV = "COURSE_HIDDEN"
 
 
 class SandboxUnavailableError(RuntimeError):

@@ -6,7 +6,7 @@ For CartPole-v1 (render 400x600, crop, resize to 64x64) and CarRacing-v3 (96x96 
   rendering, then rendered by replaying them in worker processes (``COURSE_WORKERS`` caps them);
 - **package_serial_reference**: the previous implementation (render while playing, one process),
   kept as ``course_lib.data._sample_frames_serial``; its frames must equal the package's;
-- **template_loop**: the homework template's loop (seed 004): one env, ``env.step``,
+- **template_loop**: the CMPE 260 homework template's loop: one env, ``env.step``,
   ``env.render()``, a per-frame resize of the full render to 64x64 (cv2 is not installed: Pillow's
   bilinear resize of the whole render stands in for ``cv2.resize``), reset on episode end.
 

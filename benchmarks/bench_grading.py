@@ -27,7 +27,7 @@ from typing import Any
 
 from _common import conditions, emit, load_average, log, machine
 
-from autograder import pipeline
+from autograder import course, pipeline
 
 TARGET_ONE_HW1_S = 60.0
 TARGET_SPEEDUP = 1.7
@@ -36,7 +36,7 @@ TARGET_JUDGE_SHARE = 0.10
 
 def make_class(assignment: str, directory: Path, n: int) -> Path:
     """``n`` student folders ``student_00``... each holding the assignment's source notebooks."""
-    source = pipeline.ASSIGNMENTS / "source" / assignment
+    source = course.ASSIGNMENTS / "source" / assignment
     for k in range(n):
         dest = directory / f"student_{k:02d}"
         dest.mkdir(parents=True)
@@ -81,7 +81,7 @@ def grade(assignment: str, n: int, workers: int | None, sandbox: bool | None) ->
         # the student's kernel, loading PyTorch and the checks there included
         "judge_seconds": [round(r.judge_seconds, 2) for r in reports],
         "judge_share": round(sum(r.judge_seconds for r in reports) / max(sum(r.seconds for r in reports), 1e-9), 4),
-        "problems": sorted({p for r in reports for p in r.problems}),
+        "problems": sorted({str(p) for r in reports for p in r.problems}),
         "full_marks": ok,
         "autograded_score": [score, maximum],
         "load_average_at_start": load,
@@ -101,7 +101,7 @@ def main() -> None:
         args.class_size = 4
     sandbox = False if args.no_sandbox else None
     has_workers = "workers" in inspect.signature(pipeline.autograde).parameters
-    has_hw2 = (pipeline.ASSIGNMENTS / "source" / "hw2_world_models").is_dir()
+    has_hw2 = (course.ASSIGNMENTS / "source" / "hw2_world_models").is_dir()
     load_before = conditions()
 
     single = {"hw1_vae": grade("hw1_vae", 1, None, sandbox)}

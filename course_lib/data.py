@@ -4,7 +4,8 @@ A *shard* is one ``.npy`` file of ``uint8`` frames ``(N, 64, 64, 3)``, optionall
 ``<name>.actions.npy`` of ``float32`` actions ``(N, A)`` (one rollout per shard for CarRacing).
 :class:`ShardDataset` opens shards with ``np.load(..., mmap_mode="r")``, so reading a batch
 reads only that batch from disk; memory is bounded by the batch, not by the dataset. Sampling
-across shards can be weighted (seed 003: lazily loaded datasets with per-file weights).
+across shards can be weighted (as a convolutional VAE for MineRL images does: lazily loaded
+files with per-file weights).
 Batches are read with ``os.preadv`` into the batch array where the platform has it, so pages
 read once do not stay mapped into the process (its resident memory stays at the batch size
 even after a pass over a dataset larger than RAM).

@@ -4,7 +4,7 @@ Conventions (DESIGN.md): frames are stored as ``uint8`` arrays ``(N, 64, 64, 3)`
 width, channel), never transposed; models take ``float32`` tensors ``(N, 3, 64, 64)`` in [0, 1].
 
 Crops follow the sources: CartPole keeps rows 40%-100% of the render (the homework template of
-seed 004), CarRacing keeps rows 0-84 of the 96x96 observation, which drops the dashboard
+the CMPE 260 homework), CarRacing keeps rows 0-84 of the 96x96 observation, which drops the dashboard
 (World Models, Ha & Schmidhuber 2018, https://worldmodels.github.io).
 """
 

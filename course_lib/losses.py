@@ -4,10 +4,10 @@ Sources:
 - Kingma & Welling 2014, "Auto-Encoding Variational Bayes", https://arxiv.org/abs/1312.6114
   (the ELBO and the closed-form KL of a diagonal Gaussian against N(0, I)).
 - Ha & Schmidhuber 2018, "World Models", https://worldmodels.github.io (squared error summed
-  over pixels, KL floored at ``kl_tolerance * z_size`` per sample; seed 000).
-- Higgins et al. 2017, "beta-VAE" (the KL weight ``beta``; seed 003).
+  over pixels, KL floored at ``kl_tolerance * z_size`` per sample; hardmaru/WorldModelsExperiments).
+- Higgins et al. 2017, "beta-VAE" (the KL weight ``beta``).
 - Fu et al. 2019, "Cyclical Annealing Schedule: A Simple Approach to Mitigating KL Vanishing",
-  https://arxiv.org/abs/1903.10145 (seed 003).
+  https://arxiv.org/abs/1903.10145.
 
 Every loss returns a dict of named scalar tensors (``loss``, ``recon``, ``kl``); ``loss`` is
 what to minimise.

@@ -3,7 +3,7 @@
 Students write ``__init__`` (activity 1: the encoder, ``z_simple``, ``z_mu``, ``z_var`` and the
 output layer ``final_layer``) and then ``reparameterize``, ``encode`` and ``forward`` (activity 2).
 This base class supplies everything else. It follows the template of the CMPE 260 homework
-(seed 004), itself based on AntixK/PyTorch-VAE's ``VanillaVAE``, with two of its bugs fixed: the
+(Spring 2023), itself based on AntixK/PyTorch-VAE's ``VanillaVAE``, with two of its bugs fixed: the
 decoder's reshape uses ``hidden_dims[-1]`` instead of a hard-coded 512, and the output layer that
 students write must end in a sigmoid, because frames are in [0, 1] (the template used Tanh).
 """

@@ -1,8 +1,9 @@
 """VAE-GAN: a VAE whose reconstruction error is measured in a discriminator's feature space.
 
 Larsen, Sønderby, Larochelle & Winther 2016, "Autoencoding beyond pixels using a learned similarity
-metric", https://arxiv.org/abs/1512.09300; the encoder, generator and discriminator follow seed 001
-(the VAE-GAN experiment on World Models' car racing, after leoHeidel/vae-gan-tf2), with its bugs
+metric", https://arxiv.org/abs/1512.09300; the encoder, generator and discriminator follow a World Models
+class project (pantelis-classes/world-models-latest: the VAE-GAN experiment on World Models' car
+racing, after leoHeidel/vae-gan-tf2), with its bugs
 fixed: the discriminator's second convolution read the *input image* instead of the first layer's
 output, so its first layer was dead; the encoder squashed ``mean`` and ``logsigma`` with ``tanh`` and
 then used ``logsigma`` as a log-variance in the KL; and the KL was averaged over ``z`` instead of summed.
@@ -113,7 +114,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             *_down(3, width, batch_norm=False),  # (B, w, 32, 32)
-            *_down(width, 4 * width),  # (B, 4w, 16, 16): reads the first layer (the seed read the image)
+            *_down(width, 4 * width),  # (B, 4w, 16, 16): reads the first layer (the original read the image)
             *_down(4 * width, 4 * width),  # (B, 4w, 8, 8)
             nn.Conv2d(4 * width, 4 * width, KERNEL, padding=2),  # (B, 4w, 8, 8): Dis_l
         )

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_output
 
-from autograder import pipeline
+from autograder import course, gradebook, pipeline, release
 from autograder.submissions import (
     HW1_ALTERNATIVES,
     HW1_MUTANTS,
@@ -32,7 +32,7 @@ from autograder.submissions import (
 
 pytestmark = pytest.mark.slow
 ASSIGNMENT = "hw1_vae"
-SOURCE = pipeline.source_dir(ASSIGNMENT)
+SOURCE = course.source_dir(ASSIGNMENT)
 MUTANT_STUDENTS = mutant_students(HW1_MUTANTS)
 
 
@@ -56,7 +56,7 @@ def _as_a_careless_upload(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("hw1")
-    released = pipeline.release(ASSIGNMENT, out / "release_run")
+    released = release.release(ASSIGNMENT, out / "release_run")
     subs = out / "submissions"
     copy_notebooks(SOURCE, subs / "solutions")
     copy_notebooks(released["release"], subs / "blank")
@@ -79,8 +79,8 @@ def graded(tmp_path_factory) -> dict:
         "out": out,
         "released": released,
         "reports": {r.student_id: r for r in reports},
-        "cells": pipeline.cell_scores(out / "grades" / "cells.csv"),
-        "activities": pipeline.activity_scores(out / "grades" / "cells.csv"),
+        "cells": gradebook.cell_scores(out / "grades" / "cells.csv"),
+        "activities": gradebook.activity_scores(out / "grades" / "cells.csv"),
     }
 
 
@@ -112,7 +112,7 @@ def test_alternative_correct_answers_score_full_marks(graded):
 
 def test_repaired_upload_problems_are_reported_by_file(graded):
     """Is each repair of the careless upload named, with its file, in the report?"""
-    problems = " | ".join(graded["reports"]["alternative"].problems)
+    problems = graded["reports"]["alternative"].summary()
     assert "01_autoencoder_and_vae.ipynb was upgraded from nbformat 3 to 4" in problems
     assert "03_curating_cartpole.ipynb had 1 duplicate cell id(s)" in problems
     assert "05_other_environment (1).ipynb was graded as 05_other_environment.ipynb" in problems
@@ -130,7 +130,7 @@ def test_mutants_fail_exactly_their_cells(graded, student):
     failed = {gid for gid, (score, top) in cells.items() if score < top}
     assert failed == set().union(*(m.fails for m in mutants)), cells
     assert not graded["reports"][student].problems or all(
-        "missing" in p for p in graded["reports"][student].problems
+        p.kind == "missing" for p in graded["reports"][student].problems
     ), graded["reports"][student].problems
 
 
@@ -144,7 +144,7 @@ def _notebook_of(graded, grade_id: str) -> str:
 
 def test_broken_submission_is_reported_by_name(graded):
     """Is a notebook that is not JSON reported by student and file, scored zero, with missing notebooks named too?"""
-    problems = " | ".join(graded["reports"]["broken_json"].problems)
+    problems = graded["reports"]["broken_json"].summary()
     assert "01_autoencoder_and_vae.ipynb is not a readable notebook" in problems
     assert "03_curating_cartpole.ipynb is missing" in problems
     assert "notes.ipynb" in problems
@@ -165,7 +165,7 @@ def test_grades_csv_has_one_row_per_student_and_notebook(graded):
     """Does grades.csv list every student and notebook with the documented columns?"""
     with (graded["out"] / "grades" / "grades.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == pipeline.GRADES_FIELDS
+    assert list(rows[0]) == gradebook.GRADES_FIELDS
     students = {r["student_id"] for r in rows}
     assert {"solutions", "blank", "alternative", "broken_json", *MUTANT_STUDENTS} <= students
     assert len(rows) == len(students) * 3

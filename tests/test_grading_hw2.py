@@ -15,7 +15,7 @@ import zipfile
 import nbformat
 import pytest
 
-from autograder import pipeline
+from autograder import course, gradebook, pipeline, release
 from autograder.submissions import (
     HW2_ALTERNATIVES,
     HW2_CLAMPED_OUTPUT_BUG,
@@ -28,7 +28,7 @@ from autograder.submissions import (
 
 pytestmark = pytest.mark.slow
 ASSIGNMENT = "hw2_world_models"
-SOURCE = pipeline.source_dir(ASSIGNMENT)
+SOURCE = course.source_dir(ASSIGNMENT)
 NB1, NB2, NB3 = "01_data_and_conv_vae.ipynb", "02_vae_loss.ipynb", "03_train_and_rnn_dataset.ipynb"
 
 # An answer that looks for the reference instead of being finished. It carries a bug that only a
@@ -87,7 +87,7 @@ MUTANT_STUDENTS = mutant_students(HW2_MUTANTS)
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("hw2")
-    released = pipeline.release(ASSIGNMENT, out / "release_run")
+    released = release.release(ASSIGNMENT, out / "release_run")
     subs = out / "submissions"
     copy_notebooks(SOURCE, subs / "solutions")
     copy_notebooks(released["release"], subs / "blank")
@@ -106,8 +106,8 @@ def graded(tmp_path_factory) -> dict:
         "out": out,
         "released": released,
         "reports": {r.student_id: r for r in reports},
-        "cells": pipeline.cell_scores(out / "grades" / "cells.csv"),
-        "activities": pipeline.activity_scores(out / "grades" / "cells.csv"),
+        "cells": gradebook.cell_scores(out / "grades" / "cells.csv"),
+        "activities": gradebook.activity_scores(out / "grades" / "cells.csv"),
     }
 
 
@@ -149,7 +149,7 @@ def test_reaching_for_the_reference_gains_nothing(graded):
     failed = {gid for gid in own if cells[gid][0] != cells[gid][1]}
     assert failed == PEEKS_AT_REFERENCE_FAILS, {gid: cells[gid] for gid in own}
     assert all(cells[gid][0] == 0 for gid in failed)
-    problems = " | ".join(graded["reports"][PEEKS_AT_REFERENCE_STUDENT].problems)
+    problems = graded["reports"][PEEKS_AT_REFERENCE_STUDENT].summary()
     assert "for review" in problems and "name built at run time" in problems, problems
     assert "tampering suspected" not in problems, problems
 

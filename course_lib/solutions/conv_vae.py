@@ -1,7 +1,8 @@
 """World Models' convolutional VAE, the "V" of the agent.
 
 Ha & Schmidhuber 2018, "World Models", https://worldmodels.github.io (appendix: the VAE), as in
-seed 000 (TensorFlow ``ConvVAE``). 64x64x3 input in [0, 1], z of size 32, 4,348,547 parameters.
+its TensorFlow ``ConvVAE`` (hardmaru/WorldModelsExperiments). 64x64x3 input in [0, 1], z of size 32,
+4,348,547 parameters.
 """
 
 from __future__ import annotations

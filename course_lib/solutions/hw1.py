@@ -1,12 +1,12 @@
-"""Reference answers of homework 1 (seed 004, the CMPE 260 homework), with its bugs fixed.
+"""Reference answers of homework 1 (the CMPE 260 homework, Spring 2023), with its bugs fixed.
 
 - ``MyVAE``: activity 1 (``__init__``) and activity 2 (``reparameterize``, ``encode``,
   ``forward``). The output layer ends in a sigmoid (the template's Tanh cannot produce
   frames in [0, 1] correctly).
-- ``collect_frames``: activity 3. The seed reset once (``if frame_idx == 20: env.reset()``
+- ``collect_frames``: activity 3. The homework template reset once (``if frame_idx == 20: env.reset()``
   never set the counter back) and never on termination; here every episode contributes at
   most ``episode_length`` frames.
-- ``collect_upright_frames``: activity 4. The seed wrote ``imgs[i] = img`` only for kept frames
+- ``collect_upright_frames``: activity 4. The template wrote ``imgs[i] = img`` only for kept frames
   and so left black images in the data; here exactly ``n_frames`` kept frames are returned.
 """
 
@@ -27,7 +27,7 @@ DEFAULT_HIDDEN_DIMS = (32, 64, 128, 256, 512)
 
 
 class MyVAE(MyVAETemplate):
-    """Homework 1's VAE for ``(B, C, 64, 64)`` inputs in [0, 1] (seed 004's template).
+    """Homework 1's VAE for ``(B, C, 64, 64)`` inputs in [0, 1] (the CMPE 260 template).
 
     Encoder: per hidden dim, ``Conv2d(k=3, s=2, p=1)`` + ``BatchNorm2d`` + ``LeakyReLU``;
     five of them take 64x64 to 2x2, so the flattened code has ``hidden_dims[-1] * 4`` features.

@@ -2,10 +2,10 @@
 
 - w1, the ``ConvVAE``: :class:`course_lib.solutions.conv_vae.ConvVAE`.
 - w2, :func:`vae_loss`: squared error summed over pixels and averaged over the batch; KL summed
-  over ``z``, floored *per sample* at ``kl_tolerance * z_size``, averaged over the batch (seed 000,
-  the TensorFlow ``ConvVAE``: ``tf.maximum(kl_loss, kl_tolerance * z_size)`` before
+  over ``z``, floored *per sample* at ``kl_tolerance * z_size``, averaged over the batch (World Models'
+  TensorFlow ``ConvVAE``, hardmaru/WorldModelsExperiments: ``tf.maximum(kl_loss, kl_tolerance * z_size)`` before
   ``tf.reduce_mean``).
-- w3, :func:`encode_rollouts` and :func:`save_rnn_dataset`: the input of the MDN-RNN. Seed 000's
+- w3, :func:`encode_rollouts` and :func:`save_rnn_dataset`: the input of the MDN-RNN. A CNN-VAE lesson's
   ``generate_rnn_data`` encoded frames with the *sampling* encoder and stacked rollouts of
   different lengths into one ``np.array`` (a ragged object array); here each rollout keeps its own
   ``mu`` and ``logvar`` ``(T, z_size)`` and actions ``(T, 3)``, saved as one ``.npz`` per rollout.

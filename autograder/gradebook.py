@@ -1,0 +1,260 @@
+"""nbgrader's gradebook: where grades are kept (sqlite files or a shared PostgreSQL server), and the
+CSVs written from it.
+
+A gradebook is named by a sqlite file name in the course root (``gradebook.db``, one per worker) or by
+a database URL (``postgresql://USER@HOST/DB``, nbgrader's ``db_url``) that several machines share.
+URLs are written to files and logs without their password (:func:`redact`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from autograder.course import COURSE_ID, PipelineError, notebook_names
+
+GRADES_FIELDS = ["student_id", "notebook", "score", "max_score", "needs_manual_grade"]
+CELLS_FIELDS = ["student_id", "notebook", "grade_id", "score", "max_score", "needs_manual_grade", "kind"]
+
+
+def check_db_url(db_url: str | None) -> None:
+    """Raise :class:`PipelineError` unless ``db_url`` is ``None`` or a database URL SQLAlchemy can open.
+
+    PostgreSQL needs the ``psycopg`` driver (``psycopg[binary]``, pinned in pyproject.toml).
+    """
+    if db_url is None:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(db_url).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ImportError) as err:
+        raise PipelineError(
+            f"--db {redact(db_url)!r} is not a database URL this grader can open ({err}); "
+            "expected e.g. postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+        ) from err
+
+
+def redact(db_url: str) -> str:
+    """``db_url`` without its password (``postgresql://grader:***@host/db``); a file name is returned as is."""
+    if "://" not in db_url:
+        return db_url
+    from sqlalchemy.engine import make_url
+
+    return make_url(db_url).render_as_string(hide_password=True)
+
+
+def db_url(root: Path, gradebook: str) -> str:
+    """The URL of a gradebook: a server URL as given, or a sqlite file name in ``root``."""
+    return gradebook if "://" in gradebook else f"sqlite:///{Path(root) / gradebook}"
+
+
+#: The advisory lock's key: the course id's hash, as PostgreSQL's 64-bit integer.
+_LOCK_KEY = int.from_bytes(hashlib.sha256(COURSE_ID.encode()).digest()[:7], "big")
+
+
+@contextlib.contextmanager
+def gradebook_lock(url: str | None) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock for the course while the block runs (nothing for sqlite).
+
+    nbgrader records an assignment's notebooks and cells without locking; machines that share a
+    server gradebook take turns through this lock.
+    """
+    if not url or not url.startswith("postgresql"):
+        yield
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url, future=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
+def holds_assignment(assignment: str, url: str) -> bool:
+    """Does the gradebook at ``url`` hold ``assignment`` with all of its notebooks?"""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(url, COURSE_ID) as gb:  # creates nbgrader's tables in an empty database
+        try:
+            recorded = {nb.name for nb in gb.find_assignment(assignment).notebooks}
+        except MissingEntry:
+            return False
+    return recorded == {Path(name).stem for name in notebook_names(assignment)}
+
+
+def record_empty_submission(assignment: str, student_id: str, url: str) -> None:
+    """Enter a submission with no gradable notebook in the gradebook, so it scores zero everywhere."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url, COURSE_ID) as gb:
+        gb.update_or_create_student(student_id)
+        gb.update_or_create_submission(assignment, student_id)
+
+
+def zero_notebooks(assignment: str, student_id: str, url: str, notebooks: set[str]) -> None:
+    """Set every autograded score of these submitted notebooks (file names) to zero in the gradebook."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(url, COURSE_ID) as gb:
+        for name in notebooks:
+            try:
+                sub = gb.find_submission_notebook(Path(name).stem, assignment, student_id)
+            except MissingEntry:
+                continue
+            for grade in sub.grades:
+                if grade.cell.cell_type == "code":
+                    grade.auto_score = 0
+        gb.db.commit()
+
+
+def read_gradebook(assignment: str, url: str, students: list[str]) -> tuple[list[dict], list[dict]]:
+    """Rows of ``grades.csv`` and ``cells.csv`` for ``students`` from the gradebook at ``url``.
+
+    A notebook that nbgrader could not grade for a student scores zero.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    grades, cells = [], []
+    with Gradebook(url, COURSE_ID) as gb:
+        notebooks = sorted(gb.find_assignment(assignment).notebooks, key=lambda nb: nb.name)
+        for student in students:
+            for nb in notebooks:
+                try:
+                    sub = gb.find_submission_notebook(nb.name, assignment, student)
+                    by_name = {g.name: g for g in sub.grades}
+                except MissingEntry:
+                    sub, by_name = None, {}
+                for gc in sorted(nb.grade_cells, key=lambda c: c.name):
+                    g = by_name.get(gc.name)
+                    cells.append(
+                        {
+                            "student_id": student,
+                            "notebook": nb.name,
+                            "grade_id": gc.name,
+                            "score": float(g.score) if g is not None and g.score is not None else 0.0,
+                            "max_score": float(gc.max_score),
+                            "needs_manual_grade": bool(g.needs_manual_grade) if g is not None else False,
+                            # test cells are autograded; written answers (markdown) are graded by hand
+                            "kind": "autograded" if gc.cell_type == "code" else "manual",
+                        }
+                    )
+                grades.append(
+                    {
+                        "student_id": student,
+                        "notebook": nb.name,
+                        "score": float(sub.score) if sub is not None else 0.0,
+                        "max_score": float(nb.max_score),
+                        "needs_manual_grade": bool(sub.needs_manual_grade) if sub is not None else False,
+                    }
+                )
+    return grades, cells
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def export(
+    assignment: str, root: Path, out: Path, gradebooks: dict[str, list[str]], url: str | None = None
+) -> tuple[Path, Path]:
+    """Write ``<out>/grades.csv`` and ``<out>/cells.csv``, merging the gradebooks of all workers.
+
+    Args:
+        gradebooks: gradebook -> the students it holds. A gradebook is a sqlite file name in
+            ``root``, or a server URL recorded without its password (:func:`redact`).
+        url: the server's URL with its password, used for the server entries.
+
+    Raises:
+        PipelineError: if ``gradebooks`` names a server and ``url`` is not given.
+    """
+    grades, cells = [], []
+    for name, students in gradebooks.items():
+        source = db_url(root, name)
+        if "://" in name:
+            if url is None or redact(url) != name:
+                raise PipelineError(f"this run was graded into the gradebook {name}; pass its URL with --db")
+            source = url
+        g, c = read_gradebook(assignment, source, students)
+        grades += g
+        cells += c
+    grades.sort(key=lambda r: (r["student_id"], r["notebook"]))
+    cells.sort(key=lambda r: (r["student_id"], r["notebook"], r["grade_id"]))
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "grades.csv", GRADES_FIELDS, grades)
+    _write_csv(out / "cells.csv", CELLS_FIELDS, cells)
+    return out / "grades.csv", out / "cells.csv"
+
+
+def graded_students(assignment: str, url: str) -> list[str]:
+    """Ids of the students with a submission of ``assignment`` in the gradebook at ``url``, sorted.
+
+    Raises:
+        PipelineError: if the gradebook does not hold ``assignment``.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+
+    with Gradebook(url, COURSE_ID) as gb:
+        try:
+            return sorted(s.student.id for s in gb.find_assignment(assignment).submissions)
+        except MissingEntry as err:
+            raise PipelineError(f"the gradebook {redact(url)} holds no assignment {assignment!r}") from err
+
+
+def cell_scores(cells_csv: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """Autograded points per student and grade cell from ``cells.csv`` (manual cells left out).
+
+    Returns:
+        ``{student_id: {grade_id: (score, max_score)}}``.
+    """
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    with Path(cells_csv).open() as f:
+        for row in csv.DictReader(f):
+            if row["kind"] == "autograded":
+                table.setdefault(row["student_id"], {})[row["grade_id"]] = (
+                    float(row["score"]),
+                    float(row["max_score"]),
+                )
+    return table
+
+
+def activity_scores(cells_csv: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """Autograded points per student and activity (``a1``, ``a2``, ...) from ``cells.csv``.
+
+    Manually graded cells are left out, so the numbers are what autograding decided.
+
+    Returns:
+        ``{student_id: {activity: (score, max_score)}}``.
+    """
+    table: dict[str, dict[str, tuple[float, float]]] = {}
+    for student, cells in cell_scores(cells_csv).items():
+        for grade_id, (score, max_score) in cells.items():
+            activity = grade_id.split("_")[0]
+            total, top = table.setdefault(student, {}).get(activity, (0.0, 0.0))
+            table[student][activity] = (total + score, top + max_score)
+    return table
+
+
+def format_table(table: dict[str, dict[str, tuple[float, float]]]) -> str:
+    """The per-activity table ``course demo`` and ``course autograde`` print."""
+    activities = sorted({a for scores in table.values() for a in scores})
+    header = f"{'student':<14}" + "".join(f"{a:>10}" for a in activities) + f"{'total':>12}"
+    lines = [header, "-" * len(header)]
+    for student, scores in table.items():
+        cells = "".join(f"{scores[a][0]:>5.0f}/{scores[a][1]:<4.0f}" for a in activities)
+        total = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
+        lines.append(f"{student:<14}{cells}{total[0]:>7.0f}/{total[1]:<4.0f}")
+    return "\n".join(lines)

@@ -1,0 +1,191 @@
+"""Grading one student: stage, scan, autograde in the sandbox, feedback, and the report of what happened.
+
+Each student is graded by its own ``nbgrader autograde --student=ID`` run (a subprocess, killed at the
+submission's time limit), so a submission that crashes, hangs or is not a notebook is reported by
+name and scored zero for what could not run, and the other students are graded as usual. nbgrader's
+process logs what each cell did and what the judges found (:mod:`autograder.events`); this module
+turns those events into the student's :class:`~autograder.report.Problem` list.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import importlib.util
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autograder import events
+from autograder.course import REPO, run_nbgrader, summarize_failure
+from autograder.gradebook import db_url, record_empty_submission, zero_notebooks
+from autograder.repairs import SUBMISSION_FILES, stage_submission
+from autograder.report import StudentReport
+from autograder.sandbox import HIDDEN_ENV, Limits
+from autograder.sandbox import prepare as prepare_sandbox
+from autograder.tamper import TAMPERING, scan_notebook
+
+
+@dataclass(frozen=True)
+class GradingSettings:
+    """How each submission is graded (shared by all workers).
+
+    Attributes:
+        cell_timeout: seconds any one cell may run.
+        submission_timeout: seconds one student's whole nbgrader run may take.
+        feedback: also run ``nbgrader generate_feedback``.
+        sandbox: run each kernel in the sandbox of :mod:`autograder.sandbox`.
+        limits: the sandbox's resource limits.
+    """
+
+    cell_timeout: int = 300
+    submission_timeout: int = 900
+    feedback: bool = True
+    sandbox: bool = True
+    limits: Limits = field(default_factory=Limits)
+
+
+@functools.cache
+def sandbox_paths() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """``(readonly, hidden)`` folders of the sandbox: the two packages the kernel imports are shown;
+    the reference answers, and the rest of the repository they come from (source notebooks, git
+    history), are hidden."""
+    spec = importlib.util.find_spec("course_lib")  # found without importing it (and torch)
+    course_lib = Path(next(iter(spec.submodule_search_locations))).resolve()
+    readonly = (course_lib, Path(__file__).resolve().parent)
+    hidden = [course_lib / "solutions"]
+    if (REPO / "pyproject.toml").exists():  # a source checkout, not site-packages
+        hidden.append(REPO)
+    return readonly, tuple(hidden)
+
+
+def grade_batch(
+    assignment: str, students: list[Path], root: Path, gradebook: str, settings: GradingSettings, uid: int
+) -> list[StudentReport]:
+    """Grade ``students`` one after another into ``<root>/<gradebook>`` (one worker's share).
+
+    ``uid`` is the unprivileged user the sandboxed kernels of this worker run as, so that the
+    process limit of one worker's kernels does not count another's.
+    """
+    return [grade_student(assignment, d, root, gradebook, settings, uid) for d in students]
+
+
+def grade_student(
+    assignment: str, student_dir: Path, root: Path, gradebook: str, settings: GradingSettings, uid: int
+) -> StudentReport:
+    """Stage, scan, autograde and give feedback to one student's submission; never raises for it."""
+    start = time.perf_counter()
+    url = db_url(root, gradebook)
+    report = stage_submission(assignment, student_dir, root)
+    submitted = root / "submitted" / report.student_id / assignment
+    autograded = root / "autograded" / report.student_id / assignment
+    findings = [finding for path in sorted(submitted.glob("*.ipynb")) for finding in scan_notebook(path)]
+    for f in findings:
+        label = (
+            "tampering suspected, its notebook's autograded points set to zero"
+            if f.severity == TAMPERING
+            else "for review"
+        )
+        report.add("tampering" if f.severity == TAMPERING else "review", f"{label}: {f}", f.notebook, f.cell)
+    if not any(submitted.glob("*.ipynb")):
+        record_empty_submission(assignment, report.student_id, url)
+        if settings.feedback:
+            write_problem_pages(report, submitted, root / "feedback" / report.student_id / assignment)
+        report.seconds = time.perf_counter() - start
+        return report
+    log = root / ".events" / f"{report.student_id}.jsonl"
+    log.parent.mkdir(exist_ok=True)
+    log.unlink(missing_ok=True)
+    hidden = (root, *sandbox_paths()[1]) if settings.sandbox else ()
+    env = {events.EVENTS_ENV: str(log), HIDDEN_ENV: os.pathsep.join(map(str, hidden))}  # read in nbgrader's process
+    args = ["autograde", assignment, f"--student={report.student_id}", "--force", f"--CourseDirectory.db_url={url}"]
+    args.append(f"--Execute.timeout={settings.cell_timeout}")
+    if settings.sandbox:
+        readonly, masked = sandbox_paths()
+        box = prepare_sandbox(root / ".sandbox" / report.student_id, autograded, settings.limits, uid, readonly, masked)
+        args, env = args + box["args"], {**env, **box["env"]}
+    try:
+        result = run_nbgrader(args, root, timeout=settings.submission_timeout, env=env)
+    finally:
+        if settings.sandbox:
+            shutil.rmtree(box["ipc_dir"], ignore_errors=True)
+    output = result.stdout + result.stderr
+    if result.returncode == -9:
+        report.add("grading_timeout", f"grading ran past the {settings.submission_timeout} s limit and was stopped")
+    elif result.returncode != 0 and ("DeadKernelError" in output or "Kernel died" in output):
+        report.add("kernel_died", "the kernel died more often than the grader restarts it (that notebook scored zero)")
+    elif result.returncode != 0:
+        report.add("nbgrader_failed", summarize_failure(output))
+    _read_events(report, log, settings)
+    tampered = {f.notebook for f in findings if f.severity == TAMPERING}
+    if tampered:
+        zero_notebooks(assignment, report.student_id, url, tampered)
+    if settings.feedback and autograded.exists():
+        problem = generate_feedback(assignment, root, report.student_id, gradebook)
+        if problem is not None:
+            report.add("feedback_failed", problem)
+    if settings.feedback:
+        write_problem_pages(report, submitted, root / "feedback" / report.student_id / assignment)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def generate_feedback(assignment: str, root: Path, student: str, gradebook: str) -> str | None:
+    """``nbgrader generate_feedback`` for one student from ``gradebook``: ``None``, or what went wrong."""
+    url = db_url(root, gradebook)
+    args = ["generate_feedback", assignment, f"--student={student}", "--force", f"--CourseDirectory.db_url={url}"]
+    result = run_nbgrader(args, root, timeout=300)
+    if result.returncode != 0:
+        return "feedback could not be generated: " + summarize_failure(result.stdout + result.stderr)
+    return None
+
+
+def _read_events(report: StudentReport, log: Path, settings: GradingSettings) -> None:
+    """Add the problems, findings and judging time of nbgrader's event log to ``report``."""
+    for event in events.read_events(log):
+        if event["event"] == "problem":
+            what = events.CELL_MESSAGES[event["kind"]].format(timeout=settings.cell_timeout, detail=event["detail"])
+            report.add(event["kind"], f"{event['notebook']}: {event['cell']} {what}", event["notebook"], event["cell"])
+        elif event["event"] == "finding":
+            tampering = event["severity"] == "tampering"
+            label = "tampering suspected, for review" if tampering else "for review"
+            message = f"{label}: {event['notebook']}: {event['cell']} {event['message']}"
+            report.add("tampering" if tampering else "review", message, event["notebook"], event["cell"])
+        elif event["event"] == "timing":
+            report.judge_seconds += event["judge_seconds"]
+
+
+def write_problem_pages(report: StudentReport, submitted: Path, feedback: Path) -> list[Path]:
+    """A feedback page for every submitted notebook nbgrader could give none, saying what went wrong.
+
+    nbgrader writes feedback only for the notebooks it graded; a notebook that is not JSON, or whose
+    grading was stopped, would otherwise come back with nothing. The page lists the submission's
+    problems for that notebook and those of the whole submission.
+
+    Returns:
+        The pages written (``<feedback>/<notebook>.html``).
+    """
+    written: list[Path] = []
+    for notebook in sorted(
+        {p.notebook for p in report.problems if p.notebook} | {p.name for p in submitted.glob("*.ipynb")}
+    ):
+        page = feedback / f"{Path(notebook).stem}.html"
+        if page.exists():
+            continue
+        items = [p for p in report.problems if p.notebook in (notebook, None)]
+        if not items:
+            continue
+        feedback.mkdir(parents=True, exist_ok=True)
+        for name in SUBMISSION_FILES:  # nbgrader's release_feedback reads them next to the pages
+            if (submitted / name).is_file() and not (feedback / name).exists():
+                shutil.copy(submitted / name, feedback / name)
+        lines = "".join(f"<li>{html.escape(str(p))}</li>" for p in items)
+        page.write_text(
+            f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(notebook)}</title></head>"
+            f"<body><h1>{html.escape(notebook)}: not graded</h1><p>The grader could not grade this notebook "
+            f"(score 0):</p><ul>{lines}</ul></body></html>\n"
+        )
+        written.append(page)
+    return written

@@ -1,0 +1,245 @@
+"""``course watch``: feedback minutes after a student submits.
+
+nbgrader grades a class when the instructor runs it; students of other platforms get feedback within
+minutes of submitting, and expect it. The watcher is a long-running process beside nbgrader's
+exchange: it looks at the exchange's inbound folder every few seconds and, for each student whose
+latest submission is newer than the one last graded, it
+
+1. collects that student's latest submission (nbgrader's ``collect --update``),
+2. grades it in the sandbox with the watcher's own limits (minutes, not the class run's 900 s),
+   exactly as ``course autograde`` does (:func:`autograder.grading.grade_student`),
+3. releases that student's feedback (nbgrader's ``release_feedback``), which the student fetches in
+   JupyterLab's Assignments panel, and rewrites the class's CSVs and report.
+
+Several submissions at once queue up and are graded by ``workers`` processes, each with its own
+sandbox user and sqlite gradebook. A resubmission is graded again and only the latest counts. The
+ledger (``<out>/watch.json``, written atomically after each submission) records what was graded, so a
+watcher killed and started again with the same command loses no submission and grades none twice: a
+submission whose grading was cut short is graded from the start. A broken or hostile submission is
+graded like any other: its feedback says what went wrong (:func:`~autograder.grading.write_problem_pages`)
+and it never stops the watcher.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from autograder import exchange
+from autograder.course import COURSE_ID, prepare_course
+from autograder.gradebook import db_url, export, holds_assignment, read_gradebook
+from autograder.grading import GradingSettings, grade_student
+from autograder.pipeline import copy_feedback
+from autograder.release import generate_assignment
+from autograder.report import Problem, StudentReport, write_report
+from autograder.sandbox import NOBODY, Limits
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """How the watcher grades.
+
+    Attributes:
+        cell_timeout: seconds any one cell may run.
+        submission_timeout: seconds one submission's whole grading may take (it holds a worker
+            that long at most).
+        workers: submissions graded at once.
+        interval: seconds between two looks at the exchange.
+        sandbox: run each kernel in the sandbox.
+    """
+
+    cell_timeout: int = 120
+    submission_timeout: int = 300
+    workers: int = 1
+    interval: float = 2.0
+    sandbox: bool = True
+
+
+@dataclass
+class Graded:
+    """One graded submission, as the ledger keeps it."""
+
+    student: str
+    timestamp: str
+    gradebook: str
+    score: float
+    max_score: float
+    seconds: float
+    problems: list[dict] = field(default_factory=list)
+
+
+class Ledger:
+    """What the watcher has graded: ``<out>/watch.json``, rewritten atomically after each submission.
+
+    ``latest[student]`` is the student's last graded submission; ``history`` every grading, in order.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.latest: dict[str, Graded] = {s: Graded(**g) for s, g in data.get("latest", {}).items()}
+        self.history: list[dict] = data.get("history", [])
+
+    def graded(self, student: str, timestamp: str) -> bool:
+        """Has this submission of ``student`` (or a later one) been graded?"""
+        done = self.latest.get(student)
+        return done is not None and done.timestamp >= timestamp
+
+    def add(self, graded: Graded) -> None:
+        """Record a grading and write the ledger."""
+        self.latest[graded.student] = graded
+        self.history.append(asdict(graded))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"latest": {s: asdict(g) for s, g in self.latest.items()}, "history": self.history}, indent=1)
+        )
+        os.replace(tmp, self.path)
+
+
+def grade_submission(
+    assignment: str,
+    root: Path,
+    exchange_dir: Path,
+    course_id: str,
+    student: str,
+    gradebook: str,
+    settings: GradingSettings,
+    uid: int,
+) -> Graded:
+    """Collect, grade and release the feedback of ``student``'s latest submission (in a worker process)."""
+    exchange.collect(assignment, root, exchange_dir, course_id, student)
+    folder = root / exchange.COLLECTED / student
+    timestamp = (folder / assignment / "timestamp.txt").read_text().strip()
+    report = grade_student(assignment, folder, root, gradebook, settings, uid)
+    exchange.release_feedback(assignment, root, exchange_dir, course_id, student)
+    _, cells = read_gradebook(assignment, db_url(root, gradebook), [student])
+    auto = [c for c in cells if c["kind"] == "autograded"]
+    return Graded(
+        student,
+        timestamp,
+        gradebook,
+        sum(c["score"] for c in auto),
+        sum(c["max_score"] for c in auto),
+        round(report.seconds, 1),
+        [asdict(p) for p in report.problems],
+    )
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def watch(
+    assignment: str,
+    exchange_dir: Path,
+    out: Path,
+    course_id: str = COURSE_ID,
+    settings: WatchSettings | None = None,
+    once: bool = False,
+    log: Callable[[str], None] = _log,
+) -> Ledger:
+    """Grade every new submission of ``assignment`` in ``exchange_dir`` and release its feedback.
+
+    Args:
+        assignment: e.g. ``"hw1_vae"``; released to the exchange with ``course release --exchange``.
+        exchange_dir: nbgrader's exchange root.
+        out: the watcher's folder: the course root ``<out>/course``, ``watch.json``, the CSVs,
+            ``report.txt`` and ``feedback/``. Start the watcher again with the same ``out``.
+        course_id: the exchange's course id.
+        settings: limits, workers and polling interval.
+        once: return when no submission is waiting or being graded (otherwise run until stopped).
+        log: where the log lines go (one when a submission is picked up, one when it is done).
+
+    Returns:
+        The ledger.
+    """
+    settings = settings or WatchSettings()
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    def note(message: str) -> None:  # each line goes to ``log`` and to <out>/watch.log
+        log(message)
+        with (out / "watch.log").open("a") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+    grading = GradingSettings(
+        settings.cell_timeout,
+        settings.submission_timeout,
+        True,
+        settings.sandbox,
+        Limits(cpu_seconds=settings.submission_timeout),
+    )
+    root = prepare_course(assignment, out)
+    if not (root / "gradebook.db").exists() or not holds_assignment(assignment, db_url(root, "gradebook.db")):
+        generate_assignment(assignment, root)
+    gradebooks = [f"gradebook_{k}.db" for k in range(max(1, settings.workers))]
+    for gradebook in gradebooks:  # one per worker (sqlite takes no concurrent writers), kept across restarts
+        if not (root / gradebook).exists():
+            shutil.copy(root / "gradebook.db", root / gradebook)
+    ledger = Ledger(out / "watch.json")
+    free = list(range(len(gradebooks)))
+    running: dict[str, tuple[int, Future]] = {}
+    note(f"watching {Path(exchange_dir) / course_id / 'inbound'} for {assignment} with {len(gradebooks)} worker(s)")
+    with ProcessPoolExecutor(max_workers=len(gradebooks), mp_context=multiprocessing.get_context("spawn")) as pool:
+        while True:
+            latest = {s.student: s for s in exchange.inbound(exchange_dir, course_id, assignment)}
+            waiting = [
+                s for s in latest.values() if not ledger.graded(s.student, s.timestamp) and s.student not in running
+            ]
+            for submission in waiting:
+                if not free:
+                    break
+                slot = free.pop(0)
+                args = (
+                    assignment,
+                    root,
+                    exchange_dir,
+                    course_id,
+                    submission.student,
+                    gradebooks[slot],
+                    grading,
+                    NOBODY - slot,
+                )
+                running[submission.student] = (slot, pool.submit(grade_submission, *args))
+                note(f"{submission.student}: grading the submission of {submission.timestamp} ({len(running)} running)")
+            for student, (slot, future) in list(running.items()):
+                if not future.done():
+                    continue
+                del running[student]
+                free.append(slot)
+                try:
+                    graded = future.result()
+                except Exception as err:  # a grader failure (not the student's): log it, retry next round
+                    note(f"{student}: grading failed ({type(err).__name__}: {err}); it will be retried")
+                    continue
+                ledger.add(graded)
+                _write_class_files(assignment, root, out, ledger)
+                said = "; ".join(p["message"] for p in graded.problems)[:300]
+                problems = f"; {len(graded.problems)} problem(s): {said}" if graded.problems else ""
+                note(
+                    f"{student}: submission of {graded.timestamp} graded in {graded.seconds:.0f} s: "
+                    f"{graded.score:g}/{graded.max_score:g} autograded points, feedback released{problems}"
+                )
+            if once and not running and not waiting:
+                return ledger
+            time.sleep(settings.interval)
+
+
+def _write_class_files(assignment: str, root: Path, out: Path, ledger: Ledger) -> None:
+    """The class's CSVs (each student's latest grading), ``report.txt`` and feedback copies."""
+    held: dict[str, list[str]] = {}
+    for student, graded in sorted(ledger.latest.items()):
+        held.setdefault(graded.gradebook, []).append(student)
+        copy_feedback(root, assignment, student, out / "feedback" / student)
+    export(assignment, root, out, held)
+    reports = [
+        StudentReport(s, [Problem(**p) for p in g.problems], g.seconds) for s, g in sorted(ledger.latest.items())
+    ]
+    write_report(reports, out / "report.txt")
