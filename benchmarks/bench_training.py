@@ -2,13 +2,21 @@
 
 - **package**: :func:`course_lib.train.fit` on a :class:`course_lib.data.ShardDataset` of ``uint8``
   ``.npy`` shards in a temporary folder: reading the batch from disk, converting it to float,
-  forward, loss, backward, Adam; timed from the call to the return (data loading included), in
-  ``float32`` (the default) and with ``precision="bfloat16"``.
+  forward, loss, backward, Adam; timed from the call to the return (data loading included), with
+  each of its precisions (``float32``, the default; ``bfloat16``; ``bfloat16-channels-last``) and
+  with ``precision="auto"``, which trains with the path its start-of-run trial picked
+  (:func:`course_lib.train.choose_precision`: run once first and reported under ``auto.trial``,
+  with its cost in steps of the chosen path; ``fit`` calls shorter than ``TRIAL_MIN_STEPS``, as
+  the timed ones are by default, reuse its choice, longer ones measure again inside the timing).
 - **baseline**: a plain PyTorch loop on ``float32 (N, 3, 64, 64)`` tensors already in memory,
-  Adam (lr 1e-4), the loss of seed 000 (squared error summed over pixels, KL floored at
+  Adam (lr 1e-4), the loss of World Models (squared error summed over pixels, KL floored at
   ``0.5 * z_size``, both averaged over the batch).
 - **FLOP rate**: training FLOPs per image (forward + backward, ``torch.utils.flop_counter``) times
-  images per second, divided by this process's float32 matmul rate (a loop of 2048x2048 products).
+  images per second, divided by this process's float32 matmul rate and by its bfloat16 matmul
+  rate (loops of 2048x2048 products; for bfloat16 smaller where one product would take over a
+  quarter of a second, as on CPUs without bfloat16 instructions), each the faster of PyTorch's thread
+  count and one thread: a float32 path is measured against the float32 limit, a bfloat16 path
+  against the bfloat16 one, and every path against the faster of the two (``fraction_of_best_matmul``).
 - **levers**: the same plain loop with one thing changed (threads, channels-last, bf16 autocast,
   torch.compile), and the data path alone (per-frame vs batched uint8-to-float conversion, a
   DataLoader with a worker process).
@@ -16,7 +24,9 @@
 Every configuration is measured in interleaved rounds and the median is reported, so that a
 burst of load from other processes does not favour one configuration.
 
-Usage: ``python benchmarks/bench_training.py [--rounds 3] [--steps 5] [--quick] [--no-compile]``
+Usage: ``python benchmarks/bench_training.py [--rounds 3] [--steps 5] [--quick] [--smoke] [--no-compile]``
+(``--smoke``: batch 8, one step of everything, to check that it runs and what it prints; its
+numbers mean nothing).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import copy
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +48,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from course_lib.data import ShardDataset, save_shard
 from course_lib.frames import to_tensor
 from course_lib.solutions.conv_vae import ConvVAE
-from course_lib.train import fit
+from course_lib.train import PRECISIONS, PrecisionTrial, choose_precision, fit
 
 BATCH = 100
 LR = 1e-4
@@ -45,7 +56,7 @@ KL_TOLERANCE = 0.5
 
 
 def seed000_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Seed 000's loss: ``mean_b sum (x - x_hat)^2 + mean_b max(KL_b, kl_tolerance * z_size)``."""
+    """World Models' loss: ``mean_b sum (x - x_hat)^2 + mean_b max(KL_b, kl_tolerance * z_size)``."""
     r_loss = (x - x_hat).pow(2).sum(dim=(1, 2, 3)).mean()
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)  # (B,)
     kl = torch.clamp(kl, min=KL_TOLERANCE * mu.shape[1]).mean()
@@ -187,50 +198,106 @@ def dataloader_rate(model: torch.nn.Module, data: ShardDataset, steps: int, work
     return steps * BATCH / (time.perf_counter() - start)
 
 
+def auto_trial(model: torch.nn.Module, data: ShardDataset) -> PrecisionTrial:
+    """What ``fit(precision="auto")`` measures at the start of a run on this machine (then remembered)."""
+    return choose_precision(model, data, batch_size=BATCH, device="cpu", kl_tolerance=KL_TOLERANCE, lr=LR)
+
+
 Samples = dict[str, list[float]]
+
+#: The matmul probes of every round: ``name: (dtype, one thread?)``.
+MATMULS = {
+    "matmul": (torch.float32, False),
+    "matmul_1_thread": (torch.float32, True),
+    "matmul_bf16": (torch.bfloat16, False),
+    "matmul_bf16_1_thread": (torch.bfloat16, True),
+}
+
+
+def matmul_size(dtype: torch.dtype, seconds: float) -> int:
+    """2048 for float32; for bfloat16 2048, or the largest of 1024, 512, 256 whose product takes under ``seconds / 4``.
+
+    Estimated from the fastest of three 256x256 products (cubic in the size): a bfloat16 product of
+    2048 takes tens of seconds on a CPU that emulates bfloat16, where the probe would otherwise run
+    for minutes. Float32 keeps 2048, the size of earlier results.
+    """
+    if dtype == torch.float32:
+        return 2048
+    a = torch.randn(256, 256, dtype=dtype)
+    torch.mm(a, a)
+    one = min(timed(lambda: torch.mm(a, a)) for _ in range(3))
+    for n in (2048, 1024, 512):
+        if one * (n / 256) ** 3 < seconds / 4:
+            return n
+    return 256
 
 
 def measure(
     configs: dict[str, Callable[[], float]], rounds: int, matmul_seconds: float
-) -> tuple[Samples, Samples]:
+) -> tuple[Samples, Samples, dict[str, int]]:
     """Run every configuration once per round (interleaved), and the matmul probes each round.
 
     Returns:
-        ``(rates, others)``: per configuration (and ``matmul``, ``matmul_1_thread``) the samples
-        and the CPU share other processes took while each was measured (:class:`OthersLoad`).
+        ``(rates, others, sizes)``: per configuration and :data:`MATMULS` probe the samples and
+        the CPU share other processes took while each was measured (:class:`OthersLoad`); the
+        matrix size of each probe.
     """
-    rates: Samples = {name: [] for name in ["matmul", "matmul_1_thread", *configs]}
+    rates: Samples = {name: [] for name in [*MATMULS, *configs]}
     others: Samples = {name: [] for name in rates}
+    sizes = {name: matmul_size(dtype, matmul_seconds) for name, (dtype, _) in MATMULS.items()}
 
-    def matmul_one_thread() -> float:
+    def matmul(name: str) -> float:
+        dtype, one_thread = MATMULS[name]
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        if one_thread:
+            torch.set_num_threads(1)
         try:
-            return matmul_gflops(seconds=matmul_seconds)
+            return matmul_gflops(n=sizes[name], seconds=matmul_seconds, dtype=dtype)
         finally:
             torch.set_num_threads(threads)
 
-    runs = {"matmul": lambda: matmul_gflops(seconds=matmul_seconds), "matmul_1_thread": matmul_one_thread, **configs}
+    runs = {**{name: lambda name=name: matmul(name) for name in MATMULS}, **configs}
     for r in range(rounds):
         for name, run in runs.items():
             with OthersLoad() as load:
                 rates[name].append(run())
             others[name].append(load.percent)
             log(f"round {r + 1}/{rounds} {name}: {rates[name][-1]:.1f} (others used {load.percent}% of the CPUs)")
-    return rates, others
+    return rates, others, sizes
+
+
+def matmul_summary(name: str, rates: Samples, others: Samples, size: int) -> dict[str, Any]:
+    """The median (over quiet rounds) and the samples of one matmul probe."""
+    median, _ = quiet_median(rates[name], others[name])
+    return {
+        "median": round(median, 1),
+        "matrix_size": size,
+        "samples": [round(m, 1) for m in rates[name]],
+        "others_cpu_percent": others[name],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
     parser.add_argument("--steps", type=int, default=8, help="optimiser steps per plain-loop configuration and round")
-    parser.add_argument("--fit-steps", type=int, default=48,
-                        help="steps per fit call (>= 40: fit then chooses its thread count, as in real use)")
+    parser.add_argument(
+        "--fit-steps",
+        type=int,
+        default=48,
+        help="steps per fit call (>= 40: fit then chooses its thread count, as in real use)",
+    )
     parser.add_argument("--quick", action="store_true", help="1 round, 3 loop steps, 10 fit steps, no levers")
+    parser.add_argument(
+        "--smoke", action="store_true", help="--quick at batch 8 with 1 step each: checks that it runs, not the speed"
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever (slow to compile)")
     args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.steps, args.fit_steps = 1, 3, 10
+    global BATCH
+    if args.quick or args.smoke:
+        args.quick, args.rounds, args.steps, args.fit_steps = True, 1, 3, 10
+    if args.smoke:
+        BATCH, args.steps, args.fit_steps = 8, 1, 1
     load_before = conditions()
     torch.manual_seed(0)
     reference = ConvVAE()
@@ -247,16 +314,19 @@ def main() -> None:
             return copy.deepcopy(reference)
 
         loops: dict[str, PlainLoop] = {"baseline": PlainLoop(fresh(), batches)}
-        models = {"package_float32": fresh(), "package_bfloat16": fresh()}
-        configs: dict[str, Callable[[], float]] = {
-            "baseline": lambda: loops["baseline"].run(args.steps),
-            "package_float32": lambda: package_rate(models["package_float32"], data, args.fit_steps, "float32", 0),
-            "package_bfloat16": lambda: package_rate(models["package_bfloat16"], data, args.fit_steps, "bfloat16", 0),
-        }
+        precisions = [*PRECISIONS, "auto"]
+        models = {f"package_{p}": fresh() for p in precisions}
+        configs: dict[str, Callable[[], float]] = {"baseline": lambda: loops["baseline"].run(args.steps)}
+        for p in precisions:
+            configs[f"package_{p}"] = lambda p=p: package_rate(models[f"package_{p}"], data, args.fit_steps, p, 0)
+        log("precision trial (what fit(precision='auto') measures at the start of a run)")
+        trial = auto_trial(fresh(), data)
+        log(f"auto: {trial.chosen} ({trial.seconds:.1f} s)")
         if not args.quick:
             lever_loops = {
-                "channels_last_input": PlainLoop(fresh(), [b.contiguous(memory_format=torch.channels_last)
-                                                          for b in batches]),
+                "channels_last_input": PlainLoop(
+                    fresh(), [b.contiguous(memory_format=torch.channels_last) for b in batches]
+                ),
                 "channels_last_model_and_input": PlainLoop(fresh(), batches, channels_last=True),
                 "bf16_autocast": PlainLoop(fresh(), batches, autocast=True),
                 "bf16_autocast_channels_last_input": PlainLoop(
@@ -285,12 +355,11 @@ def main() -> None:
         log("warm-up (oneDNN primitive creation)")
         for name in configs:
             if name.startswith("package"):
-                package_rate(models[name], data, 2, name.split("_")[1], 99)
+                package_rate(models[name], data, 2, name.removeprefix("package_"), 99)
             elif name in loops:
                 loops[name].run(2)
         THREADS_USED.clear()
-        rates, others = measure(configs, args.rounds, matmul_seconds=1.0)
-        matmul_samples = {k: (rates[k][:], others[k][:]) for k in ("matmul", "matmul_1_thread")}
+        rates, others, matmul_sizes = measure(configs, args.rounds, matmul_seconds=1.0)
 
         compile_result: dict[str, Any] | None = None
         if not args.quick and not args.no_compile:
@@ -314,10 +383,12 @@ def main() -> None:
                 compile_result = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         data_ms = data_path_ms(data)
 
-    # The machine's limit for this process: the faster of the default-threads and one-thread matmul loops.
-    matmul_default, _ = quiet_median(rates.pop("matmul"), others.pop("matmul"))
-    matmul_one, _ = quiet_median(rates.pop("matmul_1_thread"), others.pop("matmul_1_thread"))
-    matmul_rate = max(matmul_default, matmul_one)
+    # The machine's limits for this process: per dtype, the faster of the default-threads and one-thread loops.
+    matmuls = {name: matmul_summary(name, rates, others, matmul_sizes[name]) for name in MATMULS}
+    for name in MATMULS:
+        rates.pop(name), others.pop(name)
+    matmul_rate = max(matmuls["matmul"]["median"], matmuls["matmul_1_thread"]["median"])
+    matmul_bf16_rate = max(matmuls["matmul_bf16"]["median"], matmuls["matmul_bf16_1_thread"]["median"])
 
     def summary(name: str) -> dict[str, Any]:
         ips, used = quiet_median(rates[name], others[name])
@@ -326,6 +397,8 @@ def main() -> None:
             "images_per_s": round(ips, 1),
             "gflop_per_s": round(gflops, 1),
             "fraction_of_matmul": round(gflops / matmul_rate, 3),
+            "fraction_of_matmul_bf16": round(gflops / matmul_bf16_rate, 3),
+            "fraction_of_best_matmul": round(gflops / max(matmul_rate, matmul_bf16_rate), 3),
             "samples": [round(x, 1) for x in rates[name]],
             "others_cpu_percent": others[name],
             "quiet_samples_used": used,
@@ -343,6 +416,9 @@ def main() -> None:
         )
     step_ms = 1e3 * BATCH / package["float32"]["images_per_s"]
     best = max(package, key=lambda k: package[k]["images_per_s"])
+    package["auto"]["trial"] = asdict(trial)
+    package["auto"]["trial_cost_in_steps"] = round(trial.seconds * package["auto"]["images_per_s"] / BATCH, 1)
+    limit = {p: "fraction_of_matmul_bf16" if PRECISIONS[p].autocast else "fraction_of_matmul" for p in PRECISIONS}
     emit(
         {
             "benchmark": "training",
@@ -356,12 +432,11 @@ def main() -> None:
             "conditions_after": conditions(),
             "training_gflop_per_image": round(flops / 1e9, 4),
             "matmul_fp32_gflop_per_s": round(matmul_rate, 1),
-            "matmul_fp32_default_threads": {"median": round(matmul_default, 1),
-                                            "samples": [round(m, 1) for m in matmul_samples["matmul"][0]],
-                                            "others_cpu_percent": matmul_samples["matmul"][1]},
-            "matmul_fp32_one_thread": {"median": round(matmul_one, 1),
-                                       "samples": [round(m, 1) for m in matmul_samples["matmul_1_thread"][0]],
-                                       "others_cpu_percent": matmul_samples["matmul_1_thread"][1]},
+            "matmul_bf16_gflop_per_s": round(matmul_bf16_rate, 1),
+            "matmul_fp32_default_threads": matmuls["matmul"],
+            "matmul_fp32_one_thread": matmuls["matmul_1_thread"],
+            "matmul_bf16_default_threads": matmuls["matmul_bf16"],
+            "matmul_bf16_one_thread": matmuls["matmul_bf16_1_thread"],
             "medians_over": "rounds during which other processes used < 20% of the CPUs (all rounds if none)",
             "package_threads_used": {k: {str(t): v.count(t) for t in sorted(set(v))} for k, v in THREADS_USED.items()},
             "baseline": results["baseline"],
@@ -373,12 +448,16 @@ def main() -> None:
                 "data_path_share_of_float32_step": round((data_ms["read"] + data_ms["convert_batched"]) / step_ms, 4),
             },
             "targets": {
-                "fraction_of_matmul_at_least_0.75": {
-                    "float32": package["float32"]["fraction_of_matmul"] >= 0.75,
-                    "bfloat16": package["bfloat16"]["fraction_of_matmul"] >= 0.75,
+                # each path against the matmul rate of its own dtype; auto against the faster of the two
+                "fraction_of_own_matmul_at_least_0.75": {
+                    **{p: package[p][limit[p]] >= 0.75 for p in PRECISIONS},
+                    "auto": package["auto"]["fraction_of_best_matmul"] >= 0.75,
                 },
                 "not_slower_than_baseline": {k: v["speedup_vs_baseline"] >= 1.0 for k, v in package.items()},
                 "best_package_precision": best,
+                "auto_picked": trial.chosen,
+                "auto_within_5_percent_of_best": package["auto"]["images_per_s"]
+                >= 0.95 * package[best]["images_per_s"],
             },
         }
     )

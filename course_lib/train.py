@@ -9,14 +9,24 @@ Speed (benchmarks/bench_training.py): the float batch keeps the channels-last la
 ``uint8`` frames (``to_tensor`` permutes without copying), which oneDNN's convolutions prefer;
 ``precision="bfloat16"`` runs the model's forward pass under ``torch.autocast`` (about 1.5x faster
 on CPUs with AVX512-BF16 or AMX) while the loss, the gradients' accumulation into float32
-weights and the optimiser stay in float32.
+weights and the optimiser stay in float32; ``"bfloat16-channels-last"`` also keeps the input
+channels-last; ``"auto"`` measures the three at the start of the run and keeps the fastest
+(:func:`choose_precision`).
+
+Under ``torchrun`` (a process group set up by :func:`course_lib.distributed.from_torchrun`),
+``fit`` trains with ``DistributedDataParallel``: each process reads its share of every global
+batch, rank 0 alone validates, saves and shows progress.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import io
 import math
 import os
 import random
+import statistics
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,15 +36,40 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from course_lib import distributed
 from course_lib.frames import to_tensor
 from course_lib.losses import per_pixel_mse, vae_loss
 
 LossFn = Callable[[nn.Module, torch.Tensor], dict[str, torch.Tensor]]
 
-#: Values of ``fit(precision=...)`` and the autocast dtype each stands for (None: no autocast).
-PRECISIONS: dict[str, torch.dtype | None] = {"float32": None, "bfloat16": torch.bfloat16}
+
+@dataclass(frozen=True)
+class Precision:
+    """One way of running a training step, named by ``fit(precision=...)``.
+
+    Attributes:
+        autocast: dtype of the forward pass under ``torch.autocast`` (None: plain float32).
+        channels_last: give the model its input in channels-last layout (``(B, 3, 64, 64)`` with
+            strides of ``(B, 64, 64, 3)``, as :func:`course_lib.frames.to_tensor` returns it
+            without a copy); False makes it contiguous NCHW first.
+    """
+
+    autocast: torch.dtype | None
+    channels_last: bool
+
+
+#: The paths ``fit`` can train with; tests/test_speed_equivalence.py keeps their losses equal
+#: within a tolerance. ``"float32"`` is the default: its results do not depend on the CPU.
+PRECISIONS: dict[str, Precision] = {
+    "float32": Precision(autocast=None, channels_last=True),
+    "bfloat16": Precision(autocast=torch.bfloat16, channels_last=False),
+    "bfloat16-channels-last": Precision(autocast=torch.bfloat16, channels_last=True),
+}
+#: ``fit(precision=AUTO)`` measures the :data:`PRECISIONS` and trains with the fastest.
+AUTO = "auto"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,6 +158,261 @@ def _autocast_loss(loss_fn: LossFn, device_type: str, dtype: torch.dtype) -> Los
         return {key: value.float() for key, value in terms.items()}
 
     return wrapped
+
+
+def _step_loss(
+    precision: Precision, loss_fn: LossFn | None, beta: float, kl_tolerance: float, device_type: str
+) -> LossFn:
+    """The training loss of one step along ``precision``: under autocast when it asks for it."""
+    if precision.autocast is None:
+        return loss_fn or make_vae_loss(beta, kl_tolerance)
+    if loss_fn is None:
+        return _autocast_vae_loss(beta, kl_tolerance, device_type, precision.autocast)
+    return _autocast_loss(loss_fn, device_type, precision.autocast)
+
+
+def _model_input(frames: np.ndarray, precision: Precision, device: torch.device) -> torch.Tensor:
+    """``uint8 (B, 64, 64, 3)`` frames as the model's ``float32 (B, 3, 64, 64)`` input in [0, 1] on ``device``.
+
+    :func:`course_lib.frames.to_tensor` returns a permuted view converted once, so the input is
+    channels-last already; ``precision.channels_last=False`` copies it to contiguous NCHW.
+    """
+    x = to_tensor(frames).to(device)  # (B, 3, 64, 64) with (B, 64, 64, 3) strides
+    if precision.channels_last:
+        return x.contiguous(memory_format=torch.channels_last)  # no copy: it already is
+    return x.contiguous()
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work (timings of asynchronous CUDA kernels would be too short)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+#: ``fit(precision="auto")`` measures the paths only in runs of at least this many steps, so that
+#: the trial (up to :data:`TRIAL_ROUNDS` + 1 steps per path) stays a small part of the run; shorter
+#: runs use the choice of an earlier trial in the process for the same kind of run, else float32.
+TRIAL_MIN_STEPS = 100
+#: Frames of the screening pass, a forward and backward pass that every path makes first.
+SCREEN_FRAMES = 4
+#: Paths whose screening pass took more than this many times the fastest one's are not measured
+#: further (bfloat16 on a CPU without bfloat16 instructions: ~10x slower than float32 here).
+SCREEN_MARGIN = 2.0
+#: Timed screening passes per path, then timed full training steps per remaining path, each
+#: interleaved across the paths after one warm-up.
+TRIAL_ROUNDS = 2
+#: The last trial for each kind of run ``(model class, frames per process, device type, processes)``.
+_PRECISION_CHOICES: dict[Hashable, PrecisionTrial] = {}
+
+
+@dataclass
+class PrecisionTrial:
+    """What ``fit(precision="auto")`` (:func:`choose_precision`) measured, and the path it chose.
+
+    Attributes:
+        chosen: the :data:`PRECISIONS` name trained with.
+        reason: ``"measured"``, ``"remembered"`` (the choice of an earlier trial in this process,
+            for a run too short to be worth a trial) or ``"not measured: ..."`` (float32 then).
+        images_per_s: training images per second of all processes together at the run's batch
+            size (conversion to float, forward, loss, backward, Adam; reading excluded), for each
+            path that passed the screening: the median of :data:`TRIAL_ROUNDS` timed steps, or its
+            warm-up step if that was already too slow (see ``dropped``).
+        screen_images_per_s: images per second of every path's screening pass (forward and
+            backward of :data:`SCREEN_FRAMES` frames on one CPU thread: the fastest of
+            :data:`TRIAL_ROUNDS`, after one to warm up).
+        dropped: paths left out before the end, and where: ``"screen"`` or ``"warm-up"`` (more
+            than :data:`SCREEN_MARGIN` times slower than the fastest there) or ``"error"``.
+        seconds: wall time of the trial.
+        errors: paths that failed to run (e.g. no bfloat16 on this device), with the error.
+    """
+
+    chosen: str = "float32"
+    reason: str = "not measured"
+    images_per_s: dict[str, float] = field(default_factory=dict)
+    screen_images_per_s: dict[str, float] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _timed_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    frames: np.ndarray,
+    precision: Precision,
+    loss_fn: LossFn,
+    device: torch.device,
+) -> float:
+    """Seconds of one training step on ``uint8`` ``frames`` along ``precision``.
+
+    Conversion to float, forward pass, loss, backward pass, and the optimiser's step if one is given.
+    """
+    _synchronize(device)
+    start = time.perf_counter()
+    x = _model_input(frames, precision, device)
+    terms = loss_fn(model, x)
+    model.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    if optimizer is not None:
+        optimizer.step()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def choose_precision(
+    model: nn.Module,
+    frames: Any,
+    *,
+    batch_size: int,
+    device: torch.device | str | None = None,
+    loss_fn: LossFn | None = None,
+    kl_tolerance: float = 0.0,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> PrecisionTrial:
+    """Measure a few training steps along each of :data:`PRECISIONS` and return the fastest.
+
+    What ``fit(precision="auto")`` does at the start of a run. The steps run on a copy of
+    ``model`` with its own Adam optimiser, inside ``torch.random.fork_rng``: the model, its
+    optimiser and the random generators are left as they were, so the run that follows gives
+    exactly the losses of a run started with the chosen precision (tests/test_speed_equivalence.py).
+
+    Three stages, each dropping the paths more than :data:`SCREEN_MARGIN` times slower than the
+    fastest (so that a path 10x slower, like bfloat16 on a CPU without bfloat16 instructions,
+    costs little): a screening pass of forward and backward on :data:`SCREEN_FRAMES` frames (one
+    to warm up, as oneDNN builds its kernels for each shape, then the fastest of
+    :data:`TRIAL_ROUNDS`; on one thread on a CPU, since with several threads on a machine that
+    other processes keep busy each pass waits for descheduled threads, which measured 20x slower
+    on a busy 2-core machine and hides the paths' own differences); one warm-up training step at
+    ``batch_size``; :data:`TRIAL_ROUNDS` timed steps, whose lowest median wins. Every stage
+    interleaves the paths, so that a burst of load from other processes hits them alike. Under
+    ``torchrun`` every process must call it: the times are the slowest process's (a step waits
+    for it), so all choose the same path.
+
+    Args:
+        model: a VAE as accepted by :func:`fit` (copied, not changed).
+        frames: ``uint8 (N, 64, 64, 3)`` frames or an indexable data set of them; one batch of
+            ``min(batch_size, N)`` frames drawn with ``seed`` is read once.
+        batch_size: frames per step of each process.
+        device: where to measure (default: where the model is).
+        loss_fn: as in :func:`fit` (default: the VAE loss with ``kl_tolerance``).
+        kl_tolerance: as in :func:`fit`.
+        lr: Adam's learning rate of the copy.
+        seed: draws the batch.
+
+    Returns:
+        The :class:`PrecisionTrial`; it is also remembered for short runs of the same kind in this
+        process (see :data:`TRIAL_MIN_STEPS`).
+
+    Raises:
+        ValueError: on frames of the wrong shape or dtype.
+    """
+    _check_frames(frames, "frames")
+    start = time.perf_counter()
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    world_size = distributed.current().world_size
+    n = frames.shape[0]
+    rng = np.random.default_rng(seed)
+    batch = np.asarray(frames[np.sort(rng.choice(n, size=min(batch_size, n), replace=False))])
+    screen_batch = batch[:SCREEN_FRAMES]
+    losses = {name: _step_loss(PRECISIONS[name], loss_fn, 1.0, kl_tolerance, device.type) for name in PRECISIONS}
+    trial = PrecisionTrial(reason="measured")
+    cuda_devices = []
+    if device.type == "cuda":
+        cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda_devices):  # the CPU's generator and this GPU's
+        trial_model = copy.deepcopy(model).to(device).train()
+        optimizer = torch.optim.Adam(trial_model.parameters(), lr=lr)
+
+        def run(name: str, frames: np.ndarray, step: bool) -> float:
+            """Seconds of one pass (``step``: a full training step) along path ``name``; inf if it fails."""
+            if name in trial.errors:
+                return math.inf
+            try:
+                return _timed_step(
+                    trial_model, optimizer if step else None, frames, PRECISIONS[name], losses[name], device
+                )
+            except RuntimeError as err:  # e.g. an autocast dtype the device lacks
+                trial.errors[name] = f"{type(err).__name__}: {err}"[:300]
+                trial.dropped[name] = "error"
+                return math.inf
+
+        def keep(names: list[str], seconds: list[float], stage: str) -> list[str]:
+            """The paths within SCREEN_MARGIN of the fastest; the others are dropped at ``stage``."""
+            fastest = min(seconds)
+            kept = [name for name, t in zip(names, seconds, strict=True) if t <= SCREEN_MARGIN * fastest < math.inf]
+            trial.dropped.update({name: stage for name in names if name not in kept and name not in trial.errors})
+            return kept
+
+        def rates(names: list[str], seconds: list[float], frames: int) -> dict[str, float]:
+            return {name: round(frames * world_size / t, 1) for name, t in zip(names, seconds, strict=True) if t > 0}
+
+        names = list(PRECISIONS)
+        threads = torch.get_num_threads()
+        if device.type == "cpu":  # what the instructions make slow, without the noise of threads waiting on others
+            torch.set_num_threads(1)
+        try:
+            for name in names:
+                run(name, screen_batch, step=False)  # warm-up
+            passes = [[run(name, screen_batch, step=False) for name in names] for _ in range(TRIAL_ROUNDS)]
+        finally:
+            torch.set_num_threads(threads)
+        # the fastest pass (load only ever slows one down), of the slowest process (the others wait for it)
+        screen = distributed.all_reduce([min(column) for column in zip(*passes, strict=True)], op="max")
+        trial.screen_images_per_s = rates(names, screen, len(screen_batch))
+        names = keep(names, screen, "screen")
+        if len(names) > 1:
+            warm_up = distributed.all_reduce([run(name, batch, step=True) for name in names], op="max")
+            trial.images_per_s = rates(names, warm_up, len(batch))
+            names = keep(names, warm_up, "warm-up")
+        if len(names) > 1:
+            steps = [[run(name, batch, step=True) for name in names] for _ in range(TRIAL_ROUNDS)]
+            medians = distributed.all_reduce([statistics.median(c) for c in zip(*steps, strict=True)], op="max")
+            trial.images_per_s.update(rates(names, medians, len(batch)))
+            names = [names[int(np.argmin(medians))]]
+    trial.chosen = names[0] if names else "float32"  # nothing ran: float32, whose first step will raise the error
+    trial.seconds = round(time.perf_counter() - start, 3)
+    _PRECISION_CHOICES[_precision_key(model, batch_size, device, world_size)] = trial
+    return trial
+
+
+def _precision_key(model: nn.Module, batch_size: int, device: torch.device, world_size: int) -> Hashable:
+    """The kind of run a precision choice is remembered for."""
+    return (type(model).__qualname__, batch_size, device.type, world_size)
+
+
+def _auto_precision(
+    model: nn.Module,
+    frames: Any,
+    steps: int,
+    *,
+    batch_size: int,
+    device: torch.device,
+    loss_fn: LossFn | None,
+    kl_tolerance: float,
+    lr: float,
+    seed: int,
+) -> PrecisionTrial:
+    """``fit(precision="auto")``'s choice for a run of ``steps`` more steps: a trial, or a remembered one.
+
+    Runs shorter than :data:`TRIAL_MIN_STEPS` do not pay for a trial: they take the last trial's
+    choice for the same kind of run in this process, else float32.
+    """
+    if steps >= TRIAL_MIN_STEPS:
+        return choose_precision(
+            model,
+            frames,
+            batch_size=batch_size,
+            device=device,
+            loss_fn=loss_fn,
+            kl_tolerance=kl_tolerance,
+            lr=lr,
+            seed=seed,
+        )
+    remembered = _PRECISION_CHOICES.get(_precision_key(model, batch_size, device, distributed.current().world_size))
+    if remembered is not None:
+        return dataclasses.replace(remembered, reason="remembered", seconds=0.0)
+    return PrecisionTrial(reason=f"not measured: a run of {steps} steps is shorter than {TRIAL_MIN_STEPS}")
 
 
 class _ThreadChooser:
@@ -243,6 +533,13 @@ class History:
         seconds: wall time spent in ``fit``.
         steps: optimiser steps taken in total (including earlier runs resumed from a checkpoint).
         epochs: epochs completed in total.
+        precision: the :data:`PRECISIONS` path the last ``fit`` call trained with.
+        precision_trial: with ``precision="auto"``, what the choice was based on (the fields of
+            :class:`PrecisionTrial`: ``chosen``, ``reason``, ``images_per_s`` of each path measured,
+            ``screen_images_per_s``, ``seconds``, ``errors``); empty otherwise.
+
+    Under ``torchrun`` the ``train`` terms are those of the global batch (averaged over all
+    processes), and only rank 0's history has ``val`` entries.
     """
 
     train: list[dict[str, float]] = field(default_factory=list)
@@ -250,11 +547,13 @@ class History:
     seconds: float = 0.0
     steps: int = 0
     epochs: int = 0
+    precision: str = "float32"
+    precision_trial: dict[str, Any] = field(default_factory=dict)
 
 
 def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    order = rng.permutation(n)
-    return [np.sort(order[i : i + batch_size]) for i in range(0, n, batch_size)]
+    """One epoch of ``fit``'s batches: consecutive slices of a permutation drawn from ``rng``, sorted."""
+    return distributed.DistributedBatches(n, batch_size, rng).global_batches()
 
 
 def _check_frames(frames: Any, name: str) -> None:
@@ -405,6 +704,13 @@ def load_checkpoint(
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
     state = torch.load(path, map_location=map_location, weights_only=False)
+    return _restore_checkpoint(state, path, model, optimizer)
+
+
+def _restore_checkpoint(
+    state: dict[str, Any], path: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None
+) -> dict[str, Any]:
+    """Load a checkpoint's ``state`` (read from ``path``) into ``model`` and ``optimizer`` (:func:`load_checkpoint`)."""
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -435,12 +741,23 @@ def fit(
 ) -> History:
     """Train ``model`` with Adam on ``uint8`` frames and return the :class:`History`.
 
+    Under ``torchrun``, once :func:`course_lib.distributed.from_torchrun` has set up the process
+    group, every process calls ``fit`` with the same arguments: the model is wrapped in
+    ``DistributedDataParallel`` (gradients averaged over the processes), each process reads its
+    share of every global batch of ``batch_size`` frames (:class:`course_lib.distributed.DistributedBatches`:
+    the same global order for any number of processes), and rank 0 alone shows progress,
+    validates and writes the checkpoint (the un-wrapped model's state), which any number of
+    processes can resume. The reparameterisation noise is drawn by each process from
+    ``seed + rank``, so only a model that draws none gives the losses of one process exactly
+    (to float rounding). A ``loss_fn`` must then call ``model(x)`` (the wrapper's forward
+    prepares the gradient averaging) and return batch means.
+
     Args:
         model: a VAE returning ``(x_hat, mu, logvar)`` or ``[x_hat, x, mu, logvar]``.
         train_frames: ``uint8 (N, 64, 64, 3)`` array or an indexable dataset of such frames.
-        val_frames: frames for the end-of-epoch validation (optional).
+        val_frames: frames for the end-of-epoch validation (optional; only rank 0 uses them).
         num_epochs: passes over ``train_frames``.
-        batch_size: frames per step.
+        batch_size: frames per step (all processes together).
         lr: Adam's learning rate.
         beta: KL weight, or a function ``beta(step, total_steps)`` such as
             :func:`course_lib.losses.cyclical_beta`.
@@ -453,71 +770,101 @@ def fit(
         checkpoint_path: if given, resume from it when it exists and save to it after every
             epoch.
         progress: show a tqdm progress bar.
-        precision: ``"float32"`` (default: results do not depend on the CPU) or ``"bfloat16"``:
-            the forward pass runs under ``torch.autocast(dtype=torch.bfloat16)`` (the loss of
-            ``loss_fn``, if given, too), weights and optimiser stay float32. About 1.5x faster
-            for the World Models ``ConvVAE`` on a CPU with AVX512-BF16; losses agree with float32
-            to about 1% (tests/test_speed_equivalence.py). Validation is always float32.
+        precision: one of :data:`PRECISIONS` or ``"auto"``. ``"float32"`` (default: results do
+            not depend on the CPU); ``"bfloat16"``: the forward pass runs under
+            ``torch.autocast(dtype=torch.bfloat16)`` (the loss of ``loss_fn``, if given, too) on
+            NCHW input, weights and optimiser stay float32, about 1.5x faster for the World Models
+            ``ConvVAE`` on a CPU with AVX512-BF16; ``"bfloat16-channels-last"``: the same on
+            channels-last input (1.5x a plain float32 loop on a Xeon with AMX, 1.2x for NCHW;
+            10x slower or worse on CPUs that emulate bfloat16); losses agree with float32 to
+            within 3% over 12 steps (tests/test_speed_equivalence.py). ``"auto"``: measure the three on a copy of the
+            model at the start (:func:`choose_precision`, in runs of :data:`TRIAL_MIN_STEPS`
+            steps or more) and train with the fastest; ``History.precision`` and
+            ``History.precision_trial`` say which and why. Validation is always float32.
 
     Returns:
         The :class:`History` of this and any resumed run.
 
     Raises:
         NonFiniteLossError: when a loss term becomes NaN or infinite (names the step and terms).
-        ValueError: on frames of the wrong shape or dtype, or an unknown ``precision``.
+        ValueError: on frames of the wrong shape or dtype, an unknown ``precision``, or a
+            ``batch_size`` that does not divide evenly over the processes.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if precision not in PRECISIONS and precision != AUTO:
+        raise ValueError(f"precision must be one of {[*PRECISIONS, AUTO]}, got {precision!r}")
     _check_frames(train_frames, "train_frames")
     if val_frames is not None:
         _check_frames(val_frames, "val_frames")
+    processes = distributed.current()
+    local_batch = distributed.local_batch_size(batch_size, processes.world_size)
     device = get_device() if device is None else torch.device(device)
-    torch.manual_seed(seed)
+    torch.manual_seed(seed + processes.rank)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = History()
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        history = load_checkpoint(checkpoint_path, model, optimizer, map_location=device)["history"]
+    if checkpoint_path is not None:
+        history = _resume(Path(checkpoint_path), model, optimizer, device, processes) or history
     n = train_frames.shape[0]
     steps_per_epoch = (n + batch_size - 1) // batch_size
     total_steps = num_epochs * steps_per_epoch if max_steps is None else min(max_steps, num_epochs * steps_per_epoch)
     rng = np.random.default_rng(seed + history.epochs)
-    autocast_dtype = PRECISIONS[precision]
-
-    def step_loss(step_beta: float) -> LossFn:
-        """The training loss of one step, under autocast when ``precision`` asks for it."""
-        if autocast_dtype is None:
-            return loss_fn or make_vae_loss(step_beta, kl_tolerance)
-        if loss_fn is None:
-            return _autocast_vae_loss(step_beta, kl_tolerance, device.type, autocast_dtype)
-        return _autocast_loss(loss_fn, device.type, autocast_dtype)
-
     start_time = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=min(history.steps, total_steps), disable=not progress, desc="fit")
+    history.precision, history.precision_trial = precision, {}
+    if precision == AUTO:
+        trial = _auto_precision(
+            model,
+            train_frames,
+            total_steps - history.steps,
+            batch_size=local_batch,
+            device=device,
+            loss_fn=loss_fn,
+            kl_tolerance=kl_tolerance,
+            lr=lr,
+            seed=seed,
+        )
+        history.precision, history.precision_trial = trial.chosen, asdict(trial)
+    path = PRECISIONS[history.precision]
+    # DistributedDataParallel broadcasts rank 0's weights, then averages the gradients in backward
+    train_model = model
+    if processes.distributed:
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    batches = distributed.DistributedBatches(n, batch_size, rng, processes.rank, processes.world_size)
+
+    bar = tqdm(
+        total=total_steps,
+        initial=min(history.steps, total_steps),
+        disable=not (progress and processes.is_main),
+        desc="fit",
+    )
     threads = _ThreadChooser(
-        device, total_steps - history.steps, key=(type(model).__qualname__, batch_size, precision)
+        device, total_steps - history.steps, key=(type(model).__qualname__, local_batch, history.precision)
     )
     try:
         while history.epochs < num_epochs and history.steps < total_steps:
             model.train()
-            for index in _batches(n, batch_size, rng):
+            for share in batches:
                 if history.steps >= total_steps:
                     break
                 threads.before_step()
-                # (B, 3, 64, 64) float32 in [0, 1], channels-last strides (a permuted view, converted once)
-                x = to_tensor(np.asarray(train_frames[index])).to(device)
-                if autocast_dtype is not None:
-                    x = x.contiguous()  # oneDNN's bf16 convolutions measured faster on NCHW input
+                # (b, 3, 64, 64) float32 in [0, 1], channels-last or NCHW as the precision asks
+                x = _model_input(np.asarray(train_frames[share.index]), path, device)
                 step_beta = beta(history.steps, total_steps) if callable(beta) else beta
-                terms = step_loss(step_beta)(model, x)
+                terms = _step_loss(path, loss_fn, step_beta, kl_tolerance, device.type)(train_model, x)
                 values = {key: float(value.detach()) for key, value in terms.items()}
-                if not all(math.isfinite(v) for v in values.values()):
+                finite = all(math.isfinite(v) for v in values.values())
+                if processes.distributed:
+                    values, finite = _global_terms(values, finite, share.weight)
+                if not finite:
                     raise NonFiniteLossError(
                         f"loss became non-finite at step {history.steps} (epoch {history.epochs}): "
                         f"{values}. Try a lower learning rate (lr={lr}) or check the data and the model."
                     )
                 optimizer.zero_grad(set_to_none=True)
-                terms["loss"].backward()
+                loss = terms["loss"]
+                scale = share.weight * processes.world_size
+                if processes.distributed and scale != 1.0:  # an uneven last batch: weigh by frames
+                    loss = loss * scale
+                loss.backward()
                 optimizer.step()
                 threads.after_step()
                 history.train.append({**values, "beta": float(step_beta)})
@@ -526,21 +873,62 @@ def fit(
                 bar.update(1)
             else:
                 history.epochs += 1
-                if val_frames is not None:
+                if processes.is_main and val_frames is not None:
                     scores = evaluate(model, val_frames, loss_fn or make_vae_loss(1.0, kl_tolerance), device=device)
                     history.val.append({"epoch": history.epochs, "step": history.steps, **scores})
-                if checkpoint_path is not None:
+                if processes.is_main and checkpoint_path is not None:
                     save_checkpoint(checkpoint_path, model, optimizer, history)
                 continue
             break
         bar.close()
         history.seconds += time.perf_counter() - start_time
-        if val_frames is not None and (not history.val or history.val[-1]["step"] != history.steps):
+        if (
+            processes.is_main
+            and val_frames is not None
+            and (not history.val or history.val[-1]["step"] != history.steps)
+        ):
             scores = evaluate(model, val_frames, loss_fn or make_vae_loss(1.0, kl_tolerance), device=device)
             history.val.append({"epoch": history.epochs, "step": history.steps, **scores})
     finally:
         threads.restore()
-    if checkpoint_path is not None:
+    if processes.is_main and checkpoint_path is not None:
         save_checkpoint(checkpoint_path, model, optimizer, history)
     model.eval()
     return history
+
+
+def _resume(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    processes: distributed.Processes,
+) -> History | None:
+    """Load the checkpoint at ``path`` into ``model`` and ``optimizer`` if there is one; its history.
+
+    Under ``torchrun`` rank 0 reads the file and sends its bytes to the others, so the checkpoint
+    needs to be only where rank 0 runs, and every process resumes from the same state whatever
+    the number of processes that wrote it (it holds the un-wrapped model's weights).
+    """
+    if not processes.distributed:
+        return load_checkpoint(path, model, optimizer, map_location=device)["history"] if path.exists() else None
+    blob = distributed.broadcast(path.read_bytes() if processes.is_main and path.exists() else None)
+    if blob is None:
+        return None
+    state = torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
+    return _restore_checkpoint(state, path, model, optimizer)["history"]
+
+
+def _global_terms(values: dict[str, float], finite: bool, weight: float) -> tuple[dict[str, float], bool]:
+    """The loss terms of the global batch from each process's ``values`` on its share, and whether all are finite.
+
+    Each process's terms are means over its share, weighted by the share's part of the global
+    batch (``weight``; 0 for a process with no frame), and summed over the processes: one
+    ``all_reduce``, after which every process sees the same terms (so all stop together on a
+    non-finite loss).
+    """
+    keys = list(values)
+    local = [weight * values[key] if weight > 0 else 0.0 for key in keys]
+    reduced = distributed.all_reduce([*local, 0.0 if finite else 1.0])
+    terms = dict(zip(keys, reduced[:-1], strict=True))
+    return terms, reduced[-1] == 0.0 and all(math.isfinite(v) for v in terms.values())

@@ -6,13 +6,21 @@ per frame (:func:`course_lib.losses.vae_loss`). This command wraps :func:`course
 shards are memory-mapped (:class:`course_lib.data.ShardDataset`), so the data set may be far larger
 than memory; validation uses whole held-out rollouts and is compared with the mean-image baseline; a
 GPU is used when there is one; progress shows as a tqdm bar; the checkpoint is written after every
-epoch and ``--resume`` continues from it.
+epoch and ``--resume`` continues from it; ``--precision auto`` measures float32 and the two bfloat16
+paths at the start and trains with the fastest.
+
+Under ``torchrun`` it trains in several processes with ``DistributedDataParallel``
+(:mod:`course_lib.distributed`): one per GPU (NCCL) or several on CPUs (gloo), on one machine or
+many. ``--batch-size`` is then the global batch, split evenly over the processes; rank 0 alone
+prints, validates and writes the checkpoint, which a run with any number of processes can resume
+(docs/training.md).
 
 Examples::
 
     python -m course_lib.train_vae --shards data/carracing --out runs/conv_vae.pt --epochs 10
     python -m course_lib.train_vae --shards data/carracing --out runs/conv_vae.pt --epochs 20 --resume
     course train-vae --shards data/carracing --out runs/my_vae.pt --model my_vae.py:ConvVAE
+    torchrun --standalone --nproc-per-node 4 -m course_lib.train_vae --shards data/carracing --out runs/conv_vae.pt
 
 Which model: ``--model MODULE:CLASS`` or ``FILE.py:CLASS``, any VAE whose ``__init__`` takes
 ``z_size`` and whose ``forward`` returns ``(x_hat, mu, logvar)``. The default is the reference
@@ -30,13 +38,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from course_lib import distributed
 from course_lib.data import ShardDataset
-from course_lib.train import fit, get_device, mean_image_baseline, seed_everything
+from course_lib.train import AUTO, PRECISIONS, fit, get_device, mean_image_baseline, seed_everything
 
 DEFAULT_MODEL = "course_lib.solutions.conv_vae:ConvVAE"
 
@@ -86,19 +96,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shards", required=True, help="folder of rollout_*.npy shards (uint8 (T, 64, 64, 3))")
     parser.add_argument("--out", required=True, help="checkpoint file to write (and to resume from)")
     parser.add_argument("--epochs", type=int, default=10, help="total epochs, counting resumed ones (default 10)")
-    parser.add_argument("--batch-size", type=int, default=100, help="frames per step (World Models: 100)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=100,
+        help="frames per step, all processes together under torchrun (World Models: 100)",
+    )
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam's learning rate (World Models: 1e-4)")
     parser.add_argument("--kl-tolerance", type=float, default=0.5, help="free nats per latent dimension (0.5)")
     parser.add_argument("--z-size", type=int, default=32, help="latent dimensions (32)")
     parser.add_argument("--val-fraction", type=float, default=0.05, help="share of rollouts held out (0.05)")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in total")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"MODULE:CLASS or FILE.py:CLASS ({DEFAULT_MODEL})")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cuda, mps or cpu (default: the best available; under torchrun each process's own GPU, else cpu)",
+    )
     parser.add_argument(
         "--precision",
-        choices=["float32", "bfloat16"],
+        choices=[*PRECISIONS, AUTO],
         default="float32",
-        help="bfloat16: forward pass under autocast (faster on recent GPUs and CPUs), weights in float32",
+        help="bfloat16: forward pass under autocast (faster on recent GPUs and CPUs), weights in float32; "
+        "bfloat16-channels-last: the same on channels-last input; auto: measure them at the start and "
+        "keep the fastest (default float32)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from --out if it exists")
@@ -106,14 +127,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train(args: argparse.Namespace) -> dict[str, float]:
+def train(
+    args: argparse.Namespace, processes: distributed.Processes | None = None, device: torch.device | None = None
+) -> dict[str, Any]:
     """Run the training described by ``args``; return the final validation scores and the baseline.
 
+    Args:
+        args: the parsed command line (:func:`parse_args`).
+        processes: this process's place among those ``torchrun`` started (default: one process).
+            Every process calls ``train``; rank 0 alone reads the validation frames, computes the
+            baseline, prints and writes the checkpoint.
+        device: where this process trains (default: :func:`course_lib.train.get_device` of ``--device``).
+
+    Returns:
+        ``epochs`` and ``steps`` done in total, ``precision`` (the path trained with) and, on rank 0,
+        ``mse`` and ``baseline``: the validation and mean-image per-pixel MSE.
+
     Raises:
-        TrainVAEError: on a checkpoint that exists without ``--resume``, or bad shards or model.
+        TrainVAEError: on a checkpoint that exists without ``--resume``, bad shards or model, or a
+            ``--batch-size`` that does not divide evenly over the processes.
     """
+    processes = processes or distributed.Processes()
     out = Path(args.out)
-    if out.exists() and not args.resume:
+    _check_batch_size(args.batch_size, processes.world_size)
+    if processes.is_main and out.exists() and not args.resume:
         raise TrainVAEError(f"{out} exists; pass --resume to continue training it, or choose another --out")
     try:
         dataset = ShardDataset(args.shards)
@@ -122,18 +159,21 @@ def train(args: argparse.Namespace) -> dict[str, float]:
     if len(dataset.paths) < 2:
         raise TrainVAEError(f"{args.shards} holds {len(dataset.paths)} shard; need at least two (one is held out)")
     train_set, val_set = dataset.split(val_fraction=args.val_fraction, seed=args.seed)
-    val_frames = val_set[np.arange(len(val_set))]
-    baseline = mean_image_baseline(train_set, val_frames)
-    device = get_device(args.device)
+    device = device if device is not None else get_device(args.device)
     model_cls = load_model_class(args.model)
     seed_everything(args.seed)
     model = model_cls(z_size=args.z_size)
-    n_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"{args.model}: {n_params:,} parameters on {device}; {len(dataset.paths)} rollouts, {len(train_set):,} "
-        f"training and {len(val_set):,} validation frames; mean-image baseline MSE {baseline:.5f}",
-        flush=True,
-    )
+    val_frames, baseline = None, float("nan")
+    if processes.is_main:
+        val_frames = val_set[np.arange(len(val_set))]
+        baseline = mean_image_baseline(train_set, val_frames)
+        n_params = sum(p.numel() for p in model.parameters())
+        where = f"{device}" if not processes.distributed else f"{processes.world_size} processes ({device} on rank 0)"
+        print(
+            f"{args.model}: {n_params:,} parameters on {where}; {len(dataset.paths)} rollouts, {len(train_set):,} "
+            f"training and {len(val_set):,} validation frames; mean-image baseline MSE {baseline:.5f}",
+            flush=True,
+        )
     start = time.perf_counter()
     precision = {"precision": args.precision} if args.precision != "float32" else {}
     history = fit(
@@ -151,6 +191,12 @@ def train(args: argparse.Namespace) -> dict[str, float]:
         progress=not args.no_progress,
         **precision,
     )
+    result: dict[str, Any] = {"epochs": history.epochs, "steps": history.steps, "precision": history.precision}
+    if not processes.is_main:
+        return result
+    if args.precision == AUTO:
+        trial = history.precision_trial
+        print(f"precision auto: {history.precision} ({trial['reason']}{_rates(trial)})", flush=True)
     val = history.val[-1]
     # Record what the checkpoint holds, next to fit's model, optimiser and history.
     state = torch.load(out, map_location="cpu", weights_only=False)
@@ -161,6 +207,8 @@ def train(args: argparse.Namespace) -> dict[str, float]:
         "shards": str(args.shards),
         "val_mse": float(val["mse"]),
         "baseline_mse": float(baseline),
+        "batch_size": args.batch_size,
+        "processes": processes.world_size,
     }
     tmp = out.with_name(out.name + ".tmp")
     torch.save(state, tmp)
@@ -170,14 +218,45 @@ def train(args: argparse.Namespace) -> dict[str, float]:
         f"(KL {val.get('kl_raw', val['kl']):.1f} nats); {time.perf_counter() - start:.0f} s; saved {out}",
         flush=True,
     )
-    return {"mse": float(val["mse"]), "baseline": float(baseline), "epochs": history.epochs, "steps": history.steps}
+    return {**result, "mse": float(val["mse"]), "baseline": float(baseline)}
+
+
+def _check_batch_size(batch_size: int, world_size: int) -> None:
+    """Raise :class:`TrainVAEError` unless the global ``--batch-size`` divides evenly over the processes."""
+    try:
+        distributed.local_batch_size(batch_size, world_size)
+    except ValueError as err:
+        raise TrainVAEError(f"--batch-size: {err}") from None
+
+
+def _rates(trial: dict[str, Any]) -> str:
+    """The images/s a precision trial measured, for the log line (empty when it measured nothing)."""
+    parts = []
+    for key, what in (("screen_images_per_s", "screening"), ("images_per_s", "training steps")):
+        if trial.get(key):
+            parts.append(f"; {what}, images/s: " + ", ".join(f"{k} {v:.0f}" for k, v in trial[key].items()))
+    return "".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 on a usage problem)."""
+    """Entry point; returns the exit status (2 on a usage problem).
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) it joins the process group
+    first: NCCL when the processes have GPUs, gloo on CPUs.
+    """
     args = parse_args(argv)
     try:
-        train(args)
+        ranks = distributed.from_environment()
+        device = distributed.device_for(ranks, args.device) if ranks.distributed else get_device(args.device)
+        if ranks.distributed:
+            distributed.backend_for(device)  # a device without a backend: say so before joining
+        _check_batch_size(args.batch_size, ranks.world_size)
+    except (ValueError, TrainVAEError) as err:
+        print(f"train_vae: {err}", file=sys.stderr)
+        return 2
+    try:
+        with distributed.from_torchrun(device) as processes:
+            train(args, processes, device)
     except TrainVAEError as err:
         print(f"train_vae: {err}", file=sys.stderr)
         return 2

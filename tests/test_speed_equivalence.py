@@ -3,8 +3,9 @@
 - Collection: frames played first and rendered later by replaying (in worker processes) equal
   the frames rendered while playing, bit for bit, for the same seed.
 - Shards: batches read with ``os.preadv`` equal memory-map indexing, and do not stay resident.
-- Training: ``fit`` matches a plain PyTorch loop; ``precision="bfloat16"`` matches float32 within
-  a tolerance.
+- Training: ``fit`` matches a plain PyTorch loop; ``precision="bfloat16"`` and
+  ``"bfloat16-channels-last"`` match float32 within a tolerance; ``precision="auto"`` gives exactly
+  the losses of the path it picks (its measurement leaves the model and generators alone).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from course_lib.frames import to_tensor
 from course_lib.losses import vae_loss
 from course_lib.models import SmallVAE
 from course_lib.solutions.conv_vae import ConvVAE
-from course_lib.train import _batches, fit
+from course_lib.train import PRECISIONS, _batches, fit
 
 
 @pytest.fixture
@@ -179,37 +180,102 @@ def test_fit_matches_plain_loop(cartpole_frames):
     a, b = ConvVAE(), ConvVAE()
     a.load_state_dict(reference.state_dict())
     b.load_state_dict(reference.state_dict())
-    history = fit(a, cartpole_frames, batch_size=32, lr=1e-4, kl_tolerance=0.5, max_steps=8, seed=0,
-                  device="cpu", progress=False)
+    history = fit(
+        a, cartpole_frames, batch_size=32, lr=1e-4, kl_tolerance=0.5, max_steps=8, seed=0, device="cpu", progress=False
+    )
     plain = plain_loop(b, cartpole_frames, 8, 32, 1e-4, 0, kl_tolerance=0.5)
     np.testing.assert_allclose([h["loss"] for h in history.train], plain, rtol=1e-4)
 
 
 @pytest.mark.parametrize("model_fn", [ConvVAE, lambda: SmallVAE(z_size=8, width=8)], ids=["ConvVAE", "SmallVAE"])
 def test_bfloat16_matches_float32(cartpole_frames, model_fn):
-    """Do bf16-autocast losses over 12 steps stay within 3% of float32's, and validation within 3%?"""
-    runs = []
-    for precision in ("float32", "bfloat16"):
+    """Do bf16-autocast losses over 12 steps, on NCHW and on channels-last input, stay within 3% of
+    float32's, and validation within 3%?"""
+    runs = {}
+    for precision in PRECISIONS:
         torch.manual_seed(0)
         model = model_fn()
-        history = fit(model, cartpole_frames[:192], cartpole_frames[192:], batch_size=32, lr=1e-3, max_steps=12,
-                      seed=0, device="cpu", progress=False, precision=precision)
-        runs.append(history)
-    f32, b16 = ([h["loss"] for h in r.train] for r in runs)
-    np.testing.assert_allclose(b16, f32, rtol=0.03)
-    assert runs[1].val[-1]["mse"] == pytest.approx(runs[0].val[-1]["mse"], rel=0.03)
+        runs[precision] = fit(
+            model,
+            cartpole_frames[:192],
+            cartpole_frames[192:],
+            batch_size=32,
+            lr=1e-3,
+            max_steps=12,
+            seed=0,
+            device="cpu",
+            progress=False,
+            precision=precision,
+        )
+        assert runs[precision].precision == precision
+    f32 = [h["loss"] for h in runs["float32"].train]
+    for precision in ("bfloat16", "bfloat16-channels-last"):
+        np.testing.assert_allclose([h["loss"] for h in runs[precision].train], f32, rtol=0.03, err_msg=precision)
+        assert runs[precision].val[-1]["mse"] == pytest.approx(runs["float32"].val[-1]["mse"], rel=0.03)
 
 
 def test_bfloat16_with_custom_loss(cartpole_frames):
     """Does a user's loss_fn run under bf16 autocast and still return float32 terms?"""
+
     def loss_fn(model, x):
         x_hat = model(x)[0]
         return {"loss": (x - x_hat).pow(2).mean()}
 
     torch.manual_seed(0)
-    history = fit(SmallVAE(z_size=4, width=8), cartpole_frames[:64], loss_fn=loss_fn, batch_size=32, max_steps=2,
-                  device="cpu", progress=False, precision="bfloat16")
+    history = fit(
+        SmallVAE(z_size=4, width=8),
+        cartpole_frames[:64],
+        loss_fn=loss_fn,
+        batch_size=32,
+        max_steps=2,
+        device="cpu",
+        progress=False,
+        precision="bfloat16",
+    )
     assert len(history.train) == 2 and np.isfinite(history.train[-1]["loss"])
+
+
+@pytest.mark.parametrize("winner", list(PRECISIONS))
+def test_auto_precision_same_losses_as_the_path_it_picks(cartpole_frames, monkeypatch, winner):
+    """Does fit(precision="auto"), after real trial steps of every path on a copy, give exactly the
+    losses and weights of a fit started with the path it picked (the trial changed neither the model
+    nor the random generators), and report the choice and the rates?"""
+    from course_lib import train
+
+    real_step = train._timed_step
+
+    def winner_fastest(model, optimizer, frames, precision, loss_fn, device):
+        real_step(model, optimizer, frames, precision, loss_fn, device)  # the real work, on the copy
+        return 0.01 if precision == PRECISIONS[winner] else 0.015  # all within the screening margin
+
+    monkeypatch.setattr(train, "_timed_step", winner_fastest)
+    monkeypatch.setattr(train, "TRIAL_MIN_STEPS", 0)  # measure even this short run
+    monkeypatch.setattr(train, "_PRECISION_CHOICES", {})
+    runs, models = [], []
+    for precision in ("auto", winner):
+        torch.manual_seed(0)
+        models.append(SmallVAE(z_size=4, width=8))
+        runs.append(
+            fit(
+                models[-1],
+                cartpole_frames[:96],
+                batch_size=16,
+                max_steps=12,
+                seed=0,
+                device="cpu",
+                progress=False,
+                precision=precision,
+            )
+        )
+    auto, plain = runs
+    trial = auto.precision_trial
+    assert auto.precision == trial["chosen"] == winner and trial["reason"] == "measured"
+    assert set(trial["screen_images_per_s"]) == set(trial["images_per_s"]) == set(PRECISIONS)
+    assert trial["images_per_s"][winner] == 1600.0  # 16 frames in 0.01 s
+    assert trial["errors"] == {} and trial["seconds"] > 0
+    assert [h["loss"] for h in auto.train] == [h["loss"] for h in plain.train]
+    for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_unknown_precision_rejected(small_frames):
@@ -370,8 +436,15 @@ def test_fit_with_thread_choice_same_losses(two_threads, cartpole_frames):
         if pinned:
             torch.set_num_threads(1)
         torch.manual_seed(0)
-        history = fit(SmallVAE(z_size=4, width=8), cartpole_frames, batch_size=16, max_steps=48, seed=0,
-                      device="cpu", progress=False)
+        history = fit(
+            SmallVAE(z_size=4, width=8),
+            cartpole_frames,
+            batch_size=16,
+            max_steps=48,
+            seed=0,
+            device="cpu",
+            progress=False,
+        )
         runs.append([h["loss"] for h in history.train])
         assert torch.get_num_threads() == (1 if pinned else 2)
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)

@@ -13,14 +13,14 @@ from course_lib.data import save_shard
 from course_lib.train import load_checkpoint
 from course_lib.train_vae import TrainVAEError, load_model_class, main
 
-TINY_MODEL = '''
+TINY_MODEL = """
 from course_lib.models import SmallVAE
 
 
 class TinyVAE(SmallVAE):
     def __init__(self, z_size=32):
         super().__init__(z_size=z_size, width=4)
-'''
+"""
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def shards(tmp_path: Path) -> Path:
     for i in range(4):
         frames = np.full((12, 64, 64, 3), (40, 150, 40), dtype=np.uint8)
         for t, f in enumerate(frames):
-            f[20 : 36, 4 * t : 4 * t + 16] = (180, 180, 180)
+            f[20:36, 4 * t : 4 * t + 16] = (180, 180, 180)
         save_shard(tmp_path / "shards" / f"rollout_{i:04d}.npy", frames, rng.uniform(-1, 1, (12, 3)))
     return tmp_path / "shards"
 
@@ -100,3 +100,19 @@ def test_course_train_vae_runs_the_command(shards, tmp_path):
     out = tmp_path / "cli.pt"
     assert cli.main(["train-vae", *_args(shards, out, "--epochs", "1", "--max-steps", "1")]) == 0
     assert torch.load(out, map_location="cpu", weights_only=False)["history"]["steps"] == 1
+
+
+def test_precision_auto_reports_its_choice(shards, tmp_path, capsys, monkeypatch):
+    """Does --precision auto measure the paths, print the one it picked with the measured rates, and
+    keep them in the checkpoint's history?"""
+    from course_lib import train
+
+    monkeypatch.setattr(train, "TRIAL_MIN_STEPS", 0)
+    monkeypatch.setattr(train, "_PRECISION_CHOICES", {})
+    (tmp_path / "my_vae.py").write_text(TINY_MODEL)
+    out, spec = tmp_path / "auto.pt", f"{tmp_path / 'my_vae.py'}:TinyVAE"
+    assert main(_args(shards, out, "--epochs", "1", "--z-size", "8", "--model", spec, "--precision", "auto")) == 0
+    history = torch.load(out, map_location="cpu", weights_only=False)["history"]
+    assert history["precision"] in train.PRECISIONS and history["precision_trial"]["reason"] == "measured"
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("precision auto"))
+    assert line.startswith(f"precision auto: {history['precision']} (measured; screening, images/s: float32 ")
