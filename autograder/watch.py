@@ -41,6 +41,10 @@ from autograder.release import generate_assignment
 from autograder.report import Problem, StudentReport, write_report
 from autograder.sandbox import NOBODY, Limits
 
+#: Grader failures (not the student's: nbgrader or the machine) after which a submission is left alone
+#: until its student submits again or the watcher is restarted.
+MAX_FAILURES = 3
+
 
 @dataclass(frozen=True)
 class WatchSettings:
@@ -185,13 +189,18 @@ def watch(
             shutil.copy(root / "gradebook.db", root / gradebook)
     ledger = Ledger(out / "watch.json")
     free = list(range(len(gradebooks)))
-    running: dict[str, tuple[int, Future]] = {}
+    running: dict[str, tuple[int, str, Future]] = {}
+    failures: dict[tuple[str, str], int] = {}  # (student, timestamp) -> grader failures so far
     note(f"watching {Path(exchange_dir) / course_id / 'inbound'} for {assignment} with {len(gradebooks)} worker(s)")
     with ProcessPoolExecutor(max_workers=len(gradebooks), mp_context=multiprocessing.get_context("spawn")) as pool:
         while True:
             latest = {s.student: s for s in exchange.inbound(exchange_dir, course_id, assignment)}
             waiting = [
-                s for s in latest.values() if not ledger.graded(s.student, s.timestamp) and s.student not in running
+                s
+                for s in latest.values()
+                if not ledger.graded(s.student, s.timestamp)
+                and s.student not in running
+                and failures.get((s.student, s.timestamp), 0) < MAX_FAILURES
             ]
             for submission in waiting:
                 if not free:
@@ -207,17 +216,19 @@ def watch(
                     grading,
                     NOBODY - slot,
                 )
-                running[submission.student] = (slot, pool.submit(grade_submission, *args))
+                running[submission.student] = (slot, submission.timestamp, pool.submit(grade_submission, *args))
                 note(f"{submission.student}: grading the submission of {submission.timestamp} ({len(running)} running)")
-            for student, (slot, future) in list(running.items()):
+            for student, (slot, timestamp, future) in list(running.items()):
                 if not future.done():
                     continue
                 del running[student]
                 free.append(slot)
                 try:
                     graded = future.result()
-                except Exception as err:  # a grader failure (not the student's): log it, retry next round
-                    note(f"{student}: grading failed ({type(err).__name__}: {err}); it will be retried")
+                except Exception as err:  # a grader failure (not the student's): retried a few times
+                    tries = failures[student, timestamp] = failures.get((student, timestamp), 0) + 1
+                    then = "it will be retried" if tries < MAX_FAILURES else "left until the student submits again"
+                    note(f"{student}: grading failed ({type(err).__name__}: {err}); {then}")
                     continue
                 ledger.add(graded)
                 _write_class_files(assignment, root, out, ledger)

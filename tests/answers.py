@@ -15,7 +15,7 @@ import nbformat
 
 from autograder import records
 from autograder.checks import CheckFailed, find, seed_of
-from autograder.pipeline import source_dir
+from autograder.course import source_dir
 
 PRELUDE = """
 import numpy as np

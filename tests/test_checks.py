@@ -24,7 +24,7 @@ from nbformat.v4 import new_code_cell
 
 from autograder import checks, judging, records
 from autograder.checks import CheckFailed, hw1, hw2, seed_of
-from autograder.pipeline import notebook_names, source_dir
+from autograder.course import notebook_names, source_dir
 from autograder.submissions import (
     FLOOR_AFTER_MEAN_BUG,
     HW1_ALTERNATIVES,
