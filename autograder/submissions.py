@@ -259,7 +259,7 @@ class ConvVAE(nn.Module):
             nn.Conv2d(64, 128, 4, 2), nn.ReLU(), nn.Conv2d(128, 256, 4, 2), nn.ReLU(), nn.Flatten())
         self.fc_mu = nn.Linear(1024, z_size)
         self.fc_logvar = nn.Linear(1024, z_size)
-        self.fc_decode = nn.Linear(z_size, 1024){extra}
+        self.fc_decode = nn.Linear({decode_in}, 1024){extra}
         self.decoder = nn.Sequential(
             nn.ConvTranspose2d(1024, 128, 5, 2), nn.ReLU(), nn.ConvTranspose2d(128, 64, 5, 2), nn.ReLU(),
             nn.ConvTranspose2d(64, 32, 6, 2), nn.ReLU(), nn.ConvTranspose2d(32, 3, 6, 2), {output})
@@ -281,10 +281,15 @@ class ConvVAE(nn.Module):
 
 
 def _conv_vae(
-    relu1: str = "nn.ReLU()", extra: str = "", output: str = "nn.Sigmoid()", sigma: str = "torch.exp(0.5 * logvar)"
+    relu1: str = "nn.ReLU()",
+    extra: str = "",
+    output: str = "nn.Sigmoid()",
+    sigma: str = "torch.exp(0.5 * logvar)",
+    decode_in: str = "z_size",
 ) -> str:
     code = _HW2_CONV_VAE
-    for key, value in {"relu1": relu1, "extra": extra, "output": output, "sigma": sigma}.items():
+    values = {"relu1": relu1, "extra": extra, "output": output, "sigma": sigma, "decode_in": decode_in}
+    for key, value in values.items():
         code = code.replace("{" + key + "}", value)
     return code
 
@@ -343,6 +348,13 @@ HW2_MUTANTS: dict[str, Mutant] = {
         "w1_conv_vae",
         _conv_vae(relu1="nn.Identity()"),
         frozenset({"w1_architecture", "w1_encode_decode", "w1_sampling"}),
+    ),
+    # the template's hard-coded 512 of homework 1, here 32: right for the default z_size only
+    "w1_decoder_input_hard_coded": Mutant(
+        W1,
+        "w1_conv_vae",
+        _conv_vae(decode_in="32"),
+        frozenset({"w1_parameter_count", "w1_architecture", "w1_encode_decode"}),
     ),
     "w1_leftover_layer": Mutant(
         W1,

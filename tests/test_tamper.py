@@ -263,7 +263,7 @@ def tampered(tmp_path_factory) -> dict:
         for grade_id, code in BUGGY_COLLECTORS.items():
             replace_answer(path, grade_id, code + (payload if grade_id == "a3_collect_frames" else ""))
 
-    gradebook = out / "grades" / "course" / "gradebook.db"
+    gradebook_file = out / "grades" / "course" / "gradebook.db"
     start = time.perf_counter()
     reports = pipeline.autograde(
         ASSIGNMENT, subs, out / "grades", cell_timeout=CELL_TIMEOUT, submission_timeout=300, workers=2
@@ -275,7 +275,7 @@ def tampered(tmp_path_factory) -> dict:
         "reports": {r.student_id: r for r in reports},
         "scores": scores,
         "seconds": seconds,
-        "gradebook": gradebook,
+        "gradebook": gradebook_file,
     }
 
 
