@@ -88,7 +88,7 @@ def grade_student(
             if f.severity == TAMPERING
             else "for review"
         )
-        report.add("tampering" if f.severity == TAMPERING else "review", f"{label}: {f}", f.notebook, f.cell)
+        report.add(f.severity, f"{label}: {f}", f.notebook, f.cell)
     if not any(submitted.glob("*.ipynb")):
         record_empty_submission(assignment, report.student_id, url)
         if settings.feedback:
@@ -149,10 +149,10 @@ def _read_events(report: StudentReport, log: Path, settings: GradingSettings) ->
             what = events.CELL_MESSAGES[event["kind"]].format(timeout=settings.cell_timeout, detail=event["detail"])
             report.add(event["kind"], f"{event['notebook']}: {event['cell']} {what}", event["notebook"], event["cell"])
         elif event["event"] == "finding":
-            tampering = event["severity"] == "tampering"
+            tampering = event["severity"] == TAMPERING
             label = "tampering suspected, for review" if tampering else "for review"
             message = f"{label}: {event['notebook']}: {event['cell']} {event['message']}"
-            report.add("tampering" if tampering else "review", message, event["notebook"], event["cell"])
+            report.add(event["severity"], message, event["notebook"], event["cell"])
         elif event["event"] == "timing":
             report.judge_seconds += event["judge_seconds"]
 

@@ -29,6 +29,7 @@ from nbformat import NotebookNode
 from autograder import checks, records
 from autograder.checks import CheckFailed
 from autograder.records import RecordError
+from autograder.tamper import REVIEW, TAMPERING
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,9 @@ class Armed:
 class Finding:
     """Something a cell's records showed that honest code never does; reported for review.
 
-    ``severity`` is ``"tampering"`` (the cell failed because its test did not run as written) or
-    ``"review"`` (a hint, e.g. hooks the kernel reported, that changed no verdict).
+    ``severity`` is :data:`~autograder.tamper.TAMPERING` (the cell failed because its test did not run
+    as written) or :data:`~autograder.tamper.REVIEW` (a hint, e.g. hooks the kernel reported, that
+    changed no verdict).
     """
 
     notebook: str
@@ -168,14 +170,14 @@ def judge_cell(cell: NotebookNode, armed: Armed | None, notebook: str) -> list[F
         if not found:
             return []
         message = f"emitted {len(found)} probe record(s) outside a test cell (dropped)"
-        return [Finding(notebook, name, "tampering", message)]
+        return [Finding(notebook, name, TAMPERING, message)]
     if _failed(cell):
         return []
     failure, tampering, notes = _verdict(armed, found)
-    findings = [Finding(notebook, name, "tampering", tampering)] if tampering else []
+    findings = [Finding(notebook, name, TAMPERING, tampering)] if tampering else []
     if notes:
         hooks = ", ".join(sorted(set(notes)))
-        findings.append(Finding(notebook, name, "review", f"ran beside hooks the notebook installed: {hooks}"))
+        findings.append(Finding(notebook, name, REVIEW, f"ran beside hooks the notebook installed: {hooks}"))
     if failure is not None:
         _fail(cell, failure)
     return findings

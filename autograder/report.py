@@ -11,14 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autograder.tamper import REVIEW, TAMPERING
+
 
 @dataclass(frozen=True)
 class Problem:
     """One thing to report about a submission.
 
     Attributes:
-        kind: what happened, a short identifier (``missing``, ``repaired``, ``cell_timeout``,
-            ``tampering``, ``review``...).
+        kind: what happened, a short identifier (``missing``, ``repaired``, ``cell_timeout``, and
+            :data:`~autograder.tamper.TAMPERING` or :data:`~autograder.tamper.REVIEW` for the
+            findings of the scan and the judges...).
         message: the sentence the report shows, naming the notebook and cell.
         notebook: the notebook's file name, when there is one.
         cell: the cell's ``grade_id`` or ``cell <id>``, when there is one.
@@ -32,7 +35,7 @@ class Problem:
     @property
     def for_review(self) -> bool:
         """Whether an instructor should look at the submission (tampering suspected, or a hint of it)."""
-        return self.kind in ("tampering", "review")
+        return self.kind in (TAMPERING, REVIEW)
 
     def __str__(self) -> str:
         return self.message
