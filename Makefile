@@ -10,7 +10,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND := Agg
 
-.PHONY: install sandbox postgres demo test lint lab bench clean
+.PHONY: install sandbox postgres browser demo test lint lab bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,10 +49,22 @@ postgres:
 	    echo "Install PostgreSQL's server (apt-get install postgresql) for the gradebook tests."; exit 1; \
 	  fi; }
 
+# The browser tests (tests/test_browser.py) drive Debian's chromium with the Python playwright package
+# (pinned in pyproject's dev extras); no browser is downloaded. Installed when we can.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+	    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "Install Debian's chromium (apt-get install chromium) for the browser tests."; exit 1; \
+	  fi; }
+
 demo: $(STAMP) sandbox  ## release hw1, grade three submissions through nbgrader, print the table
 	$(BIN)/course demo --out demo_out
 
-test: $(STAMP) sandbox postgres  ## ruff, then the whole pytest suite (notebooks, nbgrader, PostgreSQL)
+test: $(STAMP) sandbox postgres browser  ## ruff, then the whole pytest suite (notebooks, nbgrader, PostgreSQL, a browser)
 	$(BIN)/ruff check .
 	COURSE_REQUIRE_POSTGRES=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q
 

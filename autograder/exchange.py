@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.course import PipelineError, run_nbgrader, summarize_failure
+from course_lib.lab_setup import student_config  # noqa: F401 - the students' nbgrader_config.py, one source
 
 #: Where ``course collect`` puts the collected submissions in the course root: one folder per
 #: student holding ``<assignment>/`` as nbgrader writes it (``course autograde`` reads that layout).
@@ -122,20 +123,6 @@ def release_feedback(assignment: str, root: Path, exchange: Path, course_id: str
     if student is not None:
         args.append(f"--CourseDirectory.student_id={student}")
     _run(args, root, "release_feedback")
-
-
-def student_config(exchange: Path, course_id: str) -> str:
-    """An ``nbgrader_config.py`` for students: the exchange and the course, nothing of the instructor's.
-
-    On JupyterHub it goes to ``/etc/jupyter/nbgrader_config.py`` (or each student's ``~/.jupyter``);
-    instructor tools are switched off separately (:mod:`autograder.student_env`).
-    """
-    return (
-        "# nbgrader for students of this course: where assignments come from and go to.\n"
-        "c = get_config()  # noqa: F821\n"
-        f"c.Exchange.root = {str(Path(exchange).resolve())!r}\n"
-        f"c.CourseDirectory.course_id = {course_id!r}\n"
-    )
 
 
 # ---------------------------------------------------------------- a student's side (self-tests, benchmarks)

@@ -50,17 +50,57 @@ def _has_setuptools() -> bool:
     return True
 
 
+def student_requirements(pyproject: dict | None = None) -> tuple[str, list[str]]:
+    """``(requires-python, dependencies)`` of the student wheel: ``[tool.course.student]`` of pyproject.toml.
+
+    Ranges known to work (``tests/test_kit.py`` installs the newest releases they allow), not the
+    development pins of ``[project]``: students install the wheel beside what they already have.
+
+    Raises:
+        PipelineError: if the table, or one of its two keys, is missing.
+    """
+    pyproject = pyproject if pyproject is not None else tomllib.loads((REPO / "pyproject.toml").read_text())
+    student = pyproject.get("tool", {}).get("course", {}).get("student", {})
+    if "requires-python" not in student or "dependencies" not in student:
+        raise PipelineError("pyproject.toml needs [tool.course.student] with requires-python and dependencies")
+    return student["requires-python"], list(student["dependencies"])
+
+
+def _student_pyproject(pyproject: dict) -> str:
+    """The staged pyproject.toml of the student wheel: ``course_lib`` alone, with the student ranges
+    and the package data of ``course_lib``'s packages (TOML strings written as JSON strings)."""
+    project = pyproject["project"]
+    requires_python, deps = student_requirements(pyproject)
+    package_data = {
+        package: patterns
+        for package, patterns in pyproject.get("tool", {}).get("setuptools", {}).get("package-data", {}).items()
+        if package.split(".")[0] == "course_lib" and "solutions" not in package.split(".")
+    }
+    text = (
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f"[project]\nname = {json.dumps(project['name'])}\nversion = {json.dumps(project['version'])}\n"
+        f"description = {json.dumps(project['description'])}\nrequires-python = {json.dumps(requires_python)}\n"
+        f"dependencies = {json.dumps(deps)}\n\n"
+        '[tool.setuptools.packages.find]\ninclude = ["course_lib*"]\nexclude = ["course_lib.solutions*"]\n'
+    )
+    if package_data:
+        text += "\n[tool.setuptools.package-data]\n"
+        text += "".join(
+            f"{json.dumps(package)} = {json.dumps(patterns)}\n" for package, patterns in package_data.items()
+        )
+    return text
+
+
 def build_student_wheel(dest: Path) -> Path:
     """Build a ``course_lib`` wheel without ``course_lib.solutions`` into ``dest``; return its path.
 
-    The runtime dependencies are those of pyproject.toml, less nbgrader's gradebook driver
-    (students do not grade).
+    It declares the student ranges of pyproject.toml (:func:`student_requirements`), not the
+    development pins, and carries ``course_lib``'s package data.
 
     Raises:
-        PipelineError: if pip cannot build the wheel.
+        PipelineError: if the ranges are missing or pip cannot build the wheel.
     """
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    deps = [d for d in pyproject["dependencies"] if not d.startswith(("nbgrader", "psycopg"))]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         shutil.copytree(
@@ -68,12 +108,7 @@ def build_student_wheel(dest: Path) -> Path:
             stage / "course_lib",
             ignore=shutil.ignore_patterns("solutions", "__pycache__", "*.pyc"),
         )
-        (stage / "pyproject.toml").write_text(
-            '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
-            f'[project]\nname = "course-lib"\nversion = "{pyproject["version"]}"\n'
-            f'description = "{pyproject["description"]}"\nrequires-python = "{pyproject["requires-python"]}"\n'
-            f'dependencies = {json.dumps(deps)}\n\n[tool.setuptools.packages.find]\ninclude = ["course_lib*"]\n'
-        )
+        (stage / "pyproject.toml").write_text(_student_pyproject(pyproject))
         dest.mkdir(parents=True, exist_ok=True)
         # Reuse the venv's setuptools when there is one; otherwise pip fetches it.
         isolation = ["--no-build-isolation"] if _has_setuptools() else []
@@ -87,12 +122,33 @@ def build_student_wheel(dest: Path) -> Path:
     return wheels[-1]
 
 
+def kit_readme(assignment: str, wheel: str) -> str:
+    """The student kit's README: install with conda, pip or on Google Colab, set up JupyterLab, work."""
+    return f"""# {assignment}
+
+Install once, with **one** of (Python 3.10 to 3.13):
+
+- conda: `conda env create -f environment.yml`, `conda activate autoencoders-to-world-models`,
+  then `pip install {wheel}`
+- pip: `python3 -m venv .venv`, activate it (`source .venv/bin/activate`; Windows:
+  `.venv\\Scripts\\activate`), then `pip install {wheel}`
+
+then `python -m course_lib.lab_setup --kit` (JupyterLab with nbgrader's Validate button and no
+instructor tools), `jupyter lab`, and open the notebooks in order. *Validate* runs a notebook and its
+visible tests before you hand it in.
+
+Google Colab: upload the wheel and a notebook, run `!pip install {wheel}`
+in a first cell, then the notebook (Colab has no Validate button: run every cell, top to bottom).
+"""
+
+
 def release(assignment: str, out: Path) -> dict[str, Path]:
     """Release an assignment: student notebooks and a student kit zip.
 
     Writes ``<out>/release/<assignment>/*.ipynb`` (via ``nbgrader generate_assignment`` in the
     course root ``<out>/course``) and ``<out>/<assignment>_student_kit.zip`` holding the released
-    notebooks, a ``course_lib`` wheel without ``solutions/``, and ``environment.yml``.
+    notebooks, a ``course_lib`` wheel without ``solutions/`` (:func:`build_student_wheel`),
+    ``environment.yml`` and a README (:func:`kit_readme`).
 
     Returns:
         Paths of the ``release`` folder, the ``kit`` zip, the ``wheel`` and the course ``root``.
@@ -111,10 +167,5 @@ def release(assignment: str, out: Path) -> dict[str, Path]:
             zf.write(nb, f"{assignment}/{nb.name}")
         zf.write(wheel, f"{assignment}/{wheel.name}")
         zf.write(REPO / "environment.yml", f"{assignment}/environment.yml")
-        zf.writestr(
-            f"{assignment}/README.md",
-            f"# {assignment}\n\n1. `conda env create -f environment.yml`, then "
-            "`conda activate autoencoders-to-world-models`\n"
-            f"2. `pip install {wheel.name}`\n3. `jupyter lab` and open the notebooks in order.\n",
-        )
+        zf.writestr(f"{assignment}/README.md", kit_readme(assignment, wheel.name))
     return {"release": release_dir, "kit": kit, "wheel": wheel, "root": root}

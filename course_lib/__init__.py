@@ -14,6 +14,8 @@ Modules, one concept each:
 - :mod:`course_lib.vae_gan`: the VAE-GAN of Larsen et al. 2016 (encoder, generator, discriminator).
 - :mod:`course_lib.mdn_rnn`: World Models' memory, an LSTM with a mixture density head, and dreams.
 - :mod:`course_lib.train_vae`: ``python -m course_lib.train_vae``, the World Models VAE at full scale.
+- :mod:`course_lib.lab_setup`: ``python -m course_lib.lab_setup``, a student's JupyterLab: nbgrader's
+  student tools only (Validate; the Assignments panel on a hub), and the students' ``nbgrader_config.py``.
 
 ``course_lib.solutions`` holds the graded reference answers; it is instructor-only and is
 left out of the student kit.
