@@ -66,7 +66,7 @@ demo: $(STAMP) sandbox  ## release hw1, grade three submissions through nbgrader
 
 test: $(STAMP) sandbox postgres browser  ## ruff, then the whole pytest suite (notebooks, nbgrader, PostgreSQL, a browser)
 	$(BIN)/ruff check .
-	COURSE_REQUIRE_POSTGRES=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q
+	COURSE_REQUIRE_POSTGRES=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -74,8 +74,14 @@ lint: $(STAMP)
 lab: $(STAMP)  ## JupyterLab on the course
 	$(BIN)/jupyter lab --notebook-dir=.
 
-bench: $(STAMP)  ## speed and quality measurements; each script prints one JSON object
-	@for f in benchmarks/bench_*.py; do $(PY) $$f; done
+bench: $(STAMP)  ## speed and quality measurements into benchmarks/results/*.json, then docs/performance.md
+	@mkdir -p benchmarks/results
+	@for f in benchmarks/bench_*.py; do \
+	  name=$$(basename $$f .py); name=$${name#bench_}; \
+	  $(PY) $$f > benchmarks/results/$$name.json.tmp && mv benchmarks/results/$$name.json.tmp benchmarks/results/$$name.json \
+	    || { rm -f benchmarks/results/$$name.json.tmp; echo "$$f failed; its previous result is kept"; exit 1; }; \
+	done
+	$(PY) benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) demo_out bench_out build dist *.egg-info

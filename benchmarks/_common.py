@@ -130,6 +130,7 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
     }
 
 

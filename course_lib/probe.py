@@ -254,3 +254,83 @@ def probe_vae(
         seconds=history.seconds,
         settings=settings,
     )
+
+
+# --- CarRacing: state variables read from the Box2D world -----------------------------------
+
+#: CarRacing's probe targets. Its observation is the image itself, so they are read from the
+#: simulator by :func:`car_racing_states`: ``speed`` (world units per second), ``heading_sin`` and
+#: ``heading_cos`` (of the car's heading minus the direction of the nearest track point, radians),
+#: ``lateral_offset`` (signed distance of the car from the centre line, world units; the road's
+#: half-width is ``40 / 6 ~ 6.7``).
+CAR_RACING_TARGETS: tuple[str, ...] = ("speed", "heading_sin", "heading_cos", "lateral_offset")
+
+
+def car_racing_state(env: Any) -> dict[str, float]:
+    """The :data:`CAR_RACING_TARGETS` of a CarRacing environment in its current state.
+
+    The car faces along its local ``+y`` axis, and the track point ``(alpha, beta, x, y)`` faces
+    the same way when the car's angle equals ``beta`` (the car starts at ``track[0]`` with angle
+    ``beta``); the road's edges are at ``(x, y) +- TRACK_WIDTH * (cos beta, sin beta)``, so that
+    vector is the track's normal. Source: gymnasium's ``box2d/car_racing.py``.
+
+    Args:
+        env: a ``CarRacing-v3`` environment (wrapped or not) after ``reset``.
+
+    Returns:
+        ``{name: value}`` for each of :data:`CAR_RACING_TARGETS`.
+    """
+    base = env.unwrapped
+    hull = base.car.hull
+    track = np.asarray(base.track, dtype=np.float64)  # (L, 4): alpha, beta, x, y
+    position = np.array([hull.position[0], hull.position[1]], dtype=np.float64)
+    nearest = int(np.argmin(((track[:, 2:4] - position) ** 2).sum(axis=1)))
+    beta = track[nearest, 1]
+    heading = float(hull.angle) - beta
+    normal = np.array([np.cos(beta), np.sin(beta)])
+    return {
+        "speed": float(np.hypot(hull.linearVelocity[0], hull.linearVelocity[1])),
+        "heading_sin": float(np.sin(heading)),
+        "heading_cos": float(np.cos(heading)),
+        "lateral_offset": float((position - track[nearest, 2:4]) @ normal),
+    }
+
+
+def car_racing_states(seed: int, actions: np.ndarray, env_seed: int | None = None) -> dict[str, np.ndarray]:
+    """Replay one recorded CarRacing rollout without rendering and read its state at every frame.
+
+    :func:`course_lib.data.record_rollouts` keeps the frame of the state *before* each action, so
+    state ``t`` is the one after the reset and ``t`` actions. The simulation depends only on the
+    reset seed and the actions (the frames are recorded by such a replay), so the states are those
+    the frames show.
+
+    Args:
+        seed: the episode's reset seed (``seed + i`` for episode ``i`` of ``record_rollouts(..., seed=seed)``).
+        actions: ``float32 (T, 3)`` actions as saved with the rollout (:meth:`course_lib.data.ShardDataset.actions`).
+        env_seed: the seed the environment was made with (``record_rollouts``' ``seed``; it does not
+            change the episode, which the reset seed decides).
+
+    Returns:
+        ``{name: float64 (T,)}`` for each of :data:`CAR_RACING_TARGETS`.
+
+    Raises:
+        ValueError: if ``actions`` is not ``(T, 3)``.
+    """
+    from course_lib.data import _without_rendering
+    from course_lib.envs import make_env
+
+    actions = np.asarray(actions, dtype=np.float32)
+    if actions.ndim != 2 or actions.shape[1] != 3:
+        raise ValueError(f"CarRacing actions must be (T, 3), got {actions.shape}")
+    env = make_env("CarRacing-v3", seed=seed if env_seed is None else env_seed)
+    rows: list[dict[str, float]] = []
+    try:
+        with _without_rendering(env):
+            env.reset(seed=seed)
+            for t, action in enumerate(actions):
+                rows.append(car_racing_state(env))
+                if t < len(actions) - 1:
+                    env.step(action)
+    finally:
+        env.close()
+    return {name: np.array([row[name] for row in rows], dtype=np.float64) for name in CAR_RACING_TARGETS}

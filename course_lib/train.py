@@ -809,6 +809,7 @@ def fit(
     total_steps = num_epochs * steps_per_epoch if max_steps is None else min(max_steps, num_epochs * steps_per_epoch)
     rng = np.random.default_rng(seed + history.epochs)
     start_time = time.perf_counter()
+    seconds_before = history.seconds  # of the runs this one resumes
     history.precision, history.precision_trial = precision, {}
     if precision == AUTO:
         trial = _auto_precision(
@@ -877,11 +878,12 @@ def fit(
                     scores = evaluate(model, val_frames, loss_fn or make_vae_loss(1.0, kl_tolerance), device=device)
                     history.val.append({"epoch": history.epochs, "step": history.steps, **scores})
                 if processes.is_main and checkpoint_path is not None:
+                    history.seconds = seconds_before + time.perf_counter() - start_time  # a killed run keeps its time
                     save_checkpoint(checkpoint_path, model, optimizer, history)
                 continue
             break
         bar.close()
-        history.seconds += time.perf_counter() - start_time
+        history.seconds = seconds_before + time.perf_counter() - start_time
         if (
             processes.is_main
             and val_frames is not None

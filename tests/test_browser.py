@@ -54,7 +54,7 @@ from autograder import course, exchange
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser tests need the playwright package (`make install`)"
 )
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=160)
 
 ASSIGNMENT = "hw1_vae"
 COURSE = "vae101"

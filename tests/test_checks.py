@@ -218,6 +218,26 @@ def test_every_graded_cell_has_a_mutant():
     assert {cell.metadata["nbgrader"]["grade_id"] for _, _, cell in _graded_cells()} <= targeted
 
 
+def test_a_shipped_checkpoint_is_not_a_trained_answer():
+    """Does activity 5 refuse the shipped pretrained SmallVAE of its environment, which beats the
+    baseline, in place of the student's own training (and keep the student's own model)?"""
+    from course_lib import pretrained
+
+    notebook = HW1_MUTANTS["a5_seed_ignored"].notebook
+    ns = namespace("hw1_vae", notebook)
+    names = hidden_calls("hw1_vae", notebook)["a5_beats_baseline"]
+    env_name = next(n for n in names if n not in ("model", "collect_other_frames"))
+    ns[env_name] = "Pendulum-v1"
+    ns["model"] = pretrained.load("small_vae_pendulum")
+    message = graded("a5_beats_baseline", *(ns[n] for n in names))
+    assert message is not None and "small_vae_pendulum" in message and "you train" in message
+    torch.manual_seed(0)
+    ns["model"].load_state_dict(
+        {k: v + 0.05 * v.std() * torch.randn_like(v) for k, v in ns["model"].state_dict().items()}
+    )
+    assert "pretrained" not in (graded("a5_beats_baseline", *(ns[n] for n in names)) or "")
+
+
 @pytest.mark.parametrize("grade_id", ["a2_reparameterize_stats", "a3_frames", "w1_sampling", "w2_kl_floor"])
 def test_correct_answers_pass_whatever_the_grading_run_draws(grade_id):
     """Does the reference pass for several random nonces (inputs drawn per grading run)?"""

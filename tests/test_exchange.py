@@ -21,7 +21,7 @@ import pytest
 from autograder import course, exchange, release, watch
 from autograder.submissions import replace_answer
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=300)
 ASSIGNMENT = "hw1_vae"
 COURSE = "vae101"
 NB5 = "05_other_environment.ipynb"

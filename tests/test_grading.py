@@ -30,7 +30,7 @@ from autograder.submissions import (
     replace_answer,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=360)
 ASSIGNMENT = "hw1_vae"
 SOURCE = course.source_dir(ASSIGNMENT)
 MUTANT_STUDENTS = mutant_students(HW1_MUTANTS)

@@ -145,7 +145,7 @@ def test_wheel_declares_the_student_ranges_not_the_pins(kit):
     assert not [f for f in kit["files"] if "solutions" in f or f.startswith("autograder")]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=150)
 def test_notebook_01_runs_in_a_fresh_venv_with_the_newest_releases(kit, student_venv):
     """Does hw1's notebook 01, as released with the reference answers pasted in, run top to bottom
     at the quick budget in a fresh venv holding only the kit's wheel and what pip chose for it?"""
@@ -180,7 +180,7 @@ def test_notebook_01_runs_in_a_fresh_venv_with_the_newest_releases(kit, student_
     print(f"notebook 01 ran in the kit's venv with {probe['versions']}")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=150)
 def test_lab_setup_kit_switches_the_venvs_jupyterlab_to_the_student_tools(student_venv):
     """Does ``python -m course_lib.lab_setup --kit``, at its default level (the environment's), leave
     the venv's JupyterLab with Validate on and nbgrader's other plugins and server extensions off, as

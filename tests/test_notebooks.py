@@ -53,7 +53,7 @@ def test_notebook_is_saved_without_outputs(path: Path) -> None:
             assert cell.execution_count is None, f"{path.name}, cell {index} has an execution count"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=130)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Does the notebook run top to bottom at the quick budget without raising?"""

@@ -17,7 +17,7 @@ import pytest
 from autograder.course import source_dir
 from course_lib import workspace
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(seconds=20)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
