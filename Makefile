@@ -66,7 +66,7 @@ demo: $(STAMP) sandbox  ## release hw1, grade three submissions through nbgrader
 
 test: $(STAMP) sandbox postgres browser  ## ruff, then the whole pytest suite (notebooks, nbgrader, PostgreSQL, a browser)
 	$(BIN)/ruff check .
-	COURSE_REQUIRE_POSTGRES=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	COURSE_REQUIRE_POSTGRES=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

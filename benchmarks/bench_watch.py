@@ -62,6 +62,9 @@ def main() -> None:
                 submitted[name] = time.perf_counter()
             waited: dict[str, float] = {}
             while len(waited) < len(students) and time.perf_counter() - min(submitted.values()) < args.timeout:
+                if not (exchange_dir / COURSE / "feedback").is_dir():  # nothing released yet: fetch_feedback would fail
+                    time.sleep(1)
+                    continue
                 for name in set(students) - set(waited):
                     home = tmp / "homes" / name
                     exchange.as_student("fetch_feedback", ASSIGNMENT, name, home, exchange_dir, COURSE)
