@@ -23,6 +23,7 @@ from pathlib import Path
 
 from autograder import course, demo, exchange, gradebook, grading, intake, pipeline, release, watch
 from autograder.sandbox import SandboxUnavailableError
+from course_lib import lab_setup
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -83,7 +84,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _student_config(args: argparse.Namespace) -> int:
-    print(exchange.student_config(Path(args.exchange), args.course_id), end="")
+    print(lab_setup.student_config(Path(args.exchange), args.course_id), end="")
     return 0
 
 

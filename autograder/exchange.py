@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autograder.course import PipelineError, run_nbgrader, summarize_failure
-from course_lib.lab_setup import student_config  # noqa: F401 - the students' nbgrader_config.py, one source
 
 #: Where ``course collect`` puts the collected submissions in the course root: one folder per
 #: student holding ``<assignment>/`` as nbgrader writes it (``course autograde`` reads that layout).

@@ -15,6 +15,7 @@ import importlib.util
 import os
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from autograder.course import REPO, run_nbgrader, summarize_failure
 from autograder.gradebook import db_url, record_empty_submission, zero_notebooks
 from autograder.repairs import SUBMISSION_FILES, stage_submission
 from autograder.report import StudentReport
-from autograder.sandbox import HIDDEN_ENV, Limits
+from autograder.sandbox import HIDDEN_ENV, Limits, sandbox_user
 from autograder.sandbox import prepare as prepare_sandbox
 from autograder.tamper import TAMPERING, scan_notebook
 
@@ -62,18 +63,14 @@ def sandbox_paths() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
 
 
 def grade_batch(
-    assignment: str, students: list[Path], root: Path, gradebook: str, settings: GradingSettings, uid: int
+    assignment: str, students: list[Path], root: Path, gradebook: str, settings: GradingSettings
 ) -> list[StudentReport]:
-    """Grade ``students`` one after another into ``<root>/<gradebook>`` (one worker's share).
-
-    ``uid`` is the unprivileged user the sandboxed kernels of this worker run as, so that the
-    process limit of one worker's kernels does not count another's.
-    """
-    return [grade_student(assignment, d, root, gradebook, settings, uid) for d in students]
+    """Grade ``students`` one after another into ``<root>/<gradebook>`` (one worker's share)."""
+    return [grade_student(assignment, d, root, gradebook, settings) for d in students]
 
 
 def grade_student(
-    assignment: str, student_dir: Path, root: Path, gradebook: str, settings: GradingSettings, uid: int
+    assignment: str, student_dir: Path, root: Path, gradebook: str, settings: GradingSettings
 ) -> StudentReport:
     """Stage, scan, autograde and give feedback to one student's submission; never raises for it."""
     start = time.perf_counter()
@@ -102,15 +99,16 @@ def grade_student(
     env = {events.EVENTS_ENV: str(log), HIDDEN_ENV: os.pathsep.join(map(str, hidden))}  # read in nbgrader's process
     args = ["autograde", assignment, f"--student={report.student_id}", "--force", f"--CourseDirectory.db_url={url}"]
     args.append(f"--Execute.timeout={settings.cell_timeout}")
-    if settings.sandbox:
-        readonly, masked = sandbox_paths()
-        box = prepare_sandbox(root / ".sandbox" / report.student_id, autograded, settings.limits, uid, readonly, masked)
-        args, env = args + box["args"], {**env, **box["env"]}
-    try:
+    with ExitStack() as cleanup:
+        if settings.sandbox:  # a user of its own, so that no other kernel's processes count against its limit
+            uid = cleanup.enter_context(sandbox_user())
+            readonly, masked = sandbox_paths()
+            box = prepare_sandbox(
+                root / ".sandbox" / report.student_id, autograded, settings.limits, uid, readonly, masked
+            )
+            cleanup.callback(shutil.rmtree, box["ipc_dir"], ignore_errors=True)
+            args, env = args + box["args"], {**env, **box["env"]}
         result = run_nbgrader(args, root, timeout=settings.submission_timeout, env=env)
-    finally:
-        if settings.sandbox:
-            shutil.rmtree(box["ipc_dir"], ignore_errors=True)
     output = result.stdout + result.stderr
     if result.returncode == -9:
         report.add("grading_timeout", f"grading ran past the {settings.submission_timeout} s limit and was stopped")

@@ -23,7 +23,7 @@ from autograder.gradebook import check_db_url, export, redact
 from autograder.grading import GradingSettings, grade_batch
 from autograder.release import generate_assignment
 from autograder.report import StudentReport, write_report
-from autograder.sandbox import NOBODY, Limits, require_bwrap
+from autograder.sandbox import Limits, require_bwrap
 
 
 def students_in(submissions: Path) -> list[Path]:
@@ -115,12 +115,12 @@ def autograde(
     gradebooks = worker_gradebooks(root, workers, db_url)
     batches = [students[w::workers] for w in range(workers)]
     if workers == 1:
-        reports = grade_batch(assignment, students, root, gradebooks[0], settings, NOBODY)
+        reports = grade_batch(assignment, students, root, gradebooks[0], settings)
     else:
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [
-                pool.submit(grade_batch, assignment, batch, root, gradebook, settings, NOBODY - w)
-                for w, (gradebook, batch) in enumerate(zip(gradebooks, batches, strict=True))
+                pool.submit(grade_batch, assignment, batch, root, gradebook, settings)
+                for gradebook, batch in zip(gradebooks, batches, strict=True)
             ]
             reports = [report for future in futures for report in future.result()]
     reports.sort(key=lambda r: r.student_id)

@@ -7,7 +7,8 @@ submission is started through a kernelspec whose command is:
     bwrap (bubblewrap)      new mount, PID, IPC and network namespaces; the whole filesystem
                             read-only; a private writable working folder and /tmp; no network
     prlimit                 CPU seconds, address space (memory), processes, file size
-    setpriv                 drop from root to the unprivileged user ``nobody``, so that the
+    setpriv                 drop from root to an unprivileged user (``nobody`` or one below it,
+                            leased by :func:`sandbox_user` for this kernel alone), so that the
                             process limit holds (root is exempt from it)
     python -m ipykernel     the kernel, talking to nbgrader over Unix sockets (IPC transport),
                             since TCP would need the network namespace it does not have
@@ -24,16 +25,24 @@ Requires bubblewrap (Debian: ``apt-get install bubblewrap``; ``make sandbox`` in
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import stat
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 NOBODY = 65534
+#: Users a sandboxed kernel may run as: nobody and the 255 numbers below it (no account has them on
+#: Debian, where 60000-64999 are the dynamic range). One per kernel running at a time on a machine.
+SANDBOX_UIDS = range(NOBODY, NOBODY - 256, -1)
+#: Where the leases of :data:`SANDBOX_UIDS` are kept: lock files, one per user, machine-wide.
+LEASES = Path("/run/lock") if os.access("/run/lock", os.W_OK) else Path(tempfile.gettempdir())
 #: Environment variable naming the folders the sandbox hides (``os.pathsep``-separated), set for
 #: nbgrader's process so that it can tell a file the sandbox refused from one a notebook failed to write.
 HIDDEN_ENV = "COURSE_HIDDEN"
@@ -61,6 +70,40 @@ class Limits:
     processes: int = 256
     file_bytes: int = 256 * 2**20
     tmp_bytes: int = 512 * 2**20
+
+
+@contextmanager
+def sandbox_user(leases: Path = LEASES) -> Iterator[int]:
+    """A user of :data:`SANDBOX_UIDS` that no other sandboxed kernel on this machine runs as while
+    the ``with`` block lasts.
+
+    The process limit (``RLIMIT_NPROC``) counts every process and thread of a user on the machine,
+    so two kernels run as one user share it: a fork bomb in one student's notebook would stop
+    another's kernel, graded at the same time by another worker, another ``course autograde`` or
+    ``course watch``, from starting a thread. Each grading holds an exclusive ``flock`` on
+    ``<leases>/course-sandbox-<uid>.lock``; the operating system drops it when the holder ends,
+    however it ends (a killed grader leaks no user).
+
+    Raises:
+        SandboxUnavailableError: if all 256 users are leased (256 kernels are grading on this machine).
+    """
+    leases.mkdir(parents=True, exist_ok=True)
+    for uid in SANDBOX_UIDS:
+        fd = os.open(leases / f"course-sandbox-{uid}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        try:
+            yield uid
+        finally:
+            os.close(fd)  # releases the lock
+        return
+    raise SandboxUnavailableError(
+        f"all {len(SANDBOX_UIDS)} sandbox users ({SANDBOX_UIDS[-1]}-{SANDBOX_UIDS[0]}) are grading already "
+        f"(leases in {leases}); use fewer workers on this machine"
+    )
 
 
 def require_bwrap() -> str:
@@ -110,7 +153,7 @@ def kernel_argv(
     workdir: Path,
     ipc_dir: Path,
     limits: Limits,
-    uid: int = NOBODY,
+    uid: int,
     course_root: Path | None = None,
     readonly: tuple[Path, ...] = (),
     hidden: tuple[Path, ...] = (),
@@ -185,13 +228,13 @@ def prepare(
     base: Path,
     workdir: Path,
     limits: Limits,
-    uid: int = NOBODY,
+    uid: int,
     readonly: tuple[Path, ...] = (),
     hidden: tuple[Path, ...] = (),
 ) -> dict[str, str]:
     """Write a sandboxed ``python3`` kernelspec under ``base``; return the env and nbgrader flags.
 
-    ``uid`` is the unprivileged user the kernel runs as (one per parallel worker); ``readonly``
+    ``uid`` is the unprivileged user the kernel runs as (leased with :func:`sandbox_user`); ``readonly``
     and ``hidden`` are passed to :func:`kernel_argv`.
 
     Returns:

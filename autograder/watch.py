@@ -39,7 +39,7 @@ from autograder.grading import GradingSettings, grade_student
 from autograder.pipeline import copy_feedback
 from autograder.release import generate_assignment
 from autograder.report import Problem, StudentReport, write_report
-from autograder.sandbox import NOBODY, Limits
+from autograder.sandbox import Limits
 
 #: Grader failures (not the student's: nbgrader or the machine) after which a submission is left alone
 #: until its student submits again or the watcher is restarted.
@@ -115,13 +115,12 @@ def grade_submission(
     student: str,
     gradebook: str,
     settings: GradingSettings,
-    uid: int,
 ) -> Graded:
     """Collect, grade and release the feedback of ``student``'s latest submission (in a worker process)."""
     exchange.collect(assignment, root, exchange_dir, course_id, student)
     folder = root / exchange.COLLECTED / student
     timestamp = (folder / assignment / "timestamp.txt").read_text().strip()
-    report = grade_student(assignment, folder, root, gradebook, settings, uid)
+    report = grade_student(assignment, folder, root, gradebook, settings)
     exchange.release_feedback(assignment, root, exchange_dir, course_id, student)
     _, cells = read_gradebook(assignment, db_url(root, gradebook), [student])
     auto = [c for c in cells if c["kind"] == "autograded"]
@@ -214,7 +213,6 @@ def watch(
                     submission.student,
                     gradebooks[slot],
                     grading,
-                    NOBODY - slot,
                 )
                 running[submission.student] = (slot, submission.timestamp, pool.submit(grade_submission, *args))
                 note(f"{submission.student}: grading the submission of {submission.timestamp} ({len(running)} running)")

@@ -248,6 +248,19 @@ def test_correct_answers_pass_whatever_the_grading_run_draws(grade_id):
         assert graded(grade_id, *(ns[n] for n in names), nonce=secrets.token_hex(8)) is None
 
 
+@pytest.mark.parametrize("grade_id", ["w1_parameter_count", "w1_architecture", "w1_encode_decode"])
+def test_the_drawn_latent_size_is_never_the_default(grade_id):
+    """Does every grading run draw a second latent size other than the default 32, so that a latent
+    size hard-coded to 32 can never pass by the luck of the draw?"""
+    inputs = checks.find(grade_id).inputs
+    drawn = set()
+    for seed in range(2000):
+        sizes = inputs(seed).get("z_sizes") or [z for z, _ in inputs(seed)["cases"]]
+        assert sizes[0] == 32
+        drawn.update(sizes[1:])
+    assert 32 not in drawn and len(drawn) > 5, sorted(drawn)
+
+
 def test_messages_say_what_was_expected_without_the_drawn_inputs():
     """Does a failure message explain the bug without quoting the inputs drawn for the grading run?"""
     ns = namespace(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from autograded import cell_errors
 from nbformat.v4 import new_output
 
 from autograder import course, gradebook, pipeline, release
@@ -128,7 +129,12 @@ def test_mutants_fail_exactly_their_cells(graded, student):
     submitted = {m.notebook for m in mutants}
     cells = {gid: s for gid, s in graded["cells"][student].items() if _notebook_of(graded, gid) in submitted}
     failed = {gid for gid, (score, top) in cells.items() if score < top}
-    assert failed == set().union(*(m.fails for m in mutants)), cells
+    expected = set().union(*(m.fails for m in mutants))
+    assert failed == expected, (
+        cells,
+        cell_errors(graded["out"] / "grades", student, ASSIGNMENT, failed ^ expected),
+        graded["reports"][student].summary(),
+    )
     assert not graded["reports"][student].problems or all(
         p.kind == "missing" for p in graded["reports"][student].problems
     ), graded["reports"][student].problems

@@ -14,6 +14,7 @@ import zipfile
 
 import nbformat
 import pytest
+from autograded import cell_errors
 
 from autograder import course, gradebook, pipeline, release
 from autograder.submissions import (
@@ -162,7 +163,12 @@ def test_mutants_fail_exactly_their_cells(graded, student):
     own = set().union(*(_notebook_cells()[m.notebook] for m in mutants))
     cells = graded["cells"][student]
     failed = {gid for gid in own if cells[gid][0] < cells[gid][1]}
-    assert failed == set().union(*(m.fails for m in mutants)), {gid: cells[gid] for gid in own}
+    expected = set().union(*(m.fails for m in mutants))
+    assert failed == expected, (
+        {gid: cells[gid] for gid in own},
+        cell_errors(graded["out"] / "grades", student, ASSIGNMENT, failed ^ expected),
+        graded["reports"][student].summary(),
+    )
 
 
 def test_grading_builds_the_rnn_dataset(graded):
