@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -306,6 +307,43 @@ def open_lab(page: Any, server: LabServer, path: str = "lab") -> None:
     page.goto(server.lab_url(path), timeout=TIMEOUT_MS)
     page.locator("#jp-main-dock-panel").wait_for(timeout=TIMEOUT_MS)
     page.locator(".jp-DirListing-content").first.wait_for(timeout=TIMEOUT_MS)
+
+
+def run_all_cells(page: Any, notebook: Any, tries: int = 3) -> None:
+    """Run > Run All Cells in ``notebook`` as a student would, until its last cell has run.
+
+    While the notebook's kernel session is starting, Run All Cells is disabled (a click does nothing),
+    and a run that lands before the kernel is attached makes JupyterLab ask which kernel to start
+    ("Select Kernel"); the cells queued meanwhile are dropped when the kernel starts. The student
+    answers the dialog with the kernel it proposes (Select), waits for it, and runs all cells again;
+    so does this.
+
+    Raises:
+        AssertionError: if the last cell has not run after ``tries`` runs.
+    """
+    prompts = notebook.locator(".jp-Notebook .jp-Cell .jp-InputPrompt")
+    select_kernel = page.locator(".jp-Dialog", has_text="Select Kernel")
+    for _ in range(tries):
+        if select_kernel.count():
+            select_kernel.locator(".jp-Dialog-button.jp-mod-accept").click()  # Select
+            select_kernel.wait_for(state="detached", timeout=TIMEOUT_MS)
+            notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=TIMEOUT_MS)
+        prompts.first.click()  # the notebook has the focus
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        queued, deadline = False, time.monotonic() + 30
+        while time.monotonic() < deadline and not select_kernel.count():
+            last = prompts.last.inner_text()  # [ ]: not run, [*]: queued or running, [3]: ran
+            if re.search(r"[0-9]", last):
+                return
+            if "*" in last and not queued:
+                queued, deadline = True, time.monotonic() + 4 * TIMEOUT_MS / 1000
+            elif "*" not in last and queued:
+                break  # the queued cells were dropped: run again
+            time.sleep(0.5)
+        if not select_kernel.count():
+            page.keyboard.press("Escape")  # close the Run menu if the click left it open
+    raise AssertionError(f"Run All Cells never ran the last cell (its prompt: {prompts.last.inner_text()!r})")
 
 
 def paste_into_cell(page: Any, cell: Any, text: str, markdown: bool = False) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from browser_helpers import (
     paste_into_cell,
     registered_commands,
     release_once,
+    run_all_cells,
     sidebar_titles,
     tail,
 )
@@ -336,19 +336,7 @@ def test_kit_student_sees_no_instructor_tools_and_the_explorer_moves(released, b
             notebook = page.locator(".jp-NotebookPanel:visible")
             notebook.locator(".jp-Notebook .jp-Cell").first.wait_for()
             notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
-            prompt = notebook.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").first
-            started = lambda p: re.search(r"[*0-9]", p.inner_text()) is not None  # [*]: running, [1]: ran
-            for _ in range(3):  # Run All Cells is disabled (a click does nothing) until the kernel session is ready
-                prompt.click()  # the notebook has the focus
-                page.get_by_role("menuitem", name="Run", exact=True).click()
-                page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and not started(prompt):
-                    time.sleep(0.5)
-                if started(prompt):
-                    break
-                page.keyboard.press("Escape")  # close the menu if the click left it open
-            assert started(prompt), f"Run All Cells never started the notebook (first prompt {prompt.inner_text()!r})"
+            run_all_cells(page, notebook)
             image = page.locator("img.course-explorer-image").first
             image.wait_for(timeout=240_000)
             before, before_pixels = image.get_attribute("src"), image_pixels(image)
