@@ -255,7 +255,8 @@ def test_the_drawn_latent_size_is_never_the_default(grade_id):
     inputs = checks.find(grade_id).inputs
     drawn = set()
     for seed in range(2000):
-        sizes = inputs(seed).get("z_sizes") or [z for z, _ in inputs(seed)["cases"]]
+        drawn_inputs = inputs(seed)
+        sizes = drawn_inputs.get("z_sizes") or [z for z, _ in drawn_inputs["cases"]]
         assert sizes[0] == 32
         drawn.update(sizes[1:])
     assert 32 not in drawn and len(drawn) > 5, sorted(drawn)

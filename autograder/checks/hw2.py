@@ -210,14 +210,20 @@ def _shape(value: Any) -> list[int] | None:
 
 
 # ---------------------------------------------------------------- w1: the ConvVAE
-def _cases(seed: int, z_sizes: tuple[int, ...]) -> Inputs:
+def _z_sizes(seed: int) -> tuple[int, int]:
+    """The default latent size 32 and one drawn from 8 to 23: never 32, so that a latent size
+    hard-coded to the default shows."""
+    return 32, int(_rng(seed + 1).integers(8, 24))
+
+
+def _cases(seed: int) -> Inputs:
     rng = _rng(seed)
-    return {"cases": [(z, _sub(rng)) for z in z_sizes]}
+    return {"cases": [(z, _sub(rng)) for z in _z_sizes(seed)]}
 
 
 def architecture_inputs(seed: int) -> Inputs:
-    """The z sizes (32 and one drawn) and seeds of their weights and inputs."""
-    return _cases(seed, (32, int(_rng(seed + 1).integers(8, 24))))
+    """The z sizes (:func:`_z_sizes`) and seeds of their weights and inputs."""
+    return _cases(seed)
 
 
 def _architecture_xz(z_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -359,9 +365,8 @@ def _w1_architecture(inputs: Inputs, record: Record) -> None:
 
 
 def parameter_inputs(seed: int) -> Inputs:
-    """The z sizes whose parameters are counted: 32 and one drawn from 4 to 24, never 32 (a latent size
-    hard-coded to the default must show)."""
-    return {"z_sizes": [32, int(_rng(seed).integers(4, 25))]}
+    """The z sizes whose parameters are counted (:func:`_z_sizes`)."""
+    return {"z_sizes": list(_z_sizes(seed))}
 
 
 @check("w1_parameter_count", inputs=parameter_inputs)
@@ -436,8 +441,8 @@ def _with_matching_weights(
 
 
 def encode_decode_inputs(seed: int) -> Inputs:
-    """Two z sizes (32 and one drawn) with seeds of their weights, ``x`` and ``z``."""
-    return _cases(seed, (32, int(_rng(seed + 1).integers(8, 24))))
+    """The z sizes (:func:`_z_sizes`) with seeds of their weights, ``x`` and ``z``."""
+    return _cases(seed)
 
 
 def _encode_decode_xz(z_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
