@@ -309,14 +309,78 @@ def open_lab(page: Any, server: LabServer, path: str = "lab") -> None:
     page.locator(".jp-DirListing-content").first.wait_for(timeout=TIMEOUT_MS)
 
 
-def run_all_cells(page: Any, notebook: Any, tries: int = 3) -> None:
-    """Run > Run All Cells in ``notebook`` as a student would, until its last cell has run.
+def notebook_panel(page: Any, name: str) -> Any:
+    """The panel of the open notebook ``name`` (its file name), once it is the current tab and
+    :func:`wait_for_kernel` has seen its kernel attached.
 
-    While the notebook's kernel session is starting, Run All Cells is disabled (a click does nothing),
-    and a run that lands before the kernel is attached makes JupyterLab ask which kernel to start
-    ("Select Kernel"); the cells queued meanwhile are dropped when the kernel starts. The student
-    answers the dialog with the kernel it proposes (Select), waits for it, and runs all cells again;
-    so does this.
+    The panel is located by its own id, not as "the visible notebook": while the lab restores its
+    workspace, the visible notebook is for a moment another one.
+
+    Raises:
+        playwright's ``TimeoutError``: if that does not happen in ``TIMEOUT_MS``.
+    """
+    tab_name = re.compile(rf"^{re.escape(name)}$")
+    tab = page.locator("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current", has_text=tab_name)
+    tab.wait_for(timeout=TIMEOUT_MS)
+    panel = page.locator(f"[id='{tab.get_attribute('data-id')}']")
+    wait_for_kernel(page, panel)
+    return panel
+
+
+def wait_for_kernel(page: Any, notebook: Any) -> None:
+    """Wait until ``notebook`` (a notebook panel) shows a kernel's name in its toolbar and the idle circle.
+
+    That is what the student waits for; the circle alone is not enough: a notebook still attaching
+    its kernel shows "No Kernel" beside an idle circle, and a run then asks which kernel to start.
+
+    Raises:
+        playwright's ``TimeoutError``: if that does not happen in ``TIMEOUT_MS``.
+    """
+    page.wait_for_function(
+        """(id) => {
+            const panel = document.getElementById(id);
+            const kernel = panel?.querySelector('.jp-Toolbar-kernelName')?.innerText.trim();
+            const status = panel?.querySelector('.jp-Notebook-ExecutionIndicator')?.dataset.status;
+            return !!kernel && kernel !== 'No Kernel' && status === 'idle';
+        }""",
+        arg=notebook.get_attribute("id"),
+        timeout=TIMEOUT_MS,
+    )
+
+
+def accept_select_kernel(page: Any, quiet_s: float = 3.0) -> int:
+    """Answer each "Select Kernel" dialog with the kernel it proposes (Select), as a student would, until
+    none has come for ``quiet_s`` seconds; the number answered.
+
+    JupyterLab asks once per code cell that a run reached while the notebook had no kernel, and shows
+    the dialogs one after another, so one answer is not enough.
+
+    Raises:
+        AssertionError: if dialogs still come after ``TIMEOUT_MS``.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    answered, deadline = 0, time.monotonic() + TIMEOUT_MS / 1000
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < quiet_s:
+        if dialog.count():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"'Select Kernel' still asked after {answered} answers")
+            with contextlib.suppress(PlaywrightTimeoutError):  # the dialog closed meanwhile
+                dialog.first.locator(".jp-Dialog-button.jp-mod-accept").click(timeout=5_000)
+                answered += 1
+            quiet_since = time.monotonic()
+        time.sleep(0.2)
+    return answered
+
+
+def run_all_cells(page: Any, notebook: Any, tries: int = 3) -> None:
+    """Run > Run All Cells in ``notebook`` (a :func:`notebook_panel`) as a student would, until its last
+    cell has run.
+
+    A run whose cells were dropped (a kernel that was still attaching) is run again; "Select Kernel"
+    dialogs are answered with :func:`accept_select_kernel` first.
 
     Raises:
         AssertionError: if the last cell has not run after ``tries`` runs.
@@ -324,10 +388,8 @@ def run_all_cells(page: Any, notebook: Any, tries: int = 3) -> None:
     prompts = notebook.locator(".jp-Notebook .jp-Cell .jp-InputPrompt")
     select_kernel = page.locator(".jp-Dialog", has_text="Select Kernel")
     for _ in range(tries):
-        if select_kernel.count():
-            select_kernel.locator(".jp-Dialog-button.jp-mod-accept").click()  # Select
-            select_kernel.wait_for(state="detached", timeout=TIMEOUT_MS)
-            notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=TIMEOUT_MS)
+        if accept_select_kernel(page):
+            wait_for_kernel(page, notebook)
         prompts.first.click()  # the notebook has the focus
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()

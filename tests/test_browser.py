@@ -41,6 +41,7 @@ from browser_helpers import (
     image_pixels,
     launch_chromium,
     menu_labels,
+    notebook_panel,
     open_lab,
     paste_into_cell,
     registered_commands,
@@ -212,10 +213,8 @@ def test_hub_student_fetches_validates_and_submits(hub):
         assert (home.path / ASSIGNMENT / NB1).exists(), "Fetch did not bring the notebooks into the home"
         fetched.locator("a.assignment-notebooks-link").click()
         page.get_by_role("link", name=NB1.removesuffix(".ipynb")).click()
-        notebook = page.locator(".jp-NotebookPanel:visible")
+        notebook = notebook_panel(page, NB1)
         cells = notebook.locator(".jp-Notebook .jp-Cell")
-        cells.first.wait_for()
-        notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
 
     saved = home.path / ASSIGNMENT / NB1
     reference = answers(course.source_dir(ASSIGNMENT) / NB1)
@@ -297,9 +296,7 @@ def test_kit_student_sees_no_instructor_tools_and_the_explorer_moves(released, b
         page, steps = _page(browser, server, "kit")
         with steps.step("open the released notebook"):
             open_lab(page, server, f"lab/tree/{ASSIGNMENT}/{NB1}")
-            notebook = page.locator(".jp-NotebookPanel:visible")
-            notebook.locator(".jp-Notebook .jp-Cell").first.wait_for()
-            notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+            notebook = notebook_panel(page, NB1)
             time.sleep(2)  # time for a late error dialog to appear
             assert page.locator(".jp-Dialog").count() == 0, page.locator(".jp-Dialog").all_inner_texts()
             body = page.locator("body").inner_text()
@@ -333,9 +330,7 @@ def test_kit_student_sees_no_instructor_tools_and_the_explorer_moves(released, b
 
         with steps.step("run the latent explorer"):
             open_lab(page, server, "lab/tree/explorer.ipynb")
-            notebook = page.locator(".jp-NotebookPanel:visible")
-            notebook.locator(".jp-Notebook .jp-Cell").first.wait_for()
-            notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+            notebook = notebook_panel(page, "explorer.ipynb")
             run_all_cells(page, notebook)
             image = page.locator("img.course-explorer-image").first
             image.wait_for(timeout=240_000)
