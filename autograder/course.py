@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = REPO / "assignments"
@@ -48,6 +49,13 @@ def source_dir(assignment: str) -> Path:
 def notebook_names(assignment: str) -> list[str]:
     """The notebook file names of an assignment, sorted (``01_....ipynb``, ...)."""
     return sorted(p.name for p in source_dir(assignment).glob("*.ipynb"))
+
+
+def step_dir(root: Path, step: Literal["submitted", "autograded", "feedback"], student: str, assignment: str) -> Path:
+    """``<root>/<step>/<student>/<assignment>``: where nbgrader keeps one student's assignment at one step
+    in the course root ``root`` (nbgrader's default ``CourseDirectory.directory_structure``, which
+    ``assignments/nbgrader_config.py`` keeps)."""
+    return Path(root) / step / student / assignment
 
 
 def nbgrader_env() -> dict[str, str]:

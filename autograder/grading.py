@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder import events
-from autograder.course import REPO, run_nbgrader, summarize_failure
+from autograder.course import REPO, run_nbgrader, step_dir, summarize_failure
 from autograder.gradebook import db_url, record_empty_submission, zero_notebooks
 from autograder.repairs import SUBMISSION_FILES, stage_submission
 from autograder.report import StudentReport
@@ -76,8 +76,8 @@ def grade_student(
     start = time.perf_counter()
     url = db_url(root, gradebook)
     report = stage_submission(assignment, student_dir, root)
-    submitted = root / "submitted" / report.student_id / assignment
-    autograded = root / "autograded" / report.student_id / assignment
+    submitted = step_dir(root, "submitted", report.student_id, assignment)
+    autograded = step_dir(root, "autograded", report.student_id, assignment)
     findings = [finding for path in sorted(submitted.glob("*.ipynb")) for finding in scan_notebook(path)]
     for f in findings:
         label = (
@@ -89,7 +89,7 @@ def grade_student(
     if not any(submitted.glob("*.ipynb")):
         record_empty_submission(assignment, report.student_id, url)
         if settings.feedback:
-            write_problem_pages(report, submitted, root / "feedback" / report.student_id / assignment)
+            write_problem_pages(report, submitted, step_dir(root, "feedback", report.student_id, assignment))
         report.seconds = time.perf_counter() - start
         return report
     log = root / ".events" / f"{report.student_id}.jsonl"
@@ -125,7 +125,7 @@ def grade_student(
         if problem is not None:
             report.add("feedback_failed", problem)
     if settings.feedback:
-        write_problem_pages(report, submitted, root / "feedback" / report.student_id / assignment)
+        write_problem_pages(report, submitted, step_dir(root, "feedback", report.student_id, assignment))
     report.seconds = time.perf_counter() - start
     return report
 

@@ -18,7 +18,7 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from autograder.course import PipelineError, prepare_course
+from autograder.course import PipelineError, prepare_course, step_dir
 from autograder.gradebook import check_db_url, export, redact
 from autograder.grading import GradingSettings, grade_batch
 from autograder.release import generate_assignment
@@ -138,7 +138,7 @@ def autograde(
 
 def copy_feedback(root: Path, assignment: str, student: str, dest: Path) -> None:
     """Copy a student's feedback pages from the course root to ``dest`` (replacing older ones)."""
-    src = root / "feedback" / student / assignment
+    src = step_dir(root, "feedback", student, assignment)
     if src.exists():
         if dest.exists():
             shutil.rmtree(dest)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.course import notebook_names, source_dir
+from autograder.course import notebook_names, source_dir, step_dir
 from autograder.report import StudentReport
 
 #: A submitted notebook whose file is larger than this has its stored outputs dropped before
@@ -143,7 +143,7 @@ def stage_submission(assignment: str, student_dir: Path, root: Path) -> StudentR
     """
     report = StudentReport(student_dir.name)
     folder = student_dir / assignment if (student_dir / assignment).is_dir() else student_dir
-    dest = root / "submitted" / student_dir.name / assignment
+    dest = step_dir(root, "submitted", student_dir.name, assignment)
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)

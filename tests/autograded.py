@@ -6,11 +6,13 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.course import step_dir
+
 
 def cell_errors(out: Path, student: str, assignment: str, grade_ids: set[str]) -> dict[str, list[str]]:
     """``grade_id -> the errors its cell shows`` (``ename: evalue``) for ``grade_ids`` in ``student``'s
     autograded notebooks of a run whose output folder is ``out`` (as ``pipeline.autograde`` writes it)."""
-    folder = Path(out) / "course" / "autograded" / student / assignment
+    folder = step_dir(Path(out) / "course", "autograded", student, assignment)
     errors: dict[str, list[str]] = {}
     for path in sorted(folder.glob("*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:

@@ -173,7 +173,7 @@ def test_mutants_fail_exactly_their_cells(graded, student):
 
 def test_grading_builds_the_rnn_dataset(graded):
     """Does grading the source run notebook 03 to its end: training, then one .npz per recorded rollout?"""
-    autograded = graded["out"] / "grades" / "course" / "autograded" / "solutions" / ASSIGNMENT / NB3
+    autograded = course.step_dir(graded["out"] / "grades" / "course", "autograded", "solutions", ASSIGNMENT) / NB3
     nb = nbformat.read(autograded, as_version=4)
     outputs = {
         c.metadata.get("nbgrader", {}).get("grade_id"): "".join(o.get("text", "") for o in c.get("outputs", []))

@@ -566,7 +566,7 @@ def test_only_missing_files_in_hidden_folders_are_reported_as_refused(tmp_path, 
     from autograder.sandbox import HIDDEN_ENV
 
     root = tmp_path / "course"
-    autograded = root / "autograded" / "someone" / ASSIGNMENT
+    autograded = course.step_dir(root, "autograded", "someone", ASSIGNMENT)
     monkeypatch.setenv(HIDDEN_ENV, str(root))
     found = {}
     for name, path in [("hidden", root / "source" / "x.ipynb"), ("own", autograded / "a1_generated_0.png")]:
