@@ -78,6 +78,7 @@ def grade_student(
     report = stage_submission(assignment, student_dir, root)
     submitted = step_dir(root, "submitted", report.student_id, assignment)
     autograded = step_dir(root, "autograded", report.student_id, assignment)
+    feedback = step_dir(root, "feedback", report.student_id, assignment)
     findings = [finding for path in sorted(submitted.glob("*.ipynb")) for finding in scan_notebook(path)]
     for f in findings:
         label = (
@@ -89,7 +90,7 @@ def grade_student(
     if not any(submitted.glob("*.ipynb")):
         record_empty_submission(assignment, report.student_id, url)
         if settings.feedback:
-            write_problem_pages(report, submitted, step_dir(root, "feedback", report.student_id, assignment))
+            write_problem_pages(report, submitted, feedback)
         report.seconds = time.perf_counter() - start
         return report
     log = root / ".events" / f"{report.student_id}.jsonl"
@@ -125,7 +126,7 @@ def grade_student(
         if problem is not None:
             report.add("feedback_failed", problem)
     if settings.feedback:
-        write_problem_pages(report, submitted, step_dir(root, "feedback", report.student_id, assignment))
+        write_problem_pages(report, submitted, feedback)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -42,6 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+#: JupyterLab's question which kernel to start (a locator's selector).
+SELECT_KERNEL = ".jp-Dialog:has-text('Select Kernel')"
 #: Generous: the machine running the suite has two cores and runs other work beside the browser.
 TIMEOUT_MS = 120_000
 
@@ -360,7 +362,7 @@ def accept_select_kernel(page: Any, quiet_s: float = 3.0) -> int:
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    dialog = page.locator(SELECT_KERNEL)
     answered, deadline = 0, time.monotonic() + TIMEOUT_MS / 1000
     quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < quiet_s:
@@ -386,9 +388,9 @@ def run_all_cells(page: Any, notebook: Any, tries: int = 3) -> None:
         AssertionError: if the last cell has not run after ``tries`` runs.
     """
     prompts = notebook.locator(".jp-Notebook .jp-Cell .jp-InputPrompt")
-    select_kernel = page.locator(".jp-Dialog", has_text="Select Kernel")
+    select_kernel = page.locator(SELECT_KERNEL)
     for _ in range(tries):
-        if accept_select_kernel(page):
+        if select_kernel.count() and accept_select_kernel(page):
             wait_for_kernel(page, notebook)
         prompts.first.click()  # the notebook has the focus
         page.get_by_role("menuitem", name="Run", exact=True).click()

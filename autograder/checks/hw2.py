@@ -216,14 +216,11 @@ def _z_sizes(seed: int) -> tuple[int, int]:
     return 32, int(_rng(seed + 1).integers(8, 24))
 
 
-def _cases(seed: int) -> Inputs:
+def conv_vae_cases(seed: int) -> Inputs:
+    """The inputs of ``w1_architecture`` and ``w1_encode_decode``: ``cases``, the z sizes
+    (:func:`_z_sizes`) each with a seed of its weights and inputs."""
     rng = _rng(seed)
     return {"cases": [(z, _sub(rng)) for z in _z_sizes(seed)]}
-
-
-def architecture_inputs(seed: int) -> Inputs:
-    """The z sizes (:func:`_z_sizes`) and seeds of their weights and inputs."""
-    return _cases(seed)
 
 
 def _architecture_xz(z_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,7 +228,7 @@ def _architecture_xz(z_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor
     return torch.rand(2, 3, 64, 64, generator=g), torch.randn(2, z_size, generator=g)  # (2, 3, 64, 64), (2, z)
 
 
-@check("w1_architecture", inputs=architecture_inputs)
+@check("w1_architecture", inputs=conv_vae_cases)
 def w1_architecture(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     """Encoder: four Conv2d(k4, s2) + ReLU, 64 -> 31 -> 14 -> 6 -> 2, dense mu and logvar from 1024
     features; decoder: dense z -> 1024, reshaped to 1x1, four ConvTranspose2d(k5, 5, 6, 6; s2),
@@ -440,18 +437,13 @@ def _with_matching_weights(
     return ref, ref_mu, ref_logvar
 
 
-def encode_decode_inputs(seed: int) -> Inputs:
-    """The z sizes (:func:`_z_sizes`) with seeds of their weights, ``x`` and ``z``."""
-    return _cases(seed)
-
-
 def _encode_decode_xz(z_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` ``(5, 3, 64, 64)`` in [0, 1] and ``z`` ``(5, z_size)``."""
     g = torch.Generator().manual_seed(seed + 2)
     return torch.rand(5, 3, 64, 64, generator=g), 1.5 * torch.randn(5, z_size, generator=g)
 
 
-@check("w1_encode_decode", inputs=encode_decode_inputs)
+@check("w1_encode_decode", inputs=conv_vae_cases)
 def w1_encode_decode(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     """``encode`` is deterministic and, with the grader's weights, gives the paper's ``mu`` and
     ``logvar``; ``decode`` gives the paper's images, in [0, 1] (a sigmoid)."""
