@@ -91,15 +91,16 @@ def record_of(grade_id: str, *objects: Any, nonce: str) -> dict:
     return records.encode(grade_id, nonce, check.probe(check.inputs(seed_of(nonce)), *objects))
 
 
-def trained_model(ns: dict[str, Any]) -> Any:
-    """The ``SmallVAE`` of notebook 05's training cell, trained at the grading budget on ``ns``'s collector."""
+def trained_model(ns: dict[str, Any], seeds: tuple[int, int] = (0, 1)) -> Any:
+    """The ``SmallVAE`` of notebook 05's training cell, trained at the grading budget on ``ns``'s collector
+    (training and validation frames of the collector's ``seeds``, the notebook's own by default)."""
     import torch
 
     from course_lib.models import SmallVAE
     from course_lib.train import fit
 
     collect = ns["collect_other_frames"]
-    train, val = collect(ns["ENV_ID"], 800, seed=0), collect(ns["ENV_ID"], 150, seed=1)
+    train, val = collect(ns["ENV_ID"], 800, seed=seeds[0]), collect(ns["ENV_ID"], 150, seed=seeds[1])
     torch.manual_seed(0)
     model = SmallVAE(z_size=ns["Z_SIZE"], width=ns["WIDTH"]).init_background(train)
     fit(model, train, val, num_epochs=4, batch_size=32, lr=ns["LR"], beta=ns["BETA"], progress=False)
