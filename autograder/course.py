@@ -121,10 +121,11 @@ def run_nbgrader(
 
 
 def summarize_failure(log: str) -> str:
-    """The lines of an nbgrader log that say what went wrong, shortened for a report."""
+    """The lines of an nbgrader log that say what went wrong (its last three error lines), shortened
+    for a report; the caller says which command failed."""
     lines = [line for line in log.splitlines() if "[AutogradeApp | ERROR]" in line or "Error" in line]
     tail = " / ".join(line.strip() for line in lines[-3:]) or (log.strip().splitlines() or ["no output"])[-1]
-    return f"nbgrader could not grade it: {tail}"[:500]
+    return tail[:500]
 
 
 def prepare_course(assignment: str, out: Path) -> Path:

@@ -93,6 +93,19 @@ def holds_assignment(assignment: str, url: str) -> bool:
     return recorded == {Path(name).stem for name in notebook_names(assignment)}
 
 
+def add_course(url: str, course_id: str) -> None:
+    """Add the course ``course_id`` to the gradebook at ``url`` unless it holds it already.
+
+    nbgrader's exchange commands (``collect``) add their course to the gradebook the first time they
+    open it. Two of them starting at once on a gradebook without it (the watcher's workers) both add
+    it, and one fails with "UNIQUE constraint failed: course.id"; once it is there, they only read.
+    """
+    from nbgrader.api import Gradebook
+
+    with Gradebook(url, course_id):  # Gradebook.check_course adds a missing course
+        pass
+
+
 def record_empty_submission(assignment: str, student_id: str, url: str) -> None:
     """Enter a submission with no gradable notebook in the gradebook, so it scores zero everywhere."""
     from nbgrader.api import Gradebook

@@ -116,7 +116,7 @@ def grade_student(
     elif result.returncode != 0 and ("DeadKernelError" in output or "Kernel died" in output):
         report.add("kernel_died", "the kernel died more often than the grader restarts it (that notebook scored zero)")
     elif result.returncode != 0:
-        report.add("nbgrader_failed", summarize_failure(output))
+        report.add("nbgrader_failed", f"nbgrader could not grade it: {summarize_failure(output)}")
     _read_events(report, log, settings)
     tampered = {f.notebook for f in findings if f.severity == TAMPERING}
     if tampered:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from autograder import exchange
 from autograder.course import COURSE_ID, prepare_course
-from autograder.gradebook import db_url, export, holds_assignment, read_gradebook
+from autograder.gradebook import add_course, db_url, export, holds_assignment, read_gradebook
 from autograder.grading import GradingSettings, grade_student
 from autograder.pipeline import copy_feedback
 from autograder.release import generate_assignment
@@ -182,6 +182,7 @@ def watch(
     root = prepare_course(assignment, out)
     if not (root / "gradebook.db").exists() or not holds_assignment(assignment, db_url(root, "gradebook.db")):
         generate_assignment(assignment, root)
+    add_course(db_url(root, "gradebook.db"), course_id)  # before the workers' collects, which would race to add it
     gradebooks = [f"gradebook_{k}.db" for k in range(max(1, settings.workers))]
     for gradebook in gradebooks:  # one per worker (sqlite takes no concurrent writers), kept across restarts
         if not (root / gradebook).exists():

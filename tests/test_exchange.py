@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from autograder import course, exchange, release, watch
+from autograder import course, exchange, gradebook, release, watch
 from autograder.submissions import replace_answer
 
 pytestmark = pytest.mark.slow(seconds=300)
@@ -92,6 +93,24 @@ def test_each_submission_is_graded_once_and_logged(first_round):
     done = [line for line in first_round["lines"] if "graded in" in line]
     assert len(done) == 3 and all("feedback released" in line for line in done)
     assert sum("grading the submission" in line for line in first_round["lines"]) == 3, first_round["lines"]
+
+
+def test_workers_collecting_at_once_only_read_the_gradebook(first_round, released):
+    """Once the watcher has added the exchange's course to a new gradebook (``gradebook.add_course``),
+    do the workers' nbgrader collects, run at the same moment, all succeed and leave the gradebook
+    byte for byte as it was? nbgrader collect adds a missing course itself, and several at once then
+    fail with "UNIQUE constraint failed: course.id" (4 tries in 5 here with four at once, once in CI)."""
+    tmp, exchange_dir = released
+    root = course.prepare_course(ASSIGNMENT, tmp / "collect_at_once")
+    url = gradebook.db_url(root, "gradebook.db")
+    gradebook.add_course(url, course.COURSE_ID)  # nbgrader's tables and the project's course, as a new course root has
+    gradebook.add_course(url, COURSE)
+    before = (root / "gradebook.db").read_bytes()
+    students = sorted(first_round["ledger"].latest)
+    with ThreadPoolExecutor(len(students)) as pool:
+        collected = list(pool.map(lambda s: exchange.collect(ASSIGNMENT, root, exchange_dir, COURSE, s), students))
+    assert sorted(p.name for p in collected[0].iterdir()) == students
+    assert (root / "gradebook.db").read_bytes() == before, "nbgrader collect wrote to the gradebook"
 
 
 def test_correct_submission_gets_its_feedback_with_the_score(first_round, released):
