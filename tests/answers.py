@@ -91,16 +91,22 @@ def record_of(grade_id: str, *objects: Any, nonce: str) -> dict:
     return records.encode(grade_id, nonce, check.probe(check.inputs(seed_of(nonce)), *objects))
 
 
-def trained_model(ns: dict[str, Any], seeds: tuple[int, int] = (0, 1)) -> Any:
-    """The ``SmallVAE`` of notebook 05's training cell, trained at the grading budget on ``ns``'s collector
-    (training and validation frames of the collector's ``seeds``, the notebook's own by default)."""
+def training_frames(ns: dict[str, Any], seeds: tuple[int, int] = (0, 1)) -> tuple[Any, Any]:
+    """Notebook 05's training and validation frames at the grading budget, from ``ns``'s collector with
+    ``seeds`` (the notebook's own by default)."""
+    collect = ns["collect_other_frames"]
+    return collect(ns["ENV_ID"], 800, seed=seeds[0]), collect(ns["ENV_ID"], 150, seed=seeds[1])
+
+
+def trained_model(ns: dict[str, Any], frames: tuple[Any, Any] | None = None) -> Any:
+    """The ``SmallVAE`` of notebook 05's training cell, trained at the grading budget on ``frames``
+    (default: :func:`training_frames` of the notebook's seeds)."""
     import torch
 
     from course_lib.models import SmallVAE
     from course_lib.train import fit
 
-    collect = ns["collect_other_frames"]
-    train, val = collect(ns["ENV_ID"], 800, seed=seeds[0]), collect(ns["ENV_ID"], 150, seed=seeds[1])
+    train, val = frames or training_frames(ns)
     torch.manual_seed(0)
     model = SmallVAE(z_size=ns["Z_SIZE"], width=ns["WIDTH"]).init_background(train)
     fit(model, train, val, num_epochs=4, batch_size=32, lr=ns["LR"], beta=ns["BETA"], progress=False)

@@ -19,7 +19,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from answers import graded, hidden_calls, namespace, record_of, trained_model
+from answers import graded, hidden_calls, namespace, record_of, trained_model, training_frames
 from nbformat.v4 import new_code_cell
 
 from autograder import checks, judging, records
@@ -247,8 +247,8 @@ def test_the_notebook_settings_beat_the_baseline_on_other_frames(seeds):
     from course_lib.train import evaluate, mean_image_baseline
 
     ns = namespace("hw1_vae", HW1_MUTANTS["a5_seed_ignored"].notebook)
-    model = trained_model(ns, seeds)
-    train, val = (ns["collect_other_frames"](ns["ENV_ID"], n, seed=s) for n, s in zip((800, 150), seeds, strict=True))
+    train, val = training_frames(ns, seeds)
+    model = trained_model(ns, (train, val))
     ratio = mean_image_baseline(train, val) / evaluate(model, val)["mse"]
     assert ratio > 2, f"the trained VAE is only {ratio:.2f}x better than the mean image"
 
