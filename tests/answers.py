@@ -66,15 +66,16 @@ def hidden_calls(assignment: str, notebook: str) -> dict[str, list[str]]:
     return calls
 
 
-def graded(grade_id: str, *objects: Any, nonce: str | None = None) -> str | None:
+def graded(grade_id: str, *objects: Any, nonce: str | None = None, seed: int | None = None) -> str | None:
     """Probe in "the kernel", encode and decode the record, judge it: the failure message, or ``None``.
 
-    A failure of the probe itself (the student's code raised) counts as a failure too.
+    The inputs are drawn from ``seed`` if given, else from the nonce's seed, as in a grading run. A
+    failure of the probe itself (the student's code raised) counts as a failure too.
     """
     check = find(grade_id)
     assert check is not None, grade_id
     nonce = nonce or secrets.token_hex(8)
-    inputs = check.inputs(seed_of(nonce))
+    inputs = check.inputs(seed_of(nonce) if seed is None else seed)
     try:
         values = check.probe(inputs, *objects)
         _, _, decoded, _ = records.decode(records.encode(grade_id, nonce, values))

@@ -277,6 +277,26 @@ def test_the_drawn_latent_size_is_never_the_default(grade_id):
     assert 32 not in drawn and len(drawn) > 5, sorted(drawn)
 
 
+def test_forward_is_judged_to_resample_by_the_z_it_decodes_not_by_its_output():
+    """Does a MyVAE whose ReLU output layer gives all zeros for some decoder initialisations (global
+    seeds 5 and 8: both calls of forward return the same x_hat from different z) still pass
+    a2_encode_forward, which it does not break? Judged on x_hat, it failed about 1 run in 10."""
+    mutant = HW1_MUTANTS["a1_relu_output"]
+    ns = namespace("hw1_vae", mutant.notebook, {mutant.answer: mutant.code})
+    for global_seed in (5, 8):
+        torch.manual_seed(global_seed)  # the decoder layers the check does not load are initialised from it
+        assert graded("a2_encode_forward", ns["MyVAE"], seed=0) is None
+
+
+def test_a_correct_forward_passes_w1_sampling_on_an_unlikely_draw_of_noise():
+    """Does a correct ConvVAE pass w1_sampling on draws whose forward noise (128 x 32 values) has a
+    mean 3.3 to 3.8 standard errors from 0 (1 draw in 700 is that far), so that the judge's thresholds
+    stay six standard errors wide as the sampling checks promise?"""
+    ns = namespace("hw2_world_models", "01_data_and_conv_vae.ipynb")
+    for seed in (993, 3422):
+        assert graded("w1_sampling", ns["ConvVAE"], seed=seed) is None
+
+
 def test_messages_say_what_was_expected_without_the_drawn_inputs():
     """Does a failure message explain the bug without quoting the inputs drawn for the grading run?"""
     ns = namespace(
