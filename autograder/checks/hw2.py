@@ -561,7 +561,7 @@ def w1_sampling(inputs: Inputs, model_cls: type) -> dict[str, Any]:
         "mu": mu_f.float(),
         "logvar": logvar_f.float(),
         "z": captured[0].float(),
-        "z_again": captured[first].float(),  # the second call's
+        "z_again": captured[first].float(),
         "x_hat": x_hat[:SAMPLING_RECORDED].float(),
         "x_hat_shape": np.array(x_hat.shape, dtype=np.int64),
     }
@@ -589,7 +589,8 @@ def _w1_sampling(inputs: Inputs, record: Record) -> None:
     expect(shape == (128, 3, 64, 64), f"forward's x_hat has shape {shape}, expected (B, 3, 64, 64)")
     expect(not torch.allclose(z, mu), "forward should decode a sampled z (reparameterize), not mu")
     expect(
-        not torch.equal(z, record.tensor("z_again")), "two calls of forward decoded the same z; it should sample z each time"
+        not torch.equal(z, record.tensor("z_again")),
+        "two calls of forward decoded the same z; it should sample z each time",
     )
     ref, ref_mu, ref_logvar = _with_matching_weights(32, inputs["forward_seed"], x, mu, logvar, shift=True)
     expect(
