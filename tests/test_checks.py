@@ -19,7 +19,7 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from answers import graded, hidden_calls, namespace, record_of, trained_model, training_frames
+from answers import graded, hidden_calls, namespace, record_of, training_cell
 from nbformat.v4 import new_code_cell
 
 from autograder import checks, judging, records
@@ -166,7 +166,7 @@ def test_the_source_answers_pass_every_check(assignment, notebook):
     ns = namespace(assignment, notebook)
     for grade_id, names in hidden_calls(assignment, notebook).items():
         if "model" in names:
-            ns["model"] = trained_model(ns)
+            ns["model"] = training_cell(ns)["model"]
         assert graded(grade_id, *(ns[n] for n in names)) is None, grade_id
 
 
@@ -194,7 +194,7 @@ def test_each_mutant_fails_exactly_its_cells(name):
         if grade_id not in mutant.fails and (grade_id in SLOW or not set(names) & _defined_by(mutant.code)):
             continue  # a check that does not get what the mutant changed, or a slow one it does not target
         if "model" in names:
-            ns["model"] = trained_model(ns)
+            ns["model"] = training_cell(ns)["model"]
         if graded(grade_id, *(ns[n] for n in names)) is not None:
             failed.add(grade_id)
     assert failed == mutant.fails
@@ -244,12 +244,9 @@ def test_the_notebook_settings_beat_the_baseline_on_other_frames(seeds):
     notebook's own (a correct collector written another way, or one that ignores its seed, draws
     others)? On these two draws a learning rate of 2e-3 made the loss jump and fall back to the mean
     image (ratio 0.98 and 1.00), in about 1 draw in 20."""
-    from course_lib.train import evaluate, mean_image_baseline
-
     ns = namespace("hw1_vae", HW1_MUTANTS["a5_seed_ignored"].notebook)
-    train, val = training_frames(ns, seeds)
-    model = trained_model(ns, (train, val))
-    ratio = mean_image_baseline(train, val) / evaluate(model, val)["mse"]
+    run = training_cell(ns, seeds)
+    ratio = run["baseline"] / run["val_mse"]
     assert ratio > 2, f"the trained VAE is only {ratio:.2f}x better than the mean image"
 
 
