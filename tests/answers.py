@@ -19,6 +19,7 @@ import nbformat
 from autograder import records
 from autograder.checks import CheckFailed, find, seed_of
 from autograder.course import source_dir
+from autograder.submissions import NB5
 
 PRELUDE = """
 import numpy as np
@@ -31,6 +32,12 @@ from course_lib.envs import EpisodeRecorder, frame_of, make_env, wide_cartpole
 from course_lib.frames import Crop, preprocess_frame, to_tensor
 from course_lib.train import budget
 """
+
+
+def _autograding() -> Any:
+    """The environment nbgrader's autograde gives a kernel: ``course_lib.train.budget`` picks its
+    small values."""
+    return mock.patch.dict(os.environ, {"NBGRADER_EXECUTION": "autograde"})
 
 
 def _cells(assignment: str, notebook: str) -> list[nbformat.NotebookNode]:
@@ -52,7 +59,7 @@ def namespace(assignment: str, notebook: str, replace: dict[str, str] | None = N
         elif not meta:  # an unlocked cell: keep its settings (ENV_ID, LR, NUM_EPOCHS = budget(...))
             for node in ast.parse(cell.source).body:
                 if isinstance(node, ast.Assign) and _is_setting(node.value):
-                    with mock.patch.dict(os.environ, {"NBGRADER_EXECUTION": "autograde"}):
+                    with _autograding():
                         exec(ast.unparse(node), ns)
     return ns
 
@@ -112,12 +119,11 @@ def training_cell(ns: dict[str, Any], seeds: tuple[int, int] = (0, 1)) -> dict[s
     ``seeds`` replace the seeds 0 and 1 the cell collects its training and validation frames with,
     for frames a collector written another way would draw.
     """
-    notebook = "05_other_environment.ipynb"
-    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in _cells("hw1_vae", notebook)}
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in _cells("hw1_vae", NB5)}
     collect = ns["collect_other_frames"]
     other_seed = dict(zip((0, 1), seeds, strict=True))
     run = {**ns, "collect_other_frames": lambda env_id, n, seed=None: collect(env_id, n, seed=other_seed[seed])}
-    with mock.patch.dict(os.environ, {"NBGRADER_EXECUTION": "autograde"}):
+    with _autograding():
         exec(cells["setup"], run)
         exec(cells["a5_train"], run)
     plt.close("all")

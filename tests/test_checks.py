@@ -31,6 +31,7 @@ from autograder.submissions import (
     HW1_MUTANTS,
     HW2_ALTERNATIVES,
     HW2_MUTANTS,
+    W1,
 )
 
 ASSIGNMENTS = ("hw1_vae", "hw2_world_models")
@@ -289,7 +290,7 @@ def test_a_correct_forward_passes_w1_sampling_on_an_unlikely_draw_of_noise():
     """Does a correct ConvVAE pass w1_sampling on draws whose forward noise (128 x 32 values) has a
     mean 3.3 to 3.8 standard errors from 0 (1 draw in 700 is that far), so that the judge's thresholds
     stay six standard errors wide as the sampling checks promise?"""
-    ns = namespace("hw2_world_models", "01_data_and_conv_vae.ipynb")
+    ns = namespace("hw2_world_models", W1)
     for seed in (993, 3422):
         assert graded("w1_sampling", ns["ConvVAE"], seed=seed) is None
 

@@ -73,6 +73,18 @@ def seeded(seed: int) -> Iterator[None]:
         np.random.set_state(numpy_state)
 
 
+@contextmanager
+def layer_inputs(layer: Any) -> Iterator[list[Any]]:
+    """The first input of every call of ``layer`` (a ``torch.nn.Module``) inside the block, detached,
+    in call order: what a model feeds one of its layers (the z its decoder gets, say)."""
+    captured: list[Any] = []
+    handle = layer.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
 _FORBIDDEN_MODULES = ("course_lib.solutions", "autograder")
 
 

@@ -27,7 +27,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from autograder.checks import Inputs, Record, check, expect, require_student_code, sampling, seeded, student_code
+from autograder.checks import (
+    Inputs,
+    Record,
+    check,
+    expect,
+    layer_inputs,
+    require_student_code,
+    sampling,
+    seeded,
+    student_code,
+)
 from autograder.checks.episodes import collector_values, expect_frames, replay
 from course_lib.envs import EpisodeRecorder, make_env, wide_cartpole
 from course_lib.frames import FRAME_SIZE
@@ -480,24 +490,20 @@ def a2_encode_forward(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     decoder_input = getattr(model, "decoder_input", None)
     expect(isinstance(decoder_input, nn.Module), "MyVAE has no decoder_input: call self.build_decoder() in __init__")
     x = torch.rand(64, 3, FRAME_SIZE, FRAME_SIZE, generator=_torch(inputs["x_seed"]))  # (64, 3, 64, 64)
-    captured: list[torch.Tensor] = []
-    handle = decoder_input.register_forward_pre_hook(lambda module, args_: captured.append(args_[0].detach()))
     model.eval()  # batch norm with running statistics: encode is deterministic
     values: dict[str, Any] = {}
-    try:
-        with torch.no_grad(), seeded(inputs["seed"]):
-            with student_code("the encoder of MyVAE"):
-                values["h"] = _tensor_out(torch.flatten(model.encoder(x), start_dim=1), "flatten(encoder(x))")
-            with student_code("MyVAE.encode"):
-                out = model.encode(x)
-            expect(isinstance(out, (list, tuple)) and len(out) == 2, "encode(x) should return [mu, logvar]")
-            values["mu"], values["logvar"] = _tensor_out(out[0], "mu"), _tensor_out(out[1], "logvar")
-            with student_code("MyVAE.forward"):
-                out1 = model(x)
-                first = len(captured)  # the decoder inputs of the first call; the second call's follow
-                model(x)
-    finally:
-        handle.remove()
+    with layer_inputs(decoder_input) as captured, torch.no_grad(), seeded(inputs["seed"]):
+        with student_code("the encoder of MyVAE"):
+            values["h"] = _tensor_out(torch.flatten(model.encoder(x), start_dim=1), "flatten(encoder(x))")
+        with student_code("MyVAE.encode"):
+            out = model.encode(x)
+        expect(isinstance(out, (list, tuple)) and len(out) == 2, "encode(x) should return [mu, logvar]")
+        values["mu"], values["logvar"] = _tensor_out(out[0], "mu"), _tensor_out(out[1], "logvar")
+        with student_code("MyVAE.forward"):
+            out1 = model(x)
+            first = len(captured)  # the decoder inputs of the first call; the second call's follow
+            model(x)
+    decoded = 0 < first < len(captured)
     expect(isinstance(out1, (list, tuple)) and len(out1) == 4, "forward(x) should return [x_hat, x, mu, logvar]")
     x_hat = _tensor_out(out1[0], "forward(x)[0]")
     values |= {
@@ -505,9 +511,9 @@ def a2_encode_forward(inputs: Inputs, model_cls: type) -> dict[str, Any]:
         "x_is_input": torch.is_tensor(out1[1]) and out1[1].shape == x.shape and torch.equal(out1[1], x),
         "mu_f": _tensor_out(out1[2], "forward(x)[2]"),
         "logvar_f": _tensor_out(out1[3], "forward(x)[3]"),
-        "decoded": 0 < first < len(captured),
-        "z1": captured[0].float() if 0 < first < len(captured) else torch.zeros(0),
-        "z2": captured[first].float() if 0 < first < len(captured) else torch.zeros(0),
+        "decoded": decoded,
+        "z1": captured[0].float() if decoded else torch.zeros(0),
+        "z2": captured[first].float() if decoded else torch.zeros(0),
     }
     # the VAE loss's gradients, in training mode
     model.train()

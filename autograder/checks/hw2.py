@@ -26,7 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from autograder.checks import Inputs, Record, check, expect, require_student_code, sampling, seeded, student_code
+from autograder.checks import (
+    Inputs,
+    Record,
+    check,
+    expect,
+    layer_inputs,
+    require_student_code,
+    sampling,
+    seeded,
+    student_code,
+)
 from course_lib import losses as library_losses
 from course_lib.frames import to_tensor
 from course_lib.models import SmallVAE
@@ -98,11 +108,16 @@ def describe(sig: tuple) -> str:
     return f"{kind}({', '.join(f'{n}{list(s)}' for n, s in shapes)})"
 
 
+def linear_signature(in_features: int, out_features: int) -> tuple:
+    """The signature (see :func:`signature`) of ``nn.Linear(in_features, out_features)``."""
+    return ("Linear", (("weight", (out_features, in_features)), ("bias", (out_features,))))
+
+
 def expected_signatures(z_size: int) -> list[tuple]:
     """The layer signatures (see :func:`signature`) of the World Models VAE with ``z_size``."""
     sigs = [("Conv2d", (("weight", (o, i, k, k)), ("bias", (o,)))) for i, o, k, _, _ in ENCODER_CONVS]
-    sigs += [("Linear", (("weight", (z_size, 1024)), ("bias", (z_size,))))] * 2  # mu and logvar
-    sigs += [("Linear", (("weight", (1024, z_size)), ("bias", (1024,))))]  # the decoder's dense layer
+    sigs += [linear_signature(1024, z_size)] * 2  # mu and logvar
+    sigs += [linear_signature(z_size, 1024)]  # the decoder's dense layer
     sigs += [("ConvTranspose2d", (("weight", (i, o, k, k)), ("bias", (o,)))) for i, o, k, _, _ in DECODER_DECONVS]
     return sigs
 
@@ -167,7 +182,7 @@ def shift_latent_biases(model: nn.Module, z_size: int) -> None:
     whichever of the two layers computes the log-variance.
     """
     for layer in parameterised_layers(model):
-        if isinstance(layer, nn.Linear) and (layer.in_features, layer.out_features) == (1024, z_size):
+        if signature(layer) == linear_signature(1024, z_size):
             layer.bias += LOGVAR_SHIFT
 
 
@@ -541,21 +556,18 @@ def w1_sampling(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     x = _forward_x(inputs["forward_seed"])
     load_weights(model, 32, inputs["forward_seed"])
     shift_latent_biases(model, 32)
-    dense = next(
-        m
-        for m in parameterised_layers(model)
-        if isinstance(m, nn.Linear) and (m.in_features, m.out_features) == (32, 1024)
-    )  # the decoder's dense layer, z (B, 32) -> (B, 1024)
-    captured: list[torch.Tensor] = []
-    handle = dense.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach()))
+    # the decoder's dense layer, z (B, 32) -> (B, 1024); load_weights has refused a model without it
+    dense = next(m for m in parameterised_layers(model) if signature(m) == linear_signature(32, 1024))
     model.train()
-    try:
-        with seeded(inputs["seed"] + 2), torch.no_grad(), student_code("ConvVAE.forward"):
-            x_hat, mu_f, logvar_f = _triple(model(x), "forward(x)")
-            first = len(captured)  # the decoder inputs of the first call; the second call's follow
-            model(x)
-    finally:
-        handle.remove()
+    with (
+        layer_inputs(dense) as captured,
+        seeded(inputs["seed"] + 2),
+        torch.no_grad(),
+        student_code("ConvVAE.forward"),
+    ):
+        x_hat, mu_f, logvar_f = _triple(model(x), "forward(x)")
+        first = len(captured)  # the decoder inputs of the first call; the second call's follow
+        model(x)
     expect(0 < first < len(captured), "forward(x) should decode z with the decoder's dense layer")
     return values | {
         "mu": mu_f.float(),
