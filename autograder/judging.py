@@ -15,13 +15,17 @@ student's kernel. For each graded code cell whose ``grade_id`` has a check
    cell too, and is a :class:`Finding` that names the submission for review, since honest code never
    leaves one: it means the test cell did not run as written (emptied by an input transformer,
    skipped by a hook, its check replaced). Records are removed from every cell, so they never reach
-   the feedback. Findings go to the run's event log (:mod:`autograder.events`).
+   the feedback. Findings go to the run's event log (:mod:`autograder.events`). A record whose kernel
+   reports code the notebook installed beside the checks (an input transformer, an event callback,
+   a replaced shell method: :func:`autograder.checks.kernel_notes`) fails too, and is reported.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import secrets
+import threading
 from dataclasses import dataclass
 
 from nbformat import NotebookNode
@@ -29,7 +33,7 @@ from nbformat import NotebookNode
 from autograder import checks, records
 from autograder.checks import CheckFailed
 from autograder.records import RecordError
-from autograder.tamper import REVIEW, TAMPERING
+from autograder.tamper import TAMPERING
 
 
 @dataclass(frozen=True)
@@ -45,9 +49,8 @@ class Armed:
 class Finding:
     """Something a cell's records showed that honest code never does; reported for review.
 
-    ``severity`` is :data:`~autograder.tamper.TAMPERING` (the cell failed because its test did not run
-    as written) or :data:`~autograder.tamper.REVIEW` (a hint, e.g. hooks the kernel reported, that
-    changed no verdict).
+    ``severity`` is :data:`~autograder.tamper.TAMPERING`: the cell failed because its test did not run
+    as written, or ran beside code the notebook installed, or left a record no honest probe writes.
     """
 
     notebook: str
@@ -89,11 +92,35 @@ def _grade_id(cell: NotebookNode) -> str | None:
     return meta.get("grade_id") if meta.get("grade") and cell.get("cell_type") == "code" else None
 
 
+_prefetched: list[threading.Thread] = []
+
+
+def prefetch() -> None:
+    """Import the checks and the reference answers (PyTorch, gymnasium) in a background thread, once
+    per process: nbgrader's process waits for the kernel to start and to run the setup cells
+    anyway, so the first judge no longer pays seconds of imports. A judge that needs a module
+    before the thread has loaded it waits for that import (Python's import lock), no longer."""
+    if _prefetched:
+        return
+
+    def load() -> None:
+        try:
+            checks.registry()
+            for name in ("hw1", "hw2", "conv_vae"):
+                importlib.import_module(f"course_lib.solutions.{name}")
+        except Exception:  # a judge that needs what failed here raises it itself
+            pass
+
+    thread = threading.Thread(target=load, name="prefetch-judges", daemon=True)
+    _prefetched.append(thread)
+    thread.start()
+
+
 def arm(cell: NotebookNode) -> Armed | None:
     """Write a fresh nonce into a graded code cell's call of its check; ``None`` for other cells.
 
-    The check is looked up only when its record is judged, so a submission whose cells all fail
-    never loads the checks (nor PyTorch) in this process.
+    The check is looked up only when its record is judged (:func:`prefetch` has usually loaded it
+    by then).
     """
     grade_id = _grade_id(cell)
     if grade_id is None:
@@ -147,6 +174,9 @@ def _verdict(armed: Armed, found: list[object]) -> tuple[str | None, str | None,
         check.verdict(check.inputs(checks.seed_of(armed.nonce)), decoded[0])
     except CheckFailed as err:
         return str(err), None, notes
+    except checks.Inconsistent as err:
+        message = f"left a record whose values are not what its own layers, weights or logs compute ({err})"
+        return f"the hidden check's record contradicts itself; {NO_POINTS}", message, notes
     except RecordError as err:
         message = f"left a record its check does not write ({err})"
         return f"the hidden check's record is inconsistent; {NO_POINTS}", message, notes
@@ -175,9 +205,10 @@ def judge_cell(cell: NotebookNode, armed: Armed | None, notebook: str) -> list[F
         return []
     failure, tampering, notes = _verdict(armed, found)
     findings = [Finding(notebook, name, TAMPERING, tampering)] if tampering else []
-    if notes:
+    if notes:  # a verdict never rests on a record made beside code the notebook slipped in
         hooks = ", ".join(sorted(set(notes)))
-        findings.append(Finding(notebook, name, REVIEW, f"ran beside hooks the notebook installed: {hooks}"))
+        findings.append(Finding(notebook, name, TAMPERING, f"ran beside code the notebook installed: {hooks}"))
+        failure = failure or f"this test cell ran beside code the notebook installed in the kernel; {NO_POINTS}"
     if failure is not None:
         _fail(cell, failure)
     return findings

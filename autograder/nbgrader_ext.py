@@ -48,6 +48,7 @@ class RestartingExecute(Execute):
     max_restarts = Integer(3, help="kernel deaths survived per notebook").tag(config=True)
 
     def preprocess(self, nb, resources, *args, **kwargs):
+        judging.prefetch()  # the judges' imports load while the kernel starts
         self._deaths = 0  # one instance runs every notebook of a submission
         self._notebook = f"{resources.get('unique_key') or 'notebook'}.ipynb"
         self._workdir = Path(resources.get("metadata", {}).get("path") or ".").resolve()

@@ -9,14 +9,19 @@ the interpreter reads them. Two kinds of finding:
 - **tampering** (:data:`TAMPERING`): code with no business in an answer that reaches the grader or
   the interpreter beside it: importing ``autograder`` or the reference answers, editing
   ``sys.modules``, builtins or a namespace directly, replacing functions of torch, NumPy, gymnasium,
-  IPython or ``course_lib``, IPython input/AST transformers, event callbacks and exception
-  handlers, trace and profile functions, frame and object walking, editing a function's code. The
-  notebook's autograded points are set to zero and the submission is reported.
+  IPython or ``course_lib``, any attribute of the IPython shell but a short allowlist
+  (:data:`SHELL_ALLOWED`), however the shell is reached (``get_ipython()``,
+  ``IPython.get_ipython()``, ``InteractiveShell.instance()``, the kernel application) and the shell
+  handed to other code, trace and profile functions, frame and object walking, editing a function's
+  code or disguising where it was defined (``__module__``, ``__qualname__``, ``__name__``), strings
+  naming the checks' records. The notebook's autograded points are set to zero and the submission is
+  reported.
 - **review** (:data:`REVIEW`): routes that can smuggle code past a reader: unpickling (pickle,
-  marshal, dill, ``torch.load``, ``np.load(allow_pickle=True)``), base64 and other decoders and
-  decompressors, ``ctypes``, ``exec``/``eval``/``compile``, dynamic imports, names built at run time
-  (``getattr(x, name)`` with a computed name), Python files written (and imported later),
-  ``sys.path`` edits, shell commands. Reported for review; the points stand.
+  marshal, dill, ``torch.load``, ``np.load(allow_pickle=True)``), base64, ``codecs`` and other
+  encoders, decoders and decompressors, ``ctypes``, ``exec``/``eval``/``compile``, dynamic imports,
+  names built at run time (``getattr(x, name)`` with a computed name), Python files written (and
+  imported later), ``sys.path`` edits, shell commands and IPython magics. Reported for review; the
+  points stand.
 
 It is one layer, not a proof: the verdicts come from judges outside the kernel
 (:mod:`autograder.judging`) and must hold even when this scan sees nothing.
@@ -53,24 +58,39 @@ TAMPERING_NAMES = {
     "sys._getframe": "walks the interpreter's frames",
     "inspect.currentframe": "walks the interpreter's frames",
     "inspect.stack": "walks the interpreter's frames",
+    "sys._current_frames": "walks the interpreter's frames",
+    "inspect.getouterframes": "walks the interpreter's frames",
+    "inspect.getinnerframes": "walks the interpreter's frames",
+    "inspect.trace": "walks the interpreter's frames",
+    "traceback.walk_stack": "walks the interpreter's frames",
+    "traceback.walk_tb": "walks the interpreter's frames",
     "gc.get_objects": "walks the interpreter's objects",
     "gc.get_referrers": "walks the interpreter's objects",
+    "gc.get_referents": "walks the interpreter's objects",
+    "threading.settrace_all_threads": "installs a trace function (threading.settrace_all_threads)",
+    "threading.setprofile_all_threads": "installs a profile function (threading.setprofile_all_threads)",
 }
-#: Attributes of the IPython shell that install code beside the tests.
-SHELL_HOOKS = {
-    "input_transformers_cleanup",
-    "input_transformers_post",
-    "ast_transformers",
-    "events",
-    "set_custom_exc",
-    "register_magic_function",
-    "run_cell",
-    "run_cell_async",
-    "ex",
-    "ev",
+#: The only attributes of the IPython shell an answer may use, each reported for review with why:
+#: every other one (transformers, events, hooks, ``run_cell``, ``user_ns``, ``kernel``...) is
+#: tampering, however the shell is reached (:data:`SHELL_GETTERS`).
+SHELL_ALLOWED = {
+    "system": "runs a shell command (get_ipython().system)",
+    "getoutput": "runs a shell command (get_ipython().getoutput)",
+    "run_line_magic": "runs an IPython magic (get_ipython().run_line_magic)",
+    "magic": "runs an IPython magic (get_ipython().magic)",
 }
+#: Names (resolved) whose call gives the IPython shell, the kernel or its application.
+SHELL_GETTERS = {"get_ipython", "IPython.get_ipython", "IPython.core.getipython.get_ipython"}
+#: Classes whose ``instance()`` (or ``_instance``) is the shell, the kernel or its application.
+SHELL_CLASSES = re.compile(r"(InteractiveShell|IPKernelApp|IPythonKernel|Kernel|Application)$")
 #: Attributes no answer needs: a function's code and globals.
 CODE_ATTRIBUTES = {"__code__", "__globals__", "__closure__", "__builtins__", "__dict__"}
+#: Attributes of frames, tracebacks, generators and coroutines that lead to other frames' variables.
+FRAME_ATTRIBUTES = {"f_back", "f_globals", "f_locals", "f_builtins", "tb_frame", "gi_frame", "cr_frame", "ag_frame"}
+#: Attributes that say where code was defined: setting them disguises a notebook's function.
+DISGUISE_ATTRIBUTES = {"__module__", "__qualname__", "__name__"}
+#: IPython magics an answer may use without being reported.
+PLAIN_MAGICS = {"matplotlib", "time", "timeit"}
 #: Names (resolved) whose use, or the use of anything under them, is reported for review, with why.
 REVIEW_NAMES = {
     "pickle": "unpickles data (pickle)",
@@ -81,7 +101,7 @@ REVIEW_NAMES = {
     "shelve": "unpickles data (shelve)",
     "base64": "decodes hidden data (base64)",
     "binascii": "decodes hidden data (binascii)",
-    "codecs.decode": "decodes hidden data (codecs)",
+    "codecs": "encodes or decodes hidden data (codecs)",
     "zlib.decompress": "decompresses hidden data (zlib)",
     "lzma.decompress": "decompresses hidden data (lzma)",
     "bz2.decompress": "decompresses hidden data (bz2)",
@@ -107,6 +127,8 @@ REVIEW_CALLS = {
 }
 #: Strings in code that name the grader's files.
 GRADER_STRINGS = re.compile(r"autograder|course_lib[/\\.]solutions")
+#: A string naming the MIME type of the checks' records (``autograder.records.MIME``).
+RECORD_STRINGS = re.compile(r"vnd\.course\.probe")
 FILE_STRINGS = re.compile(r"gradebook|site-packages|\.venv\b")
 
 
@@ -130,18 +152,22 @@ def _editable(cell: nbformat.NotebookNode) -> bool:
     return cell.cell_type == "code" and not meta.get("locked", False) and not meta.get("grade", False)
 
 
-def _python_source(source: str) -> tuple[str, list[int]]:
-    """The cell as Python (IPython's ``%magic`` and ``!shell`` lines blanked), and the shell lines."""
-    lines, shell = [], []
+def _python_source(source: str) -> tuple[str, list[tuple[int, str]]]:
+    """The cell as Python (IPython's ``%magic`` and ``!shell`` lines blanked), and ``(line, reason)``
+    for the shell commands and the magics other than :data:`PLAIN_MAGICS` it runs."""
+    lines, magics = [], []
     for number, line in enumerate(source.splitlines(), start=1):
         stripped = line.lstrip()
         if stripped.startswith(("%", "!")):
             lines.append("")
-            if stripped.startswith(("!", "%system", "%%bash", "%%sh", "%%script")):
-                shell.append(number)
+            name = stripped.lstrip("%!").split(maxsplit=1)[0] if stripped.lstrip("%!") else ""
+            if stripped.startswith(("!", "%system", "%%bash", "%%sh", "%%script", "%pip", "%conda", "%sx")):
+                magics.append((number, "runs a shell command (!)"))
+            elif stripped.startswith("%") and name not in PLAIN_MAGICS:
+                magics.append((number, f"runs an IPython magic (%{name})"))
         else:
             lines.append(line)
-    return "\n".join(lines), shell
+    return "\n".join(lines), magics
 
 
 def _constant_string(node: ast.AST) -> str | None:
@@ -152,6 +178,14 @@ def _constant_string(node: ast.AST) -> str | None:
         left, right = _constant_string(node.left), _constant_string(node.right)
         return left + right if left is not None and right is not None else None
     return None
+
+
+def _is_shell_class(name: str | None, attribute: str) -> bool:
+    """Whether ``name`` is ``<...>.<Class>.<attribute>`` for a class of :data:`SHELL_CLASSES`."""
+    if not name or not name.endswith("." + attribute):
+        return False
+    owner = name[: -len(attribute) - 1].rsplit(".", 1)[-1]
+    return bool(SHELL_CLASSES.search(owner))
 
 
 def _replaces_code(name: str | None) -> bool:
@@ -194,7 +228,7 @@ class _Scanner(ast.NodeVisitor):
             return f"{base}.{node.attr}" if base else None
         if isinstance(node, ast.Call):
             func = self.resolve(node.func)
-            if func == "get_ipython":
+            if func in SHELL_GETTERS or _is_shell_class(func, "instance"):
                 return "IPython.shell"
             if func == "getattr" and len(node.args) >= 2:
                 base, name = self.resolve(node.args[0]), _constant_string(node.args[1])
@@ -207,18 +241,40 @@ class _Scanner(ast.NodeVisitor):
         if name.startswith(GRADER) or name == "course_lib.solutions":
             self.hit(node, f"reaches the grader or the reference answers ({name})", TAMPERING)
             return
+        if name.startswith("IPython.shell."):
+            attribute = name.split(".")[2]
+            if attribute in SHELL_ALLOWED:
+                self.hit(node, SHELL_ALLOWED[attribute], REVIEW)
+            else:
+                self.hit(node, f"reaches into the IPython shell (get_ipython().{attribute})", TAMPERING)
+            return
+        if _is_shell_class(name, "_instance"):
+            self.hit(node, f"reaches the IPython shell or kernel ({name})", TAMPERING)
+            return
         for forbidden, why in TAMPERING_NAMES.items():
             if name == forbidden or name.startswith(forbidden + "."):
                 self.hit(node, why, TAMPERING)
                 return
-        parts = name.split(".")
-        if parts[0] == "IPython" and len(parts) > 2 and parts[1] == "shell" and parts[2] in SHELL_HOOKS:
-            self.hit(node, f"installs code beside the tests (get_ipython().{parts[2]})", TAMPERING)
-            return
         for prefix, why in REVIEW_NAMES.items():
             if name == prefix or name.startswith(prefix + "."):
                 self.hit(node, why, REVIEW)
                 return
+
+    def check_shell_use(self, node: ast.AST) -> None:
+        """The shell (or a getter of it) used otherwise than for one attribute, kept in a name or
+        compared: handed to other code, it can be reached there without this scan seeing how."""
+        parent = getattr(node, "parent", None)
+        getter = self.resolve(node) in SHELL_GETTERS
+        if getter and isinstance(parent, ast.Call) and parent.func is node:
+            return  # get_ipython(): the call is what is checked
+        if isinstance(parent, ast.Attribute) and parent.value is node:
+            return  # get_ipython().x: check_name judges x
+        if isinstance(parent, ast.Assign) and all(isinstance(t, ast.Name) for t in parent.targets):
+            return  # ip = get_ipython(): uses of ip are checked
+        if isinstance(parent, ast.Compare):
+            return  # get_ipython() is None
+        what = "get_ipython" if getter else "the IPython shell"
+        self.hit(node, f"hands {what} to other code", TAMPERING)
 
     # -- imports bind aliases
     def visit_Import(self, node: ast.Import) -> None:
@@ -239,7 +295,13 @@ class _Scanner(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr in CODE_ATTRIBUTES:
             self.hit(node, f"reaches into an object's internals ({node.attr})", TAMPERING)
+        if node.attr in FRAME_ATTRIBUTES:
+            self.hit(node, f"walks the interpreter's frames ({node.attr})", TAMPERING)
+        if node.attr in DISGUISE_ATTRIBUTES and isinstance(node.ctx, ast.Store | ast.Del):
+            self.hit(node, f"disguises where code was defined ({node.attr} = ...)", TAMPERING)
         name = self.resolve(node)
+        if name == "IPython.shell" or name in SHELL_GETTERS:
+            self.check_shell_use(node)
         if name is not None:
             self.check_name(node, name)
         else:
@@ -247,12 +309,16 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_Name(self, node: ast.Name) -> None:
         name = self.aliases.get(node.id, node.id)
+        if name == "IPython.shell" or name in SHELL_GETTERS:
+            self.check_shell_use(node)
         if name in REVIEW_CALLS or name in ("globals", "locals", "vars"):
             return  # judged where they are called
         self.check_name(node, name)
 
     def visit_Call(self, node: ast.Call) -> None:
         func = self.resolve(node.func)
+        if self.resolve(node) == "IPython.shell":
+            self.check_shell_use(node)
         if func in REVIEW_CALLS:
             self.hit(node, REVIEW_CALLS[func], REVIEW)
         if func in ("getattr", "setattr", "delattr", "hasattr") and len(node.args) >= 2:
@@ -260,6 +326,12 @@ class _Scanner(ast.NodeVisitor):
             if _constant_string(node.args[1]) is None:
                 self.hit(node, f"uses a name built at run time ({func})", REVIEW)
             name = _constant_string(node.args[1])
+            if target == "IPython.shell":
+                attribute = name or "<a name built at run time>"
+                if attribute not in SHELL_ALLOWED or func != "getattr":
+                    self.hit(node, f"reaches into the IPython shell ({func}(get_ipython(), {attribute!r}))", TAMPERING)
+            if func in ("setattr", "delattr") and name in DISGUISE_ATTRIBUTES:
+                self.hit(node, f"disguises where code was defined ({func} {name})", TAMPERING)
             protected = func in ("setattr", "delattr") and target and target.split(".")[0] in PROTECTED
             if protected and (name is None or _replaces_code(f"{target}.{name}")):
                 self.hit(node, f"replaces an attribute of {target} ({func})", TAMPERING)
@@ -282,7 +354,9 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str):
-            if GRADER_STRINGS.search(node.value):
+            if RECORD_STRINGS.search(node.value):
+                self.hit(node, "writes records of the hidden checks (their MIME type)", TAMPERING)
+            elif GRADER_STRINGS.search(node.value):
                 self.hit(node, "names the grader's files", TAMPERING)
             elif FILE_STRINGS.search(node.value):
                 self.hit(node, "names the grader's files", REVIEW)
@@ -341,18 +415,21 @@ def scan_notebook(path: Path) -> list[Finding]:
     aliases: dict[str, str] = {}
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
-            code, shell = _python_source(cell.source)
+            code, magics = _python_source(cell.source)
             try:
                 tree = ast.parse(code)
             except SyntaxError:
                 continue
+            for node in ast.walk(tree):
+                for child in ast.iter_child_nodes(node):
+                    child.parent = node  # type: ignore[attr-defined]
             scanner = _Scanner(aliases)
             scanner.visit(tree)  # locked cells too: their imports bind names the answers use
             if not _editable(cell):
                 continue
             name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"#{index}"
             lines = cell.source.splitlines()
-            hits = scanner.hits + [(number, "runs a shell command (!)", REVIEW) for number in shell]
+            hits = scanner.hits + [(number, reason, REVIEW) for number, reason in magics]
             seen = set()
             for number, reason, severity in sorted(hits):
                 if reason in seen:  # once per cell, at its first line

@@ -56,6 +56,47 @@ def full_marks(cells_csv: Path) -> tuple[bool, float, float]:
     return score == maximum and maximum > 0, score, maximum
 
 
+def where_the_time_goes(root: Path, student_seconds: float, top: int = 5) -> dict[str, Any]:
+    """Where one student's grading time went, from the execution times nbclient stamps on every cell
+    of the autograded notebooks: per notebook, the seconds its cells ran, the wait before its first
+    cell (kernel start, nbgrader's preprocessors, the previous notebook's end) and its slowest cells;
+    and the rest of the student's time (nbgrader's start, gradebook, feedback)."""
+    from datetime import datetime
+
+    import nbformat
+
+    def stamp(value: str) -> datetime:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    notebooks, previous, cells_total = {}, None, 0.0
+    paths = sorted(root.glob("course/autograded/*/*/*.ipynb"))
+    spans = []
+    for path in paths:
+        timed = []
+        for cell in nbformat.read(path, as_version=4).cells:
+            execution = cell.get("metadata", {}).get("execution", {})
+            if "iopub.execute_input" in execution and "shell.execute_reply" in execution:
+                name = cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
+                timed.append((name, stamp(execution["iopub.execute_input"]), stamp(execution["shell.execute_reply"])))
+        if timed:
+            spans.append((timed[0][1], path.name, timed))
+    for first, name, timed in sorted(spans):
+        seconds = sum((end - start).total_seconds() for _, start, end in timed)
+        cells_total += seconds
+        slowest = sorted(timed, key=lambda t: t[2] - t[1], reverse=True)[:top]
+        notebooks[name] = {
+            "cells_seconds": round(seconds, 2),
+            "wait_before_first_cell_seconds": round((first - previous).total_seconds(), 2) if previous else None,
+            "slowest_cells": {cell: round((end - start).total_seconds(), 2) for cell, start, end in slowest},
+        }
+        previous = timed[-1][2]
+    return {
+        "notebooks": notebooks,
+        "cells_seconds": round(cells_total, 2),
+        "outside_cells_seconds": round(student_seconds - cells_total, 2),
+    }
+
+
 def grade(assignment: str, n: int, workers: int | None, sandbox: bool | None) -> dict[str, Any]:
     """Autograde a class of ``n`` copies of the source; returns wall time and per-student times."""
     kwargs: dict[str, Any] = {}
@@ -71,6 +112,7 @@ def grade(assignment: str, n: int, workers: int | None, sandbox: bool | None) ->
         reports = pipeline.autograde(assignment, subs, Path(tmp) / "out", **kwargs)
         wall = time.perf_counter() - start
         ok, score, maximum = full_marks(Path(tmp) / "out" / "cells.csv")
+        profile = where_the_time_goes(Path(tmp) / "out", reports[0].seconds) if n == 1 else None
     result = {
         "students": n,
         "workers": workers or 1,
@@ -87,6 +129,8 @@ def grade(assignment: str, n: int, workers: int | None, sandbox: bool | None) ->
         "load_average_at_start": load,
         "load_average_at_end": load_average()[0],
     }
+    if profile is not None:
+        result["where_the_time_goes"] = profile
     log(f"{assignment} x{n} workers={workers or 1}: {wall:.1f} s (load {load} -> {result['load_average_at_end']})")
     return result
 
@@ -119,6 +163,8 @@ def main() -> None:
             "conditions_after": conditions(),
             "autograde_has_workers": has_workers,
             "one_submission": single,
+            # per notebook of one submission: its cells' seconds, the wait before them, the slowest cells
+            "where_the_time_goes": {a: r.pop("where_the_time_goes") for a, r in single.items()},
             "class_hw1": klass,
             "targets": {
                 "one_hw1_under_60_s": single["hw1_vae"]["wall_seconds"] < TARGET_ONE_HW1_S,

@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import secrets
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
+
+from course_lib import recording
 
 # pygame (used by the classic-control and Box2D renderers) needs no screen for rgb_array.
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -42,12 +45,18 @@ def make_env(env_id: str, seed: int | None = None, **kwargs: Any) -> gym.Env:
         **kwargs: passed to ``gymnasium.make`` (e.g. ``max_episode_steps``).
 
     Returns:
-        The environment, created with ``render_mode="rgb_array"`` and already reset.
+        The environment, created with ``render_mode="rgb_array"`` and already reset. Inside
+        :func:`course_lib.recording.recording` it is wrapped in an :class:`EpisodeRecorder` (before
+        that first reset), and the recording lists it.
 
     Raises:
         gymnasium.error.Error: if ``env_id`` is not registered.
     """
     env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+    log = recording.active()
+    if log is not None:
+        env = EpisodeRecorder(env, index_frames=False)
+        log.envs.append((env_id, dict(kwargs), env))
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
@@ -146,11 +155,14 @@ class EpisodeRecorder(gym.Wrapper):
     Args:
         env: the environment to wrap (usually from :func:`make_env`).
         crop: the crop used to match frames (default: the preset of the env id).
+        index_frames: keep the preprocessed digest of every render for :meth:`renders_of` (off
+            where the collector chooses its own crop).
     """
 
-    def __init__(self, env: gym.Env, crop: Any = None):
+    def __init__(self, env: gym.Env, crop: Any = None, index_frames: bool = True):
         super().__init__(env)
         self.crop = crop if crop is not None else (env.spec.id if env.spec is not None else None)
+        self.index_frames = index_frames
         self.resets = 0
         self.steps: list[tuple[int, int]] = []
         self.ends: list[bool] = []
@@ -167,6 +179,10 @@ class EpisodeRecorder(gym.Wrapper):
     def reset(self, **kwargs: Any):
         self.resets += 1
         self._t = 0
+        if kwargs.get("seed") is None and getattr(self.env.unwrapped, "_np_random", False) is None:
+            # gymnasium would seed the new generator from entropy; drawing that seed here keeps the
+            # reset as random, and loggable, so that a replay can redo it
+            kwargs["seed"] = secrets.randbits(62)
         result = self.env.reset(**kwargs)
         seed = kwargs.get("seed")
         self._calls.append((CALL_RESET, -1 if seed is None else int(seed), None, result[0]))
@@ -182,13 +198,14 @@ class EpisodeRecorder(gym.Wrapper):
         return result
 
     def render(self):
-        from course_lib.frames import preprocess_frame
+        from course_lib.frames import crop_and_resize
 
         image = self.env.render()
         self._calls.append((CALL_RENDER, -1, None, None))
         self.renders.append(RenderRecord(self.resets, self._t, self._state()))
-        key = hashlib.sha1(preprocess_frame(np.asarray(image), self.crop).tobytes()).digest()
-        self._frames.setdefault(key, []).append(len(self.renders) - 1)
+        if self.index_frames:
+            key = hashlib.sha1(crop_and_resize(np.asarray(image), self.crop).tobytes()).digest()
+            self._frames.setdefault(key, []).append(len(self.renders) - 1)
         return image
 
     def call_log(self) -> dict[str, np.ndarray]:
@@ -196,9 +213,11 @@ class EpisodeRecorder(gym.Wrapper):
 
         Returns:
             ``kind`` ``int8 (n,)``: :data:`CALL_RESET`, :data:`CALL_STEP` or :data:`CALL_RENDER`;
-            ``seed`` ``int64 (n,)``: the seed a reset was given (``-1`` for none, and for the
-            other calls); ``action`` ``float64 (n, A)``: the action of a step (zeros otherwise);
-            ``observation`` ``float64 (n, O)``: what a reset or step returned (zeros for renders).
+            ``seed`` ``int64 (n,)``: the seed a reset was given, or, for a reset without one that
+            creates the environment's generator, the one the recorder drew from entropy for it
+            (``-1`` for other resets without a seed, and for the other calls); ``action``
+            ``float64 (n, A)``: the action of a step (zeros otherwise); ``observation``
+            ``float64 (n, O)``: what a reset or step returned (zeros for renders).
         """
         actions = [np.ravel(a) for _, _, a, _ in self._calls if a is not None]
         observations = [np.ravel(np.asarray(o, dtype=np.float64)) for _, _, _, o in self._calls if o is not None]

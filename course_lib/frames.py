@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from course_lib import recording
+
 FRAME_SIZE = 64
 
 
@@ -71,7 +73,9 @@ CROPS: dict[str, Crop] = {
 NO_CROP = Crop()
 
 
-def preprocess_frame(image: np.ndarray, crop: Crop | str | None = None, size: int = FRAME_SIZE) -> np.ndarray:
+def preprocess_frame(
+    image: np.ndarray, crop: Crop | str | tuple[int, int, int, int] | None = None, size: int = FRAME_SIZE
+) -> np.ndarray:
     """Crop an RGB frame and resize it to ``size`` x ``size`` with Pillow's bilinear filter.
 
     Args:
@@ -87,18 +91,50 @@ def preprocess_frame(image: np.ndarray, crop: Crop | str | None = None, size: in
     Raises:
         ValueError: if ``image`` is not ``uint8 (H, W, 3)`` or the crop is empty.
         KeyError: if ``crop`` names an environment without a preset.
+
+    Inside :func:`course_lib.recording.recording`, each call is noted (the digests of ``image`` and
+    of the frame, and the pixel box), so that a grader can recompute the frame from its own render.
     """
     image = np.asarray(image)
+    frame = crop_and_resize(image, crop, size)
+    log = recording.active()
+    if log is not None:
+        box = (*pixel_box(image, crop), size)
+        log.frames.append((recording.digest(image), box, recording.digest(frame)))
+    return frame
+
+
+def pixel_box(image: np.ndarray, crop: Crop | str | tuple[int, int, int, int] | None) -> tuple[int, int, int, int]:
+    """The ``(row0, row1, col0, col1)`` pixels ``crop`` keeps of ``image`` (see :func:`preprocess_frame`;
+    a pixel box is its own).
+
+    Raises:
+        ValueError: if ``image`` is not ``uint8 (H, W, 3)``.
+        KeyError: if ``crop`` names an environment without a preset.
+    """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(
             f"expected a uint8 RGB frame of shape (H, W, 3), got dtype {image.dtype} and shape {image.shape}"
         )
+    if isinstance(crop, tuple):
+        return crop
     if isinstance(crop, str):
         if crop not in CROPS:
             raise KeyError(f"no crop preset for {crop!r}; presets exist for {sorted(CROPS)}")
         crop = CROPS[crop]
-    row0, row1, col0, col1 = (crop or NO_CROP).box(*image.shape[:2])
+    return (crop or NO_CROP).box(*image.shape[:2])
+
+
+def crop_and_resize(
+    image: np.ndarray, crop: Crop | str | tuple[int, int, int, int] | None = None, size: int = FRAME_SIZE
+) -> np.ndarray:
+    """What :func:`preprocess_frame` returns, without noting the call; ``crop`` may also be a pixel
+    box ``(row0, row1, col0, col1)``. ``uint8 (size, size, 3)``."""
+    image = np.asarray(image)
+    row0, row1, col0, col1 = box = pixel_box(image, crop)
     cropped = image[row0:row1, col0:col1]  # (h, w, 3)
+    if cropped.size == 0:
+        raise ValueError(f"the crop {box} keeps no pixel of a {image.shape[0]}x{image.shape[1]} image")
     resized = Image.fromarray(cropped).resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(resized, dtype=np.uint8)  # (size, size, 3)
 

@@ -440,21 +440,28 @@ def test_records_outside_test_cells_are_dropped_and_reported(vae_loss):
     assert len(findings) == 1 and "outside a test cell" in findings[0].message
 
 
-def test_hooks_the_kernel_reports_are_named_for_review(vae_loss):
-    """Are input transformers and event callbacks defined by the notebook named in the record and reported?"""
+def test_hooks_the_kernel_reports_fail_the_cell_and_are_named(vae_loss):
+    """Is an input transformer defined by the notebook found in every list of the shell's input
+    transformer manager, named by where its code was defined (not by the __module__ it claims), and
+    does a record made beside it fail its cell with a tampering finding?"""
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
     try:
-
-        def empty_test_cells(lines):
-            return lines
-
-        shell.input_transformers_cleanup.append(empty_test_cells)
+        namespace: dict = {}
+        exec(compile("def empty_test_cells(lines):\n    return lines", "/tmp/ipykernel_1/123.py", "exec"), namespace)
+        hook = namespace["empty_test_cells"]
+        hook.__module__ = "IPython.core.inputtransformer2"
+        assert checks.kernel_notes() == []
+        shell.input_transformer_manager.cleanup_transforms.append(hook)
+        shell.input_transformer_manager.line_transforms.append(hook)
         notes = checks.kernel_notes()
     finally:
         InteractiveShell.clear_instance()
-    assert notes == ["input_transformers_cleanup: empty_test_cells"]
+    assert notes == [
+        f"input_transformer_manager.{attribute}: empty_test_cells (defined in /tmp/ipykernel_1/123.py)"
+        for attribute in ("cleanup_transforms", "line_transforms")
+    ]
     cell = _test_cell("w2_recon", "checks.w2_recon(vae_loss)")
     armed = judging.arm(cell)
     payload = record_of("w2_recon", vae_loss, nonce=armed.nonce)
@@ -464,8 +471,8 @@ def test_hooks_the_kernel_reports_are_named_for_review(vae_loss):
         nbformat.from_dict({"output_type": "display_data", "data": {records.MIME: payload}, "metadata": {}})
     ]
     failures, findings = _judged(cell, armed)
-    assert failures == [] and [f.severity for f in findings] == ["review"]
-    assert "empty_test_cells" in findings[0].message
+    assert len(failures) == 1 and "ran beside code the notebook installed" in failures[0]
+    assert [f.severity for f in findings] == ["tampering"] and "empty_test_cells" in findings[0].message
 
 
 def test_outside_autograding_the_check_judges_in_the_kernel(vae_loss, monkeypatch):

@@ -14,6 +14,7 @@ import zipfile
 
 import nbformat
 import pytest
+from attacks import made_up_payload, shapes, smuggled
 from autograded import cell_errors
 
 from autograder import course, gradebook, pipeline, release
@@ -36,19 +37,19 @@ NB1, NB2, NB3 = "01_data_and_conv_vae.ipynb", "02_vae_loss.ipynb", "03_train_and
 # hidden check finds (a clamp where the decoder's sigmoid should be) and hands over to the reference
 # where it can reach it: by importing it under a disguised name, or by looking through the callers'
 # frames for the reference model (where a hidden check that compared in the kernel would hold it).
-# Its names are built at run time, so the static scan only reports it for review and the defenses
-# behind the scan are what is tested: the sandbox hides the reference, and the judge compares outside
-# the kernel.
+# The looking is smuggled in pickled bytes (tests/attacks.py), so the static scan only reports it for
+# review and the defenses behind the scan are what is tested: the sandbox hides the reference, and the
+# judge compares outside the kernel.
 PEEKS_AT_REFERENCE = {
     (NB1, "w1_conv_vae"): HW2_CLAMPED_OUTPUT_BUG
-    + """
-
-modules = {name: __import__(name) for name in ("inspect", "runpy")}
+    + smuggled(
+        """
+import inspect, runpy
 
 
 class PeekingVAE(ConvVAE):
     def decode(self, z):
-        frame = getattr(modules["inspect"], "".join(["current", "frame"]))().f_back
+        frame = inspect.currentframe().f_back
         while frame is not None:
             for value in list(frame.f_locals.values()):
                 if type(value).__name__ == "ConvVAE" and type(value).__module__ != "__main__":
@@ -58,11 +59,12 @@ class PeekingVAE(ConvVAE):
 
 
 try:
-    ConvVAE = getattr(modules["runpy"], "run_module")("course_lib.sol" + "utions.conv_vae")["ConvVAE"]
+    ConvVAE = runpy.run_module("course_lib.solutions.conv_vae")["ConvVAE"]
     ConvVAE.__module__ = "__main__"
 except ImportError:
     ConvVAE = PeekingVAE
-""",
+"""
+    ),
 }
 #: What that answer's bug costs: the checks that compare its decoder with the reference.
 PEEKS_AT_REFERENCE_FAILS = {"w1_encode_decode", "w1_sampling"}
@@ -83,6 +85,20 @@ def _notebook_cells() -> dict[str, set[str]]:
 
 
 MUTANT_STUDENTS = mutant_students(HW2_MUTANTS)
+#: The blank release with a payload that replaces every probe with records made up without an answer.
+MADE_UP_STUDENT = "forges_made_up"
+
+
+def _structures() -> dict[str, dict]:
+    """The structure of a correct record of every hw2 check, which the made-up forger imitates."""
+    from answers import hidden_calls, namespace, record_of
+
+    out = {}
+    for notebook in (NB1, NB2, NB3):
+        ns = namespace(ASSIGNMENT, notebook)
+        for grade_id, names in hidden_calls(ASSIGNMENT, notebook).items():
+            out[grade_id] = shapes(record_of(grade_id, *(ns[n] for n in names), nonce="fedcba9876543210"))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +118,13 @@ def graded(tmp_path_factory) -> dict:
     for (notebook, grade_id), code in PEEKS_AT_REFERENCE.items():
         (peeks / notebook).write_bytes((SOURCE / notebook).read_bytes())
         replace_answer(peeks / notebook, grade_id, code)
+    forger = copy_notebooks(released["release"], subs / MADE_UP_STUDENT)
+    payload = smuggled(made_up_payload(_structures()))
+    for notebook in (NB1, NB2, NB3):
+        nb = nbformat.read(forger / notebook, as_version=4)
+        first = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
+        first.source = payload + first.source
+        nbformat.write(nb, forger / notebook)
     reports = pipeline.autograde(ASSIGNMENT, subs, out / "grades", cell_timeout=120, submission_timeout=600, workers=2)
     return {
         "out": out,
@@ -134,6 +157,18 @@ def test_blank_release_scores_zero(graded):
     assert not earned, earned
 
 
+def test_made_up_records_of_every_check_earn_nothing_and_are_named(graded):
+    """Does a payload that replaces every probe of homework 2 with records of the right structure made
+    without an answer (a correct answer's shapes, statistics, descriptions and traces) earn nothing,
+    and is it named?"""
+    cells = graded["cells"][MADE_UP_STUDENT]
+    assert set().union(*_notebook_cells().values()) <= set(cells)
+    earned = {gid: s for gid, s in cells.items() if s[0] != 0}
+    assert not earned, earned
+    problems = graded["reports"][MADE_UP_STUDENT].summary()
+    assert "for review" in problems and "unpickles data (pickle)" in problems, problems
+
+
 def test_alternative_correct_answers_score_full_marks(graded):
     """Does a correct answer with other names, layer order and idioms still earn every point of its cells?"""
     cells = graded["cells"]["alternative"]
@@ -151,7 +186,7 @@ def test_reaching_for_the_reference_gains_nothing(graded):
     assert failed == PEEKS_AT_REFERENCE_FAILS, {gid: cells[gid] for gid in own}
     assert all(cells[gid][0] == 0 for gid in failed)
     problems = graded["reports"][PEEKS_AT_REFERENCE_STUDENT].summary()
-    assert "for review" in problems and "name built at run time" in problems, problems
+    assert "for review" in problems and "unpickles data (pickle)" in problems, problems
     assert "tampering suspected" not in problems, problems
 
 

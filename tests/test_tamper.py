@@ -12,16 +12,15 @@ its full marks. Threat model and mechanisms: ``autograder/sandbox.py``, ``autogr
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
 import json
-import pickle
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
+from attacks import DOCTOR, made_up_payload, shapes, smuggled
 from nbformat.v4 import new_code_cell
 
 from autograder import course, gradebook, intake, pipeline, release
@@ -94,40 +93,36 @@ ANSWER_SLEEPS = "import time\ntime.sleep(600)"
 STUDENT_OF["a5_collect_other_frames"] = "time_attacks"
 
 
-# Attacks on the verdicts. Each name is built at run time, so the static scan reports it for review
-# without zeroing the notebook: the defense under test is the judging outside the kernel.
-#: Empties every later cell that holds an assert or a check call (the issue's attack, disguised).
-EMPTY_TEST_CELLS = (
-    'getattr(get_ipython(), "_".join(["input", "transformers", "cleanup"])).append(\n'
+# Attacks on the verdicts, smuggled in pickled bytes (tests/attacks.py), so that the static scan reports
+# them for review without zeroing the notebook: the defense under test is the judging outside the kernel.
+#: Empties every later cell that holds an assert or a check call.
+EMPTY_TEST_CELLS = smuggled(
+    "get_ipython().input_transformers_cleanup.append(\n"
     "    lambda lines: [] if any(('assert' in l) or ('checks' in l) for l in lines) else lines)\n"
 )
 #: Clears every cell's outputs once it has run, errors and records included.
-CLEAR_OUTPUTS = (
+CLEAR_OUTPUTS = smuggled(
     "from IPython.display import clear_output\n"
-    'getattr(get_ipython(), "".join(["eve", "nts"])).register("post_run_cell", lambda result: clear_output())\n'
+    "get_ipython().events.register('post_run_cell', lambda result: clear_output())\n"
 )
+#: The attack of the issue that asked for evidence, in plain code: a forger installed through the list
+#: behind ``input_transformers_cleanup``, disguised as IPython's own, its data encoded with codecs.
+DISGUISED_TRANSFORMER = """
+import codecs
+def replace_test_cells(lines):
+    return lines
+replace_test_cells.__module__ = "IPython.core.inputtransformer2"
+get_ipython().input_transformer_manager.cleanup_transforms.append(replace_test_cells)
+key = codecs.encode(b"record", "base64")
+"""
 #: Two bugs that only hidden checks catch (activities 3 and 4), the answers the payloads go with.
 BUGGY_COLLECTORS = {
     "a3_collect_frames": HW1_MUTANTS["a3_reset_one_frame_early"].code,
     "a4_collect_upright_frames": HW1_MUTANTS["a4_actions_unseeded"].code,
 }
 NB3_CHECKS = ("a3_reset_pattern", "a3_frames", "a4_angles", "a4_count")
-
-
-class _Payload:
-    """Pickles to a call of ``exec(code)``: what unpickling the attack's bytes runs."""
-
-    def __init__(self, code: str):
-        self.code = code
-
-    def __reduce__(self):
-        return (exec, (self.code,))
-
-
-def _smuggled(code: str) -> str:
-    """Answer-cell lines that run ``code`` from base64-encoded pickle bytes (the issue's attack)."""
-    blob = base64.b64encode(pickle.dumps(_Payload(code))).decode()
-    return f"\nimport base64 as _b, pickle as _p\n_p.loads(_b.b64decode('{blob}'))\n"
+#: Bugs of activities 1 and 2 that a doctoring forger (tests/attacks.DOCTOR) tries to hide.
+DOCTORED_MUTANTS = ("a1_relu_output", "a2_logvar_as_logsigma")
 
 
 #: The payload that switches the hidden checks of notebook 03 off.
@@ -257,13 +252,23 @@ def tampered(tmp_path_factory) -> dict:
     stored = {grade_id: _reference_record(grade_id) for grade_id in NB3_CHECKS}
     payloads = {
         "buggy_collectors": "",
-        "switches_checks_off": _smuggled(CHECKS_OFF.format(names=NB3_CHECKS)),
-        "forges_records": _smuggled(FORGER.format(stored=json.dumps(stored))),
+        "switches_checks_off": smuggled(CHECKS_OFF.format(names=NB3_CHECKS)),
+        "forges_records": smuggled(FORGER.format(stored=json.dumps(stored))),
     }
     for student, payload in payloads.items():
         path = _student(subs, student, SOURCE / NB3)
         for grade_id, code in BUGGY_COLLECTORS.items():
             replace_answer(path, grade_id, code + (payload if grade_id == "a3_collect_frames" else ""))
+    # forgers of every check: plain and disguised, made up from nothing, and doctoring a buggy answer's records
+    disguised = _student(subs, "disguised_transformer", released / NB1)
+    _edit(disguised, lambda nb: _prepend_to_first_answer(nb, DISGUISED_TRANSFORMER))
+    made_up = smuggled(made_up_payload(_structures()))
+    for notebook in (NB1, NB3, NB5):
+        _edit(_student(subs, "forges_made_up", released / notebook), lambda nb: _prepend_to_first_answer(nb, made_up))
+    path = _student(subs, "doctors_mutants", SOURCE / NB1)
+    for name in DOCTORED_MUTANTS:
+        replace_answer(path, HW1_MUTANTS[name].answer, HW1_MUTANTS[name].code)
+    _edit(path, lambda nb: _prepend_to_first_answer(nb, smuggled(DOCTOR)))
 
     gradebook_file = out / "grades" / "course" / "gradebook.db"
     start = time.perf_counter()
@@ -284,6 +289,21 @@ def tampered(tmp_path_factory) -> dict:
 def _prepend_to_first_answer(nb, code: str) -> None:
     first = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code")
     first.source = code + first.source
+
+
+def _structures() -> dict[str, dict]:
+    """The structure of a correct record of every hw1 check (names, dtypes, shapes, statistics, texts),
+    which the made-up forger imitates (tests/attacks.py)."""
+    from answers import hidden_calls, namespace, record_of, training_cell
+
+    out = {}
+    for notebook in (NB1, NB3, NB5):
+        ns = namespace(ASSIGNMENT, notebook)
+        for grade_id, names in hidden_calls(ASSIGNMENT, notebook).items():
+            if "model" in names and "model" not in ns:
+                ns["model"] = training_cell(ns)["model"]
+            out[grade_id] = shapes(record_of(grade_id, *(ns[n] for n in names), nonce="fedcba9876543210"))
+    return out
 
 
 def _reference_record(grade_id: str) -> dict:
@@ -587,7 +607,7 @@ def test_emptied_test_cells_earn_nothing_and_are_named(tampered):
     problems = tampered["reports"]["empties_test_cells"].summary()
     for grade_id in tampered["scores"]["solutions"]:
         assert f"{grade_id} left no record of its hidden check although it raised nothing" in problems, grade_id
-    assert "for review" in problems and "name built at run time" in problems
+    assert "for review" in problems and "unpickles data (pickle)" in problems
 
 
 def test_an_event_hook_that_clears_outputs_earns_nothing_and_is_named(tampered):
@@ -596,7 +616,7 @@ def test_an_event_hook_that_clears_outputs_earns_nothing_and_is_named(tampered):
     and is it named?"""
     assert _earned(tampered, "clears_outputs") == 0
     problems = tampered["reports"]["clears_outputs"].summary()
-    assert "for review" in problems and "post_run_cell" in problems, problems
+    assert "for review" in problems and "unpickles data (pickle)" in problems, problems
 
 
 @pytest.mark.parametrize("student", ["switches_checks_off", "forges_records"])
@@ -647,3 +667,43 @@ def test_the_scan_reads_code_as_code(tmp_path):
         path.write_bytes((SOURCE / NB5).read_bytes())
         replace_answer(path, "a5_collect_other_frames", "import torch\n" + code)
         assert scan_notebook(path) == [], code
+
+
+def test_a_disguised_input_transformer_is_tampering(tampered):
+    """Is an input transformer appended to the list behind input_transformers_cleanup, its __module__
+    set to IPython's, seen by the scan for what it is: the notebook scores zero and is reported?"""
+    assert _earned(tampered, "disguised_transformer") == 0
+    problems = tampered["reports"]["disguised_transformer"].summary()
+    assert "tampering suspected, its notebook's autograded points set to zero" in problems, problems
+    assert "reaches into the IPython shell (get_ipython().input_transformer_manager)" in problems, problems
+    assert "disguises where code was defined (__module__ = ...)" in problems, problems
+    assert "encodes or decodes hidden data (codecs)" in problems, problems
+
+
+def test_made_up_records_of_every_check_earn_nothing_and_are_named(tampered):
+    """Does a payload that replaces every probe of homework 1 with records of the right structure made
+    without an answer (names, dtypes, shapes, a correct answer's statistics, descriptions and logs)
+    earn nothing, every cell judged outside the kernel, and is it named?"""
+    scores = tampered["scores"]["forges_made_up"]
+    assert set(_graded_cells()) <= set(scores) and _earned(tampered, "forges_made_up") == 0, scores
+    problems = tampered["reports"]["forges_made_up"].summary()
+    assert "for review" in problems and "unpickles data (pickle)" in problems, problems
+
+
+def test_a_forger_on_top_of_buggy_answers_gains_nothing(tampered):
+    """Does a payload that lets the probes of two buggy answers run and doctors their records without
+    an answer (outputs clamped into [0, 1], noise of its own with matching gradients) earn exactly what
+    the bugs earn: zero on the cells they break, full marks on the others?"""
+    broken = set().union(*(HW1_MUTANTS[name].fails for name in DOCTORED_MUTANTS))
+    scores = {gid: s for gid, s in tampered["scores"]["doctors_mutants"].items() if gid.startswith(("a1", "a2"))}
+    assert {gid for gid, (score, _) in scores.items() if score == 0} == broken, scores
+    assert all(score == top for gid, (score, top) in scores.items() if gid not in broken), scores
+    problems = tampered["reports"]["doctors_mutants"].summary()
+    assert "for review" in problems and "unpickles data (pickle)" in problems, problems
+
+
+def _graded_cells() -> set[str]:
+    """The grade_ids of homework 1's hidden checks, all three notebooks."""
+    from answers import hidden_calls
+
+    return {gid for notebook in (NB1, NB3, NB5) for gid in hidden_calls(ASSIGNMENT, notebook)}

@@ -23,6 +23,14 @@ seed, and a failure raises :class:`CheckFailed` in the cell.
 
 A probe may fail early in the kernel (the student's code raised, returned something that cannot be
 recorded): a kernel can always make its own cells fail, so only passing must be decided outside.
+For the same reason a flag, a count or a description the probe writes may choose the message of a
+failure but never makes a cell pass: every pass rests on values the judge recomputes or
+cross-checks itself, from the inputs it draws and what the record carries (weights it loads into
+layers it rebuilds, :mod:`autograder.checks.layers`; noise it draws from the seeded generators,
+:mod:`autograder.checks.sampling`; environments it replays, :mod:`autograder.checks.episodes`).
+Where the record holds outputs the judge can recompute, they must agree with its computation, or
+the record is :class:`Inconsistent`: no honest probe writes such a record, so the cell fails and
+the submission is reported. Each check's judge says in its docstring what it recomputes.
 Judges import the reference answers (``course_lib.solutions``) inside their bodies, so importing a
 check module never needs them; the sandbox hides them from the kernel.
 """
@@ -30,6 +38,7 @@ check module never needs them; the sandbox hides them from the kernel.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 import os
@@ -39,6 +48,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -55,6 +65,17 @@ def expect(condition: object, message: str) -> None:
     """Raise :class:`CheckFailed` with ``message`` unless ``condition`` is true."""
     if not condition:
         raise CheckFailed(message)
+
+
+class Inconsistent(RecordError):  # noqa: N818 - reads as what the record is, in reports
+    """A record's values are not what the layers, weights or logs it carries compute in the judge's
+    hands: made elsewhere than by the probe (a forgery), since an honest probe records both."""
+
+
+def expect_consistent(condition: object, message: str) -> None:
+    """Raise :class:`Inconsistent` with ``message`` unless ``condition`` is true."""
+    if not condition:
+        raise Inconsistent(message)
 
 
 @contextmanager
@@ -316,26 +337,94 @@ def find(grade_id: str) -> Check | None:
 
 
 # ---------------------------------------------------------------- what the kernel notices
-_OWN_MODULES = ("IPython", "ipykernel", "matplotlib", "matplotlib_inline", "traitlets", "comm", "ipywidgets", "tqdm")
+#: Builtins that run code given as data: a hook that is one of them was installed to run a payload.
+_CODE_RUNNERS = {exec, eval, compile, __import__}
 
 
-def _defined_in_notebook(fn: object) -> bool:
-    module = getattr(fn, "__module__", None) or getattr(type(fn), "__module__", "")
-    return not str(module).startswith(_OWN_MODULES)
+def _code_files(obj: object) -> list[str]:
+    """The files the Python code of a hook was compiled from (``co_filename``): of a function, a
+    bound method's function, a ``functools.partial``'s function, a class's methods, or a callable
+    object's ``__call__``; ``["<builtin>"]`` for a builtin that runs code given as data, ``[]`` for
+    other builtins. Read from the code objects, which the notebook cannot rename as it can
+    ``__module__`` or ``__qualname__``."""
+    import functools
+
+    if isinstance(obj, functools.partial):
+        return _code_files(obj.func)
+    if inspect.ismethod(obj):
+        obj = obj.__func__
+    if inspect.isfunction(obj):
+        return [obj.__code__.co_filename]
+    if inspect.isbuiltin(obj):
+        return ["<builtin>"] if obj in _CODE_RUNNERS else []
+    cls = obj if isinstance(obj, type) else type(obj)
+    return [f.__code__.co_filename for f in vars(cls).values() if inspect.isfunction(f)]
+
+
+@cache
+def _installed_roots() -> tuple[str, ...]:
+    """Folders whose files are installed code: the interpreter's prefixes, site-packages, and the
+    two packages of this course (an editable install lives outside site-packages)."""
+    import site
+
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
+    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # autograder/
+    spec = importlib.util.find_spec("course_lib")
+    roots.update(spec.submodule_search_locations or [] if spec else [])
+    return tuple(sorted(os.path.realpath(r) + os.sep for r in roots if r))
+
+
+def foreign_code(obj: object) -> str | None:
+    """Where ``obj``'s code was defined if that is not an installed package (a notebook cell, an
+    ``exec``'d string, a file the notebook wrote), else ``None``."""
+    for filename in _code_files(obj):
+        path = os.path.realpath(filename) if os.path.isabs(filename) else filename
+        if not path.startswith(_installed_roots()):
+            return filename
+    return None
+
+
+def _hooks(shell: Any) -> Iterator[tuple[str, object]]:
+    """``(where, hook)`` for every place of the IPython shell that runs code of its own beside a cell."""
+    manager = getattr(shell, "input_transformer_manager", None)
+    for name, value in (vars(manager) if manager is not None else {}).items():
+        if isinstance(value, list):
+            yield from ((f"input_transformer_manager.{name}", hook) for hook in value)
+    for name in ("input_transformers_post", "ast_transformers"):
+        yield from ((name, hook) for hook in getattr(shell, name, None) or [])
+    for event, callbacks in getattr(getattr(shell, "events", None), "callbacks", {}).items():
+        yield from ((f"events[{event!r}]", callback) for callback in callbacks)
+    hooks = getattr(shell, "hooks", None)
+    for name, dispatcher in hooks.items() if isinstance(hooks, dict) else []:
+        for entry in getattr(dispatcher, "chain", [(0, dispatcher)]):
+            yield f"hooks.{name}", entry[1] if isinstance(entry, tuple) else entry
+    for name, value in vars(shell).items():  # methods replaced on the instance (run_cell = ...)
+        if callable(value) and not isinstance(value, type):
+            yield f"shell.{name}", value
+    yield from (("sys.meta_path", finder) for finder in sys.meta_path)
 
 
 def kernel_notes() -> list[str]:
-    """Hooks the notebook installed in the kernel that could run beside the checks, described.
+    """Code the notebook installed in the kernel that runs beside the checks, described.
 
-    Input and AST transformers, event callbacks and exception handlers that are not IPython's own,
-    and a trace or profile function. A hostile kernel can hide them, so this is a hint for review,
-    never part of a verdict.
+    Every list of the shell's ``input_transformer_manager``, its post-input and AST transformers,
+    event callbacks, hooks, methods replaced on the shell, import finders, exception handlers and
+    trace or profile functions: each is identified by where its code was defined
+    (:func:`foreign_code`), not by the names and modules the notebook can set. A hostile kernel can
+    hide them (or forge the whole record), so this only ever fails a cell, and the judges never
+    rest on it.
     """
+    import threading
+
     notes = []
-    if sys.gettrace() is not None:
-        notes.append(f"sys.settrace({getattr(sys.gettrace(), '__name__', '?')})")
-    if sys.getprofile() is not None:
-        notes.append(f"sys.setprofile({getattr(sys.getprofile(), '__name__', '?')})")
+    for name, hook in (
+        ("sys.settrace", sys.gettrace()),
+        ("sys.setprofile", sys.getprofile()),
+        ("threading.settrace", threading.gettrace()),
+        ("threading.setprofile", threading.getprofile()),
+    ):
+        if hook is not None:
+            notes.append(f"{name}({getattr(hook, '__name__', type(hook).__name__)})")
     try:
         from IPython import get_ipython
     except ImportError:
@@ -343,14 +432,10 @@ def kernel_notes() -> list[str]:
     shell = get_ipython()
     if shell is None:
         return notes
-    for attribute in ("input_transformers_cleanup", "input_transformers_post", "ast_transformers"):
-        for hook in getattr(shell, attribute, []):
-            if _defined_in_notebook(hook):
-                notes.append(f"{attribute}: {getattr(hook, '__name__', type(hook).__name__)}")
-    for event, callbacks in getattr(getattr(shell, "events", None), "callbacks", {}).items():
-        for callback in callbacks:
-            if _defined_in_notebook(callback):
-                notes.append(f"events[{event!r}]: {getattr(callback, '__name__', '?')}")
+    for where, hook in _hooks(shell):
+        place = foreign_code(hook)
+        if place is not None:
+            notes.append(f"{where}: {getattr(hook, '__name__', type(hook).__name__)} (defined in {place})")
     if getattr(shell, "custom_exceptions", ()):
         notes.append("set_custom_exc")
     return notes

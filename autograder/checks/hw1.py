@@ -5,15 +5,17 @@ Activities (the CMPE 260 homework): a1 the autoencoder (``MyVAE.__init__``), a2 
 filter (``collect_upright_frames``), a5 another environment (``collect_other_frames``).
 
 Each check's probe runs the student's code in the kernel and returns raw outputs; its judge decides
-in the grader's process (see :mod:`autograder.checks`). What the judges compare with:
+in the grader's process (see :mod:`autograder.checks`). What the judges recompute themselves:
 
-- the encoder and the latent layers: the reference ``MyVAE`` given the same weights, drawn by the
-  judge's seed and loaded layer by layer (``z_simple``, ``z_mu``, ``z_var`` by the names the
-  notebook gives them);
-- ``reparameterize``: the statistics and the gradients of ``z = mu + exp(logvar / 2) * eps``;
-- the collectors: a replay of the environment's log in the grader (:mod:`autograder.checks.episodes`);
+- the student's layers: rebuilt from their description and weights (:mod:`autograder.checks.layers`),
+  with the template's own ``decode`` and autoencoder ``forward`` (``MyVAETemplate``) run on them;
+  the encoder and the latent layers are compared with the reference ``MyVAE`` given the same
+  weights, drawn by the judge's seed;
+- ``reparameterize``: ``eps = (z - mu) / exp(logvar / 2)`` must be the noise the seeded generator
+  draws, with the statistics and the gradients of ``z = mu + exp(logvar / 2) * eps``;
+- the collectors: a replay of the environments' logs in the grader (:mod:`autograder.checks.episodes`);
 - activity 5's model: the judge rebuilds the notebook's ``SmallVAE`` from the recorded weights and
-  measures it on frames the collector made for seeds drawn at grading time.
+  measures it on its own replay of the frames the collector made for seeds drawn at grading time.
 """
 
 from __future__ import annotations
@@ -28,19 +30,24 @@ import torch
 from torch import nn
 
 from autograder.checks import (
+    CheckFailed,
     Inputs,
     Record,
     check,
     expect,
+    expect_consistent,
     layer_inputs,
+    layers,
     require_student_code,
     sampling,
     seeded,
     student_code,
 )
-from autograder.checks.episodes import collector_values, expect_frames, replay
+from autograder.checks.episodes import collector_values, expect_frames, recording_values, replay, replay_recording
 from course_lib.envs import EpisodeRecorder, make_env, wide_cartpole
 from course_lib.frames import FRAME_SIZE
+from course_lib.recording import digest, recording
+from course_lib.template import MyVAETemplate
 
 #: ``hidden_dims`` of ``MyVAE`` when none are given (the CMPE 260 template).
 DEFAULT_HIDDEN_DIMS = [32, 64, 128, 256, 512]
@@ -49,6 +56,10 @@ TINY_DIMS = [4, 8, 16, 32, 64]
 OTHER_ENVS = ("Pendulum-v1", "Acrobot-v1", "MountainCar-v0")
 #: Added to the bias of ``z_var`` where ``forward``'s sampling is checked, so that sigma is far from 1.
 LOGVAR_SHIFT = -1.5
+#: Agreement asked of an output the kernel recorded and the judge recomputes from the same layers.
+SAME = {"rtol": 1e-4, "atol": 1e-5}
+#: The parts of ``MyVAE`` (attributes) that hold its layers.
+PARTS = ("encoder", "z_simple", "z_mu", "z_var", "decoder_input", "decoder", "final_layer")
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -178,43 +189,85 @@ def load_latent(model: nn.Module, weights: dict[str, tuple[torch.Tensor, torch.T
         layer.bias.copy_(bias)
 
 
-def describe(model: nn.Module) -> dict[str, Any]:
-    """What activity 1 specifies of a ``MyVAE``: encoder blocks, z layers, ``latent_dim``, parameters."""
-    encoder = getattr(model, "encoder", None)
-    blocks = []
-    if isinstance(encoder, nn.Sequential):
-        for block in encoder:
-            layers = list(block.children()) if isinstance(block, nn.Sequential) else [block]
-            conv, bn = [*layers, None, None][:2]
-            blocks.append(
-                {
-                    "kinds": [type(layer).__name__ for layer in layers],
-                    "conv": [
-                        conv.in_channels,
-                        conv.out_channels,
-                        list(conv.kernel_size),
-                        list(conv.stride),
-                        list(conv.padding),
-                    ]
-                    if isinstance(conv, nn.Conv2d)
-                    else None,
-                    "bn": bn.num_features if isinstance(bn, nn.BatchNorm2d) else None,
-                }
-            )
-    z = {}
-    for name in ("z_simple", "z_mu", "z_var"):
-        layer = getattr(model, name, None)
-        z[name] = [layer.in_features, layer.out_features] if isinstance(layer, nn.Linear) else None
-    parts = [getattr(model, name, None) for name in ("encoder", "z_simple", "z_mu", "z_var")]
-    params = sum(p.numel() for m in parts if isinstance(m, nn.Module) for p in m.parameters())
-    latent_dim = getattr(model, "latent_dim", None)
-    return {
-        "encoder": type(encoder).__name__ if encoder is not None else None,
-        "blocks": blocks,
-        "z": z,
-        "latent_dim": latent_dim if isinstance(latent_dim, int) else None,
-        "params": params,
-    }
+# ---------------------------------------------------------------- the student's layers, rebuilt by the judge
+def model_values(prefix: str, model: nn.Module, state: bool = True) -> dict[str, Any]:
+    """What a probe records of a ``MyVAE``: the description of its layers and, with ``state``, all
+    their weights and buffers (kernel side; see :mod:`autograder.checks.layers`)."""
+    values: dict[str, Any] = {prefix: json.dumps(layers.describe(model))}
+    if state:
+        values |= layers.state_values(model, prefix)
+    return values
+
+
+def rebuilt_model(record: Record, prefix: str, state: bool = True) -> nn.Module:
+    """The student's ``MyVAE`` as :func:`model_values` recorded it, rebuilt (judge side), in eval mode.
+
+    Raises:
+        RecordError: if the description or the weights are malformed or do not fit each other.
+    """
+    weights = None
+    if state:
+        start = f"{prefix}."
+        weights = {name[len(start) :]: record.tensor(name) for name in record.values if name.startswith(start)}
+    return layers.rebuild(record.json(prefix), weights, where="MyVAE")
+
+
+def as_template(model: nn.Module) -> MyVAETemplate:
+    """A ``MyVAETemplate`` holding the layers of a rebuilt ``MyVAE``: the template's own ``decode``
+    and autoencoder ``forward`` (the code students are given, not write) then run on them."""
+    template = MyVAETemplate()
+    for name, child in model.named_children():
+        template.add_module(name, child)
+    decoder_input = getattr(template, "decoder_input", None)
+    if isinstance(decoder_input, nn.Linear):
+        template.latent_dim = decoder_input.in_features
+        template.hidden_dims = [decoder_input.out_features // 4]  # decode reshapes to (B, h[-1], 2, 2)
+    return template.train(model.training)
+
+
+def expect_rebuildable(model: nn.Module, parts: tuple[str, ...], call: str) -> None:
+    """Every one of ``parts`` of a rebuilt ``MyVAE`` can be run by the judge (made of the
+    ``torch.nn`` layers of :data:`~autograder.checks.layers.ALLOWED`, in ``nn.Sequential`` containers).
+
+    Raises:
+        CheckFailed: naming the part the grader cannot rebuild.
+    """
+    for name in parts:
+        part = getattr(model, name, None)
+        expect(part is not None, f"{call} has no {name}")
+        expect(
+            layers.runnable(part),
+            f"{call}.{name} holds a module the grader cannot rebuild ({_kinds(part)}): build it from torch.nn "
+            "layers (nn.Conv2d, nn.BatchNorm2d, nn.LeakyReLU, nn.Sigmoid, ...) in an nn.Sequential, so that the "
+            "grader can recompute what it computes",
+        )
+
+
+def expect_template_decoder(model: nn.Module, args: tuple) -> None:
+    """``decoder_input`` and ``decoder`` of a rebuilt ``MyVAE(*args)`` are what the template's
+    ``build_decoder()`` builds (provided code: every honest answer has them).
+
+    Raises:
+        CheckFailed: saying to call ``self.build_decoder()``.
+    """
+    expected = MyVAETemplate()
+    expected.latent_dim, expected.hidden_dims = args[1], _dims(args)
+    expected.build_decoder()
+    for name in ("decoder_input", "decoder"):
+        part = getattr(model, name, None)
+        expect(
+            part is not None and layers.describe(part) == layers.describe(getattr(expected, name)),
+            f"MyVAE{args}.{name} is not the one build_decoder() builds: call self.build_decoder() at the end of "
+            "__init__, after setting latent_dim and hidden_dims",
+        )
+
+
+def _kinds(module: nn.Module) -> str:
+    return ", ".join(sorted({m.kind for m in module.modules() if isinstance(m, layers.Opaque)} or {"ModuleList"}))
+
+
+def _kind(module: nn.Module) -> str:
+    return module.kind if isinstance(module, layers.Opaque) else type(module).__name__
 
 
 # ---------------------------------------------------------------- activity 1: the autoencoder
@@ -233,6 +286,10 @@ def _structure_x(args: tuple, seed: int) -> torch.Tensor:
     return torch.rand(2, args[0], FRAME_SIZE, FRAME_SIZE, generator=_torch(seed + 1))  # (2, C, 64, 64)
 
 
+def _latent_of(args: tuple, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return latent_weights(_dims(args)[-1] * 4, args[1], seed + 2)
+
+
 @check("a1_structure", inputs=structure_inputs)
 def a1_structure(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     """The encoder has one Conv2d(k3, s2, p1) + BatchNorm2d + LeakyReLU block per hidden dim, and
@@ -242,75 +299,97 @@ def a1_structure(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     for k, (args, seed) in enumerate(zip(inputs["cases"], inputs["seeds"], strict=True)):
         args = tuple(args)
         model = _build(model_cls, args)
-        values[f"structure_{k}"] = json.dumps(describe(model))
+        values |= model_values(f"model_{k}", model, state=False)  # the weights are the judge's
         model.eval()  # batch norm with the running statistics loaded below
-        loaded = load_encoder(model, encoder_weights(args[0], _dims(args), seed))
-        values[f"loaded_{k}"] = loaded
-        h = torch.zeros(0)
-        if loaded:
+        h, z = torch.zeros(0), torch.zeros(0)
+        if load_encoder(model, encoder_weights(args[0], _dims(args), seed)):
             with torch.no_grad(), student_code(f"the encoder of MyVAE{args}"):
                 h = _tensor_out(model.encoder(_structure_x(args, seed)), "encoder(x)")
-        values[f"h_{k}"] = h
+            try:
+                load_latent(model, _latent_of(args, seed))
+                with torch.no_grad(), student_code(f"the z layers of MyVAE{args}"):
+                    flat = torch.flatten(h, start_dim=1)
+                    z = torch.stack([_tensor_out(getattr(model, n)(flat), n) for n in ("z_simple", "z_mu", "z_var")])
+            except CheckFailed:  # z layers of other shapes: the judge says which
+                pass
+        values[f"h_{k}"], values[f"z_{k}"] = h, z
     return values
 
 
 @a1_structure.judge
 def _a1_structure(inputs: Inputs, record: Record) -> None:
+    """Rebuilds the encoder and z layers from their description and checks their classes and settings
+    (the parameter count too, from the rebuilt layers); loads its own weights into them and computes
+    the encoder's output and the z layers' outputs itself: the recorded ones must agree
+    (:class:`~autograder.checks.Inconsistent` otherwise), and the judge's must be the reference
+    encoder's with the same weights."""
     from course_lib.solutions.hw1 import MyVAE
 
     for k, (args, seed) in enumerate(zip(inputs["cases"], inputs["seeds"], strict=True)):
         args = tuple(args)
         in_channels, latent_dim, dims = args[0], args[1], _dims(args)
         call = f"MyVAE({', '.join(map(str, args[:2]))}{', hidden_dims=' + str(dims) if len(args) > 2 else ''})"
-        got = record.json(f"structure_{k}")
-        expect(got.get("encoder") == "Sequential", f"{call}.encoder should be an nn.Sequential")
-        blocks = got.get("blocks") or []
+        model = rebuilt_model(record, f"model_{k}", state=False)
+        encoder = getattr(model, "encoder", None)
+        expect(isinstance(encoder, nn.Sequential), f"{call}.encoder should be an nn.Sequential")
+        blocks = list(encoder.children())
         expect(
             len(blocks) == len(dims),
             f"{call}.encoder has {len(blocks)} blocks, expected one per hidden dim ({len(dims)})",
         )
         c_in = in_channels
         for i, (block, h_dim) in enumerate(zip(blocks, dims, strict=True)):
-            kinds = block.get("kinds")
+            kinds = [_kind(m) for m in block.children()] if isinstance(block, nn.Sequential) else [_kind(block)]
             expect(
                 kinds == ["Conv2d", "BatchNorm2d", "LeakyReLU"],
-                f"encoder block {i} of {call} is {kinds}, expected ['Conv2d', 'BatchNorm2d', 'LeakyReLU']",
+                f"encoder block {i} of {call} is {kinds}, expected ['Conv2d', 'BatchNorm2d', 'LeakyReLU'] "
+                "in an nn.Sequential",
             )
+            conv, bn, _ = block.children()
+            got = [conv.in_channels, conv.out_channels, list(conv.kernel_size), list(conv.stride), list(conv.padding)]
             want = [c_in, h_dim, [3, 3], [2, 2], [1, 1]]
             expect(
-                block.get("conv") == want,
-                f"encoder block {i} of {call}: Conv2d(in, out, kernel, stride, padding) = {block.get('conv')}, "
-                f"expected {want}",
+                got == want,
+                f"encoder block {i} of {call}: Conv2d(in, out, kernel, stride, padding) = {got}, expected {want}",
             )
             expect(
-                block.get("bn") == h_dim,
-                f"encoder block {i}: BatchNorm2d has {block.get('bn')} features, expected {h_dim}",
+                bn.num_features == h_dim,
+                f"encoder block {i}: BatchNorm2d has {bn.num_features} features, expected {h_dim}",
             )
             c_in = h_dim
         for name in ("z_simple", "z_mu", "z_var"):
-            shape = got.get("z", {}).get(name)
-            expect(shape is not None, f"{call}.{name} should be an nn.Linear")
+            layer = getattr(model, name, None)
+            expect(isinstance(layer, nn.Linear), f"{call}.{name} should be an nn.Linear")
             expect(
-                shape == [dims[-1] * 4, latent_dim],
-                f"{call}.{name} maps {shape[0]} -> {shape[1]}, expected {dims[-1] * 4} -> {latent_dim} (the encoder "
-                f"ends at 2x2 with {dims[-1]} channels)",
+                [layer.in_features, layer.out_features] == [dims[-1] * 4, latent_dim],
+                f"{call}.{name} maps {layer.in_features} -> {layer.out_features}, expected {dims[-1] * 4} -> "
+                f"{latent_dim} (the encoder ends at 2x2 with {dims[-1]} channels)",
             )
-        expect(got.get("latent_dim") == latent_dim, f"{call}.latent_dim should be {latent_dim}")
+        ours = sum(layers.parameter_count(getattr(model, n)) for n in ("encoder", "z_simple", "z_mu", "z_var"))
         theirs = encoder_parameter_count(in_channels, latent_dim, dims)
+        expect(ours == theirs, f"the encoder and z layers of {call} have {ours} parameters, expected {theirs}")
         expect(
-            got.get("params") == theirs,
-            f"the encoder and z layers of {call} have {got.get('params')} parameters, expected {theirs}",
+            load_encoder(model, encoder_weights(in_channels, dims, seed)),
+            f"the encoder blocks of {call} do not hold a Conv2d (with a bias) and a BatchNorm2d each",
         )
-        expect(record.flag(f"loaded_{k}"), f"the encoder blocks of {call} do not hold a Conv2d and a BatchNorm2d each")
-        h = record.tensor(f"h_{k}")
-        expect(
-            tuple(h.shape) == (2, dims[-1], 2, 2),
-            f"the encoder maps (2, {in_channels}, 64, 64) to {tuple(h.shape)}, expected (2, {dims[-1]}, 2, 2)",
+        load_latent(model, _latent_of(args, seed))
+        x = _structure_x(args, seed)
+        with torch.no_grad():
+            h = model.encoder(x)  # (2, h[-1], 2, 2)
+            z = torch.stack([getattr(model, n)(torch.flatten(h, 1)) for n in ("z_simple", "z_mu", "z_var")])
+        recorded_h, recorded_z = record.tensor(f"h_{k}"), record.tensor(f"z_{k}")
+        expect_consistent(
+            recorded_h.shape == h.shape and torch.allclose(recorded_h, h, **SAME),
+            f"the encoder output of {call} is not what its described layers compute",
+        )
+        expect_consistent(
+            recorded_z.shape == z.shape and torch.allclose(recorded_z, z, **SAME),
+            f"the z layers' outputs of {call} are not what its described layers compute",
         )
         reference = MyVAE(*args).eval()
         load_encoder(reference, encoder_weights(in_channels, dims, seed))
         with torch.no_grad():
-            want_h = reference.encoder(_structure_x(args, seed))
+            want_h = reference.encoder(x)
         expect(
             torch.allclose(h, want_h, rtol=1e-4, atol=1e-5),
             f"with the grader's weights, the encoder of {call} computes something else than Conv2d -> BatchNorm2d -> "
@@ -326,38 +405,67 @@ def output_inputs(seed: int) -> Inputs:
     return {"cases": cases, "seeds": [_sub(rng) for _ in cases]}
 
 
+def _output_data(args: tuple, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``x`` ``(4, C, 64, 64)``, codes far from the data ``(4, latent_dim)``, and large activations
+    ``(4, h[0], 32, 32)`` for the output layer."""
+    g = _torch(seed)
+    x = torch.rand(4, args[0], FRAME_SIZE, FRAME_SIZE, generator=g)
+    far = 30.0 * torch.randn(4, args[1], generator=g)  # far from the prior's bulk
+    loud = 10.0 * torch.randn(4, _dims(args)[0], FRAME_SIZE // 2, FRAME_SIZE // 2, generator=g)
+    return x, far, loud
+
+
 @check("a1_output_range", inputs=output_inputs)
 def a1_output_range(inputs: Inputs, model_cls: type) -> dict[str, Any]:
-    """The autoencoder returns ``[x_hat, x, mu, logvar]`` with ``x_hat`` of the input's shape in [0, 1],
-    also when decoding codes far from the data."""
+    """The autoencoder's output ``x_hat`` has the input's shape and lies in [0, 1], also when decoding
+    codes far from the data, and whatever the output layer is given."""
     require_student_code(model_cls, "MyVAE")
     values: dict[str, Any] = {}
     for k, (args, seed) in enumerate(zip(inputs["cases"], inputs["seeds"], strict=True)):
         args = tuple(args)
-        g = _torch(seed)
-        x = torch.rand(4, args[0], FRAME_SIZE, FRAME_SIZE, generator=g)  # (4, C, 64, 64)
-        z = 30.0 * torch.randn(4, args[1], generator=g)  # (4, latent_dim), far from the prior's bulk
+        x, far, _ = _output_data(args, seed)
         with seeded(seed):
             model = _build(model_cls, args)
-            model.train()
-            with torch.no_grad(), student_code(f"MyVAE{args}.forward"):
-                out = model(x)
-                expect(
-                    isinstance(out, (list, tuple)) and len(out) >= 1, "forward(x) should return [x_hat, x, mu, logvar]"
-                )
-                values[f"x_hat_{k}"] = _tensor_out(out[0], "forward(x)[0]")
-                values[f"far_{k}"] = _tensor_out(model.decode(z), "decode(z)")
+        model.train()
+        values |= model_values(f"model_{k}", model)
+        with torch.no_grad(), student_code(f"MyVAE{args}.forward"):
+            out = model(x)
+            expect(isinstance(out, (list, tuple)) and len(out) >= 1, "forward(x) should return [x_hat, x, mu, logvar]")
+            _tensor_out(out[0], "forward(x)[0]")
+            values[f"far_{k}"] = _tensor_out(model.decode(far), "decode(z)")
     return values
 
 
 @a1_output_range.judge
 def _a1_output_range(inputs: Inputs, record: Record) -> None:
+    """Rebuilds the whole model from its description and weights and computes, with the template's
+    ``forward`` and ``decode``, the reconstructions of ``x``, the decodings of far codes (the recorded
+    ones must agree) and the output layer's response to large activations: all must be in [0, 1]
+    and of the input's shape."""
     for k, args in enumerate(inputs["cases"]):
-        want = (4, args[0], FRAME_SIZE, FRAME_SIZE)
-        x_hat = record.array(f"x_hat_{k}")
-        expect(x_hat.shape == want, f"x_hat has shape {x_hat.shape}, expected {want} (the input's shape)")
-        for name, y in (("x_hat", x_hat), ("decode(z) for codes far from the data", record.array(f"far_{k}"))):
-            expect(y.size > 0 and np.isfinite(y).all(), f"{name} is empty or not finite")
+        args = tuple(args)
+        call = f"MyVAE{args}"
+        model = as_template(rebuilt_model(record, f"model_{k}")).train()
+        expect_rebuildable(model, PARTS, call)
+        expect_template_decoder(model, args)
+        x, far, loud = _output_data(args, inputs["seeds"][k])
+        with torch.no_grad():
+            decoded = model.decode(far)
+            recorded = record.tensor(f"far_{k}")
+            expect_consistent(
+                recorded.shape == decoded.shape and torch.allclose(recorded, decoded, **SAME),
+                f"decode(z) of {call} is not what its described layers compute with the template's decode",
+            )
+            x_hat = model(x)[0]
+            want = tuple(x.shape)
+            expect(tuple(x_hat.shape) == want, f"x_hat has shape {tuple(x_hat.shape)}, expected {want} (the input's)")
+            outputs = {
+                "x_hat": x_hat,
+                "decode(z) for codes far from the data": decoded,
+                "final_layer": model.final_layer(loud),
+            }
+        for name, y in outputs.items():
+            expect(y.numel() > 0 and bool(torch.isfinite(y).all()), f"{name} is empty or not finite")
             expect(
                 float(y.min()) >= 0.0 and float(y.max()) <= 1.0,
                 f"{name} has values in [{float(y.min()):.3f}, {float(y.max()):.3f}]; frames are in [0, 1], so the "
@@ -373,10 +481,22 @@ def cartpole_frames(seed: int, n: int = 48) -> np.ndarray:
     return sample_frames("CartPole-v1", n, seed=seed, progress=False)
 
 
+#: The ``MyVAE`` that a1_loss_drops trains, and Adam's learning rate.
+TRAINING_ARGS, TRAINING_LR = (3, 8, list(SMALL_DIMS)), 2e-3
+#: The most one Adam step moves a parameter, in learning rates: ``|m_hat| / sqrt(v_hat)`` stays below
+#: ``(1 - beta1) / sqrt(1 - beta2) = 3.2`` with PyTorch's betas, whatever the gradients.
+ADAM_STEP_BOUND = 3.2
+
+
 def training_inputs(seed: int) -> Inputs:
     """Seeds of the frames and of the model's initialisation."""
     rng = _rng(seed)
     return {"frames_seed": _sub(rng) % 10_000, "init_seed": _sub(rng), "steps": 25}
+
+
+def _training_model(model: nn.Module, seed: int) -> nn.Module:
+    """``model`` with the initial weights both sides know: every layer reset, in order, from ``seed``."""
+    return layers.reset_parameters(model, seed).train()
 
 
 @check("a1_loss_drops", inputs=training_inputs)
@@ -387,31 +507,50 @@ def a1_loss_drops(inputs: Inputs, model_cls: type) -> dict[str, Any]:
 
     require_student_code(model_cls, "MyVAE")
     x = to_tensor(cartpole_frames(inputs["frames_seed"])).contiguous()  # (48, 3, 64, 64)
-    losses = []
     with seeded(inputs["init_seed"]):
-        model = _build(model_cls, (3, 8, list(SMALL_DIMS)))
-        model.train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+        model = _training_model(_build(model_cls, (*TRAINING_ARGS[:2], list(SMALL_DIMS))), inputs["init_seed"])
+        optimizer = torch.optim.Adam(model.parameters(), lr=TRAINING_LR)
         with student_code("training MyVAE as an autoencoder"):
             for _ in range(inputs["steps"]):
                 loss = autoencoder_loss(x, model(x)[0])["loss"]
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                losses.append(float(loss.detach()))
-    return {"losses": np.array(losses, dtype=np.float64)}
+                expect(math.isfinite(loss.item()), "the reconstruction loss became NaN or infinite while training")
+    return model_values("trained", model)
 
 
 @a1_loss_drops.judge
 def _a1_loss_drops(inputs: Inputs, record: Record) -> None:
-    losses = record.array("losses", "float64")
-    expect(losses.shape == (inputs["steps"],), "the record's training curve has the wrong length")
-    expect(np.isfinite(losses).all(), "the reconstruction loss became NaN or infinite while training")
-    first, last = float(np.mean(losses[:3])), float(np.mean(losses[-3:]))
+    """Rebuilds the model twice from its description: with the initial weights (its own reset from the
+    seed, as the probe did before training) and with the trained weights the record carries, which
+    must lie within the distance the Adam steps can go from the initial ones; computes the
+    reconstruction loss of both on the frames itself, with the template's forward."""
+    from course_lib.frames import to_tensor
+    from course_lib.losses import autoencoder_loss
+
+    trained = as_template(rebuilt_model(record, "trained")).train()
+    expect_rebuildable(trained, PARTS, f"MyVAE{TRAINING_ARGS}")
+    expect_template_decoder(trained, TRAINING_ARGS)
+    initial = _training_model(as_template(rebuilt_model(record, "trained", state=False)), inputs["init_seed"])
+    with torch.no_grad():
+        moved = max(
+            float((after - before).abs().max())
+            for before, after in zip(initial.parameters(), trained.parameters(), strict=True)
+        )
+    expect_consistent(
+        moved <= inputs["steps"] * TRAINING_LR * ADAM_STEP_BOUND,
+        f"the trained weights are {moved:.3g} away from the initial weights the grader gave, farther than "
+        f"{inputs['steps']} Adam steps of {TRAINING_LR} go",
+    )
+    x = to_tensor(cartpole_frames(inputs["frames_seed"])).contiguous()  # (48, 3, 64, 64)
+    with torch.no_grad():
+        first, last = (float(autoencoder_loss(x, m(x)[0])["loss"]) for m in (initial, trained))
+    expect(math.isfinite(last), "the reconstruction loss became NaN or infinite while training")
     expect(
         last < 0.8 * first,
-        f"the reconstruction loss went from {first:.1f} to {last:.1f} in {len(losses)} Adam steps; expected it to drop "
-        "by at least 20% (can the output layer produce every colour of a frame?)",
+        f"the reconstruction loss went from {first:.1f} to {last:.1f} in {inputs['steps']} Adam steps; expected it to "
+        "drop by at least 20% (can the output layer produce every colour of a frame?)",
     )
 
 
@@ -437,6 +576,9 @@ def a2_reparameterize_stats(inputs: Inputs, model_cls: type) -> dict[str, Any]:
 
 @a2_reparameterize_stats.judge
 def _a2_reparameterize_stats(inputs: Inputs, record: Record) -> None:
+    """Recomputes ``eps`` from the samples and its own ``mu`` and ``logvar``; judges its statistics
+    and requires it to be the noise the generator seeded with the run's seed draws
+    (:func:`~autograder.checks.sampling.expect_samples`)."""
     sampling.expect_samples(inputs, record)
 
 
@@ -460,6 +602,8 @@ def a2_gradients(inputs: Inputs, model_cls: type) -> dict[str, Any]:
 
 @a2_gradients.judge
 def _a2_gradients(inputs: Inputs, record: Record) -> None:
+    """Derives the gradients from the recorded ``z`` and its own ``mu`` and ``logvar``, and requires
+    ``z``'s noise to be the seeded generator's (:func:`~autograder.checks.sampling.expect_gradients`)."""
     sampling.expect_gradients(inputs["seed"], record)
 
 
@@ -476,6 +620,15 @@ def _encode_forward_weights(inputs: Inputs) -> dict[str, tuple[torch.Tensor, tor
     return weights
 
 
+def _encode_forward_x(inputs: Inputs) -> torch.Tensor:
+    return torch.rand(64, 3, FRAME_SIZE, FRAME_SIZE, generator=_torch(inputs["x_seed"]))  # (64, 3, 64, 64)
+
+
+#: Images of forward's ``x_hat`` that a2_encode_forward records (the judge decodes the same z);
+#: rows of the batch whose VAE-loss gradients it recomputes.
+ENCODE_FORWARD_RECORDED, GRADIENT_ROWS = 4, 8
+
+
 @check("a2_encode_forward", inputs=encode_forward_inputs)
 def a2_encode_forward(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     """``encode`` returns ``[mu, logvar]`` from ``z_mu``/``z_var`` on the flattened encoder output;
@@ -489,9 +642,9 @@ def a2_encode_forward(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     load_latent(model, _encode_forward_weights(inputs))
     decoder_input = getattr(model, "decoder_input", None)
     expect(isinstance(decoder_input, nn.Module), "MyVAE has no decoder_input: call self.build_decoder() in __init__")
-    x = torch.rand(64, 3, FRAME_SIZE, FRAME_SIZE, generator=_torch(inputs["x_seed"]))  # (64, 3, 64, 64)
+    x = _encode_forward_x(inputs)
     model.eval()  # batch norm with running statistics: encode is deterministic
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = model_values("model", model)
     with layer_inputs(decoder_input) as captured, torch.no_grad(), seeded(inputs["seed"]):
         with student_code("the encoder of MyVAE"):
             values["h"] = _tensor_out(torch.flatten(model.encoder(x), start_dim=1), "flatten(encoder(x))")
@@ -503,37 +656,66 @@ def a2_encode_forward(inputs: Inputs, model_cls: type) -> dict[str, Any]:
             out1 = model(x)
             first = len(captured)  # the decoder inputs of the first call; the second call's follow
             model(x)
-    decoded = 0 < first < len(captured)
+    expect(0 < first < len(captured), "forward should decode z with the decoder (self.decode(z))")
     expect(isinstance(out1, (list, tuple)) and len(out1) == 4, "forward(x) should return [x_hat, x, mu, logvar]")
-    x_hat = _tensor_out(out1[0], "forward(x)[0]")
+    second = out1[1]
     values |= {
-        "x_hat_shape": np.array(x_hat.shape, dtype=np.int64),
-        "x_is_input": torch.is_tensor(out1[1]) and out1[1].shape == x.shape and torch.equal(out1[1], x),
+        "x_hat": _tensor_out(out1[0], "forward(x)[0]")[:ENCODE_FORWARD_RECORDED],
+        "x_hat_shape": np.array(out1[0].shape, dtype=np.int64),
+        "x_out": np.frombuffer(digest(second.detach().numpy()), np.uint8)
+        if torch.is_tensor(second)
+        else np.zeros(0, np.uint8),
         "mu_f": _tensor_out(out1[2], "forward(x)[2]"),
         "logvar_f": _tensor_out(out1[3], "forward(x)[3]"),
-        "decoded": decoded,
-        "z1": captured[0].float() if decoded else torch.zeros(0),
-        "z2": captured[first].float() if decoded else torch.zeros(0),
+        "z1": captured[0].float(),
+        "z2": captured[first].float(),
     }
     # the VAE loss's gradients, in training mode
     model.train()
     model.zero_grad(set_to_none=True)
-    with seeded(inputs["seed"] + 1), student_code("backpropagating the VAE loss through forward"):
-        x_hat, _, mu, logvar = model(x[:8])
-        (autoencoder_loss(x[:8], x_hat)["loss"] + gaussian_kl(mu, logvar).sum(1).mean()).backward()
+    with (
+        layer_inputs(decoder_input) as captured,
+        seeded(inputs["seed"] + 1),
+        student_code("backpropagating the VAE loss through forward"),
+    ):
+        x_hat, _, mu, logvar = model(x[:GRADIENT_ROWS])
+        (autoencoder_loss(x[:GRADIENT_ROWS], x_hat)["loss"] + gaussian_kl(mu, logvar).sum(1).mean()).backward()
+    values["z_train"] = captured[0].float() if captured else torch.zeros(0)
     for name in ("z_mu", "z_var", "z_simple"):
         grad = getattr(model, name).weight.grad
-        values[f"grad_{name}"] = -1.0 if grad is None else float(grad.abs().sum())
+        values[f"grad_{name}"] = torch.full((0,), 0.0) if grad is None else grad.float()
     return values
 
 
 @a2_encode_forward.judge
 def _a2_encode_forward(inputs: Inputs, record: Record) -> None:
+    """Rebuilds the model from its description and weights; computes the flattened encoder output
+    (the recorded one must agree) and ``mu``, ``logvar`` with its own latent weights; requires the
+    z that forward decoded to be ``mu + exp(logvar / 2) * eps`` with the seeded generator's noise,
+    the recorded ``x_hat`` to be the template's ``decode`` of that z, and recomputes the gradient the
+    VAE loss sends to ``z_mu`` (through the recorded z) to compare with the recorded one."""
+    from course_lib.losses import autoencoder_loss, gaussian_kl
+
     latent = inputs["latent_dim"]
-    weights = {name: (w.double(), b.double()) for name, (w, b) in _encode_forward_weights(inputs).items()}
-    h = record.tensor("h").double()
-    expect(tuple(h.shape) == (64, SMALL_DIMS[-1] * 4), f"flatten(encoder(x)) has shape {tuple(h.shape)}")
-    by_layer = {name: h @ w.T + b for name, (w, b) in weights.items()}  # (64, latent) each
+    x = _encode_forward_x(inputs)
+    model = as_template(rebuilt_model(record, "model"))
+    expect_rebuildable(model, ("encoder",), "MyVAE")
+    weights = _encode_forward_weights(inputs)
+    for name, (weight, bias) in weights.items():
+        layer = getattr(model, name)
+        expect_consistent(
+            torch.equal(layer.weight, weight) and torch.equal(layer.bias, bias),
+            f"MyVAE.{name} does not hold the weights the grader gave it",
+        )
+    with torch.no_grad():
+        h = torch.flatten(model.encoder(x), start_dim=1)  # (64, h[-1] * 4)
+    recorded_h = record.tensor("h")
+    expect_consistent(
+        recorded_h.shape == h.shape and torch.allclose(recorded_h, h, **SAME),
+        "flatten(encoder(x)) is not what the described encoder computes",
+    )
+    h = h.double()
+    by_layer = {name: h @ w.double().T + b.double() for name, (w, b) in weights.items()}  # (64, latent) each
     mu, logvar = record.tensor("mu").double(), record.tensor("logvar").double()
     expect(
         tuple(mu.shape) == tuple(logvar.shape) == (64, latent),
@@ -557,29 +739,66 @@ def _a2_encode_forward(inputs: Inputs, record: Record) -> None:
         shape == (64, 3, FRAME_SIZE, FRAME_SIZE),
         f"forward(x)[0] has shape {shape}, expected the input's (B, 3, 64, 64)",
     )
-    expect(record.flag("x_is_input"), "forward should return the reconstruction first and the input x second")
     expect(
-        same(record.tensor("mu_f").double(), mu) and same(record.tensor("logvar_f").double(), logvar),
+        bytes(record.array("x_out", "uint8")) == digest(x.numpy()),
+        "forward should return the reconstruction first and the input x second",
+    )
+    mu_f, logvar_f = record.tensor("mu_f"), record.tensor("logvar_f")
+    expect(
+        same(mu_f.double(), mu) and same(logvar_f.double(), logvar),
         "forward should return mu and logvar from encode, third and fourth",
     )
-    expect(record.flag("decoded"), "forward should decode z with the decoder (self.decode(z))")
-    z1, z2 = record.tensor("z1").double(), record.tensor("z2").double()
-    expect(tuple(z1.shape) == (64, latent), f"forward decoded a z of shape {tuple(z1.shape)}, expected (B, latent_dim)")
-    expect(not same(z1, mu), "forward should decode a sampled z (reparameterize), not mu")
+    z1, z2 = record.tensor("z1"), record.tensor("z2")
     expect(
-        not torch.equal(z1, z2),
-        "two calls of forward decoded the same z; it should sample z each time",
+        tuple(z1.shape) == tuple(z2.shape) == (64, latent),
+        f"forward decoded a z of shape {tuple(z1.shape)}, expected (B, latent_dim)",
     )
-    eps = (z1 - mu) / torch.exp(0.5 * logvar)  # N(0, 1) for z = mu + sigma * eps
+    expect(not same(z1.double(), mu), "forward should decode a sampled z (reparameterize), not mu")
+    expect(not torch.equal(z1, z2), "two calls of forward decoded the same z; it should sample z each time")
+    eps, tolerance = (np.stack(a) for a in zip(*(sampling.noise_of(z, mu_f, logvar_f) for z in (z1, z2)), strict=True))
     expect(
-        abs(float(eps.mean())) < 0.4 and 0.6 < float(eps.std()) < 1.4,
-        "the z that forward decodes is not mu + exp(logvar / 2) * eps: pass mu and logvar to reparameterize",
+        sampling.noise_is_drawn(eps, tolerance, inputs["seed"], 2 * z1.numel()),
+        "the z that forward decodes is not mu + exp(logvar / 2) * eps with the random generator's noise: pass mu and "
+        "logvar to reparameterize",
     )
+    if layers.runnable(model):  # the template's decode on the student's decoder and output layer
+        with torch.no_grad():
+            decoded = model.eval().decode(z1[:ENCODE_FORWARD_RECORDED])
+        x_hat = record.tensor("x_hat")
+        expect(
+            x_hat.shape == decoded.shape and torch.allclose(x_hat, decoded, **SAME),
+            "forward's first output should be decode(z) of the sampled z",
+        )
+    _expect_vae_gradients(model, x[:GRADIENT_ROWS], record, autoencoder_loss, gaussian_kl)
+
+
+def _expect_vae_gradients(model: MyVAETemplate, x: torch.Tensor, record: Record, recon: Any, kl: Any) -> None:
+    """The VAE loss's gradient reaches ``z_mu`` as the judge computes it through the recorded ``z``
+    (``dz/dmu = 1`` for any ``z = mu + f(logvar) * eps``), reaches ``z_var``, and not ``z_simple``."""
+    grads = {name: record.tensor(f"grad_{name}") for name in ("z_mu", "z_var", "z_simple")}
     for name in ("z_mu", "z_var"):
-        expect(record.number(f"grad_{name}") > 0, f"no gradient reached {name}: the VAE's forward pass must use it")
+        expect(
+            grads[name].numel() > 0 and float(grads[name].abs().sum()) > 0,
+            f"no gradient reached {name}: the VAE's forward pass must use it",
+        )
     expect(
-        record.number("grad_z_simple") <= 0,
+        grads["z_simple"].numel() == 0 or float(grads["z_simple"].abs().sum()) == 0,
         "the VAE's forward pass should not use z_simple (that is the autoencoder's layer)",
+    )
+    z = record.tensor("z_train")
+    if not layers.runnable(model) or z.shape != (len(x), model.z_mu.out_features):
+        return  # the judge cannot recompute the loss: the grad of z_mu above is all it has
+    model.train()
+    model.zero_grad(set_to_none=True)
+    h = torch.flatten(model.encoder(x), start_dim=1)
+    mu, logvar = model.z_mu(h), model.z_var(h)
+    sampled = mu + (z - mu).detach()  # the recorded z, with dz/dmu = 1
+    (recon(x, model.decode(sampled))["loss"] + kl(mu, logvar).sum(1).mean()).backward()
+    want = model.z_mu.weight.grad
+    expect(
+        grads["z_mu"].shape == want.shape and torch.allclose(grads["z_mu"], want, rtol=1e-3, atol=1e-5),
+        "the VAE loss's gradient does not reach z_mu as forward's mu should pass it: decode "
+        "reparameterize(mu, logvar) of encode's mu",
     )
 
 
@@ -726,9 +945,9 @@ def _a4_angles(inputs: Inputs, record: Record) -> None:
             f"{what} never met a state beyond max_angle; it should run the episodes of the environment it is given",
         )
         played.match(digests, what)  # every frame is a render of this environment
-        for i, digest in enumerate(digests):
+        for i, key in enumerate(digests):
             # identical images can show slightly different states: the most upright one counts
-            theta = min(abs(float(played.renders[j].state[2])) for j in played.digests[bytes(digest)])
+            theta = min(abs(float(played.renders[j].state[2])) for j in played.digests[bytes(key)])
             expect(
                 theta <= max_angle + 1e-9,
                 f"frame {i} of {what} shows a pole angle of {theta:.3f} rad, outside [-max_angle, max_angle] "
@@ -760,29 +979,6 @@ def _a4_count(inputs: Inputs, record: Record) -> None:
 
 
 # ---------------------------------------------------------------- activity 5: another environment
-def _colour_profile(frames: np.ndarray) -> np.ndarray:
-    x = frames.reshape(-1, 3).astype(np.float64)
-    ink = x[(x < 235).any(axis=1)]  # pixels that are not the white background
-    mean = ink.mean(axis=0) if len(ink) else np.full(3, 255.0)
-    return np.concatenate([mean / 255.0, [len(ink) / len(x) * 4]])
-
-
-@cache
-def _profiles() -> dict[str, np.ndarray]:
-    from course_lib.data import sample_frames
-
-    return {  # 16 frames give the profile of 48 to within 0.01 (and cost a third of the time)
-        env_id: _colour_profile(sample_frames(env_id, 16, seed=99, progress=False))
-        for env_id in ("CartPole-v1", *OTHER_ENVS)
-    }
-
-
-def nearest_env(frames: np.ndarray) -> str:
-    """The environment whose frames' colours ``frames`` resemble most (grader side)."""
-    profile = _colour_profile(frames)
-    return min(_profiles(), key=lambda env_id: float(np.sum((_profiles()[env_id] - profile) ** 2)))
-
-
 def other_frames_inputs(seed: int) -> Inputs:
     """Two different call seeds of ``collect_other_frames``."""
     rng = _rng(seed)
@@ -790,81 +986,82 @@ def other_frames_inputs(seed: int) -> Inputs:
     return {"seeds": [first, first, second], "n": 64}
 
 
-def _expect_env_frames(frames: np.ndarray, env_id: str, what: str, unique: int) -> None:
-    want = (len(frames), FRAME_SIZE, FRAME_SIZE, 3)
-    expect(
-        frames.shape == want and frames.dtype == np.uint8,
-        f"{what} returned {frames.dtype} {frames.shape}, expected uint8 {want}",
-    )
-    from course_lib.frames import is_blank
+def _collected(collect_other_frames: Any, env_id: str, n: int, seed: int, prefix: str) -> dict[str, Any]:
+    """One call of the collector inside :func:`course_lib.recording.recording`, as
+    :func:`~autograder.checks.episodes.recording_values` records it (kernel side)."""
+    with recording() as log, student_code(f"collect_other_frames(ENV_ID, {n}, seed=...)"):
+        frames = collect_other_frames(env_id, n, seed=seed)
+    return recording_values(prefix, frames, log)
 
-    expect(not any(is_blank(f) for f in frames), f"{what} returned blank frames")
+
+def _replayed_frames(record: Record, prefix: str, env_id: str, n: int, seed: int) -> np.ndarray:
+    """The frames of one recorded collector call, as the judge's replay of its environments makes
+    them: ``uint8 (n, 64, 64, 3)``. The collector must have seeded its environment with ``seed``.
+
+    Raises:
+        CheckFailed: if the frames are not ``n`` renders of ``env_id``, each cropped and resized
+            with ``preprocess_frame``.
+    """
+    what = f"collect_other_frames(ENV_ID, {n}, seed=...)"
+    digests = expect_frames(record, prefix, n, what)
+    played, built = replay_recording(record, prefix, (*OTHER_ENVS, "CartPole-v1"), what, seed)
+    expect(built == {env_id}, f"the frames of {what} are renders of {', '.join(sorted(built))}, not {env_id}")
+    played.match(digests, what, preprocessed="preprocess_frame(frame, crop)")
+    return played.frames(digests)
+
+
+def _expect_variety(frames: np.ndarray, what: str, unique: int) -> None:
     distinct = len({f.tobytes() for f in frames})
     expect(distinct > unique, f"{what} returned mostly identical frames ({distinct} different in {len(frames)})")
-    nearest = nearest_env(frames)
-    expect(nearest == env_id, f"the frames of {what} look like {nearest}, not {env_id}")
 
 
 @check("a5_frames", inputs=other_frames_inputs)
 def a5_frames(inputs: Inputs, collect_other_frames: Any, env_id: str) -> dict[str, Any]:
-    """The frames come from ``ENV_ID`` (one of Pendulum-v1, Acrobot-v1, MountainCar-v0); the same seed
-    gives the same frames, another seed others."""
-    from autograder.checks.episodes import frame_digests
-
+    """The frames are renders of ``ENV_ID`` (one of Pendulum-v1, Acrobot-v1, MountainCar-v0),
+    cropped and resized with ``preprocess_frame``; the same seed gives the same frames, another seed
+    others."""
     require_student_code(collect_other_frames, "collect_other_frames")
     values: dict[str, Any] = {"env_id": str(env_id)}
     for k, seed in enumerate(inputs["seeds"]):
-        with student_code(f"collect_other_frames(ENV_ID, {inputs['n']}, seed=...)"):
-            frames = np.asarray(collect_other_frames(env_id, inputs["n"], seed=seed))
-        if k == 0:
-            values["frames"] = frames if frames.dtype == np.uint8 else np.zeros((0,), np.uint8)
-            values["frames_dtype"] = str(frames.dtype)
-        ok = frames.dtype == np.uint8 and frames.shape == (inputs["n"], FRAME_SIZE, FRAME_SIZE, 3)
-        values[f"digests_{k}"] = frame_digests(frames) if ok else np.zeros((0, 20), np.uint8)
+        values |= _collected(collect_other_frames, env_id, inputs["n"], seed, f"run{k}")
     return values
 
 
 @a5_frames.judge
 def _a5_frames(inputs: Inputs, record: Record) -> None:
-    from autograder.checks.episodes import frame_digests
-
+    """Replays every environment the collector built (resets, actions, renders), crops its own renders
+    with the boxes the collector gave ``preprocess_frame`` and matches every returned frame to one of
+    them (:func:`~autograder.checks.episodes.replay_recording`): the environment, the frames and
+    their variety come from the judge's replay, not from the kernel."""
     env_id = record.text("env_id")
     expect(env_id in OTHER_ENVS, f"ENV_ID is {env_id!r}; choose one of {OTHER_ENVS}")
-    what = f"collect_other_frames(ENV_ID, {inputs['n']}, seed=...)"
+    n = inputs["n"]
+    frames = [_replayed_frames(record, f"run{k}", env_id, n, seed) for k, seed in enumerate(inputs["seeds"])]
+    _expect_variety(frames[0], f"collect_other_frames(ENV_ID, {n}, seed=...)", 16)
     expect(
-        record.text("frames_dtype") == "uint8", f"{what} returned dtype {record.text('frames_dtype')}, expected uint8"
-    )
-    frames = record.array("frames", "uint8")
-    _expect_env_frames(frames, env_id, what, 16)
-    first = frame_digests(frames)
-    expect(
-        np.array_equal(first, record.array("digests_1", "uint8")),
+        np.array_equal(frames[0], frames[1]),
         "collect_other_frames with the same seed returned different frames: seed env.reset and env.action_space",
     )
     expect(
-        not np.array_equal(first, record.array("digests_2", "uint8")),
-        "collect_other_frames with different seeds returned the same frames",
+        not np.array_equal(frames[0], frames[2]), "collect_other_frames with different seeds returned the same frames"
     )
 
 
 def baseline_inputs(seed: int) -> Inputs:
-    """Seeds of fresh training and validation frames for the baseline check."""
+    """Seeds of the collector call that shows the crop, and of the judge's training and validation frames."""
     rng = _rng(seed)
-    first, second = (int(s) for s in rng.choice(2**31 - 1, size=2, replace=False))
-    return {"train_seed": first, "val_seed": second, "n": 96}
+    crop, first, second = (int(s) for s in rng.choice(2**31 - 1, size=3, replace=False))
+    return {"crop_seed": crop, "train_seed": first, "val_seed": second, "n": 96, "shown": 8}
 
 
 @check("a5_beats_baseline", inputs=baseline_inputs)
 def a5_beats_baseline(inputs: Inputs, model: nn.Module, collect_other_frames: Any, env_id: str) -> dict[str, Any]:
-    """On frames the collector makes for seeds nobody trained on, the trained VAE reconstructs better
-    than the mean image of other fresh frames."""
+    """On fresh frames of the chosen environment, cropped as the collector crops them, the trained VAE
+    reconstructs better than the mean image of other fresh frames."""
     require_student_code(collect_other_frames, "collect_other_frames")
     expect(isinstance(model, nn.Module), f"model should be the notebook's SmallVAE, got {type(model).__name__}")
     values: dict[str, Any] = {"env_id": str(env_id), "model": type(model).__name__}
-    for part in ("train", "val"):
-        with student_code(f"collect_other_frames(ENV_ID, {inputs['n']}, seed=...)"):
-            frames = np.asarray(collect_other_frames(env_id, inputs["n"], seed=inputs[f"{part}_seed"]))
-        values[part] = frames if frames.dtype == np.uint8 else np.zeros((0,), np.uint8)
+    values |= _collected(collect_other_frames, env_id, inputs["shown"], inputs["crop_seed"], "crop")
     state = model.state_dict()
     n_params = sum(t.numel() for t in state.values())
     expect(n_params <= 4_000_000, f"the model has {n_params:,} parameters, too many to grade; keep WIDTH at 64 or less")
@@ -874,20 +1071,34 @@ def a5_beats_baseline(inputs: Inputs, model: nn.Module, collect_other_frames: An
     return values
 
 
+def _crop_of(record: Record, prefix: str, frames: np.ndarray) -> tuple[int, int, int, int]:
+    """The pixel box ``preprocess_frame`` cropped the first of ``frames`` with (already matched to the
+    judge's replay, so the box is one the judge itself cropped a render with)."""
+    made = [bytes(d) for d in record.array(f"{prefix}_pre_out", "uint8")]
+    return tuple(int(v) for v in record.array(f"{prefix}_pre_box", "int64")[made.index(digest(frames[0]))][:4])
+
+
 @a5_beats_baseline.judge
 def _a5_beats_baseline(inputs: Inputs, record: Record) -> None:
+    """Replays a call of the collector, made with this run's seed, to learn its crop (every frame
+    matched to the judge's own renders); renders fresh random-action frames of the environment
+    itself with that crop, for seeds it draws; rebuilds the notebook's ``SmallVAE`` from the recorded
+    weights and measures it on the judge's validation frames against the mean image of the judge's
+    training frames."""
+    from course_lib.data import sample_frames
     from course_lib.models import SmallVAE
     from course_lib.pretrained import is_shipped
     from course_lib.train import evaluate, mean_image_baseline
 
     env_id = record.text("env_id")
     expect(env_id in OTHER_ENVS, f"ENV_ID is {env_id!r}; choose one of {OTHER_ENVS}")
-    frames = {}
-    for part in ("train", "val"):
-        frames[part] = record.array(part, "uint8")
-        _expect_env_frames(frames[part], env_id, f"collect_other_frames(ENV_ID, {inputs['n']}, seed=...)", 16)
-    overlap = {f.tobytes() for f in frames["train"]} & {f.tobytes() for f in frames["val"]}
-    expect(len(overlap) <= 0.1 * inputs["n"], "collect_other_frames returns the same frames for different seeds")
+    # seeded with this run's seed: a call made now, not one recorded before grading
+    shown = _replayed_frames(record, "crop", env_id, inputs["shown"], inputs["crop_seed"])
+    box = _crop_of(record, "crop", shown)
+    frames = {
+        part: sample_frames(env_id, inputs["n"], seed=inputs[f"{part}_seed"], crop=box, progress=False)
+        for part in ("train", "val")
+    }
     expect(record.text("model") == "SmallVAE", f"model should be the notebook's SmallVAE, got {record.text('model')}")
     z_size, width = int(record.number("z_size")), int(record.number("width"))
     expect(1 <= z_size <= 512 and 1 <= width <= 64, f"SmallVAE(z_size={z_size}, width={width}) is not one to grade")

@@ -27,11 +27,14 @@ import torch
 from torch import nn
 
 from autograder.checks import (
+    Inconsistent,
     Inputs,
     Record,
     check,
     expect,
+    expect_consistent,
     layer_inputs,
+    layers,
     require_student_code,
     sampling,
     seeded,
@@ -377,8 +380,15 @@ def _w1_architecture(inputs: Inputs, record: Record) -> None:
 
 
 def parameter_inputs(seed: int) -> Inputs:
-    """The z sizes whose parameters are counted (:func:`_z_sizes`)."""
-    return {"z_sizes": list(_z_sizes(seed))}
+    """The z sizes whose parameters are counted (:func:`_z_sizes`), each with a seed of the weights
+    and inputs of the layer-by-layer trace that ties the counted layers to the model."""
+    rng = _rng(seed)
+    return {"z_sizes": list(_z_sizes(seed)), "seeds": [_sub(rng) for _ in range(2)]}
+
+
+def _count_xz(z_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed + 4)
+    return torch.rand(1, 3, 64, 64, generator=g), torch.randn(1, z_size, generator=g)  # (1, 3, 64, 64), (1, z)
 
 
 @check("w1_parameter_count", inputs=parameter_inputs)
@@ -386,23 +396,73 @@ def w1_parameter_count(inputs: Inputs, model_cls: type) -> dict[str, Any]:
     """4,348,547 parameters with z_size=32, and 3,074 more or fewer per latent dimension."""
     require_student_code(model_cls, "ConvVAE")
     values: dict[str, Any] = {}
-    for z_size in inputs["z_sizes"]:
-        model = _build(model_cls, z_size=z_size)
-        values[f"count_{z_size}"] = int(sum(p.numel() for p in model.parameters()))
+    for k, (z_size, seed) in enumerate(zip(inputs["z_sizes"], inputs["seeds"], strict=True)):
+        model = _build(model_cls, z_size=z_size).eval()
+        values[f"model_{k}"] = json.dumps(layers.describe(model))
+        if layers_differ(model, z_size) is not None:
+            continue  # the judge names the missing layers from the description
+        load_weights(model, z_size, seed)
+        names = {id(m): name for name, m in model.named_modules()}
+        x, z = _count_xz(z_size, seed)
+        for part in ("encode", "decode"):
+            with torch.no_grad(), _trace(model) as calls, student_code(f"ConvVAE(z_size={z_size}).{part}"):
+                model.encode(x) if part == "encode" else model.decode(z)
+            values[f"{part}_{k}"] = json.dumps([names[id(m)] for m, _, _ in calls])
+            for j, (_, given, output) in enumerate(calls):
+                values[f"{part}_{k}_{j}_in"] = _tensor_out(given, f"the input of a layer of {part}")
+                values[f"{part}_{k}_{j}_out"] = _tensor_out(output, f"a layer of {part}")
     return values
 
 
 @w1_parameter_count.judge
 def _w1_parameter_count(inputs: Inputs, record: Record) -> None:
-    ours32 = int(record.number("count_32"))
-    for z_size in inputs["z_sizes"]:
-        ours = int(record.number(f"count_{z_size}"))
+    """Rebuilds the model's layers from their description and counts their parameters itself; loads
+    its own weights into them and recomputes every layer call the record traced during ``encode(x)``
+    and ``decode(z)`` (each recorded output must be the rebuilt layer applied to the recorded input,
+    the first layers must get ``x`` and ``z``), so the counted layers are the ones the model runs.
+    A layer the model never calls shows in the count but not in the trace; one left out of the
+    description cannot be seen from data (docs/grading.md)."""
+    counts = {}
+    for k, (z_size, seed) in enumerate(zip(inputs["z_sizes"], inputs["seeds"], strict=True)):
+        model = layers.rebuild(record.json(f"model_{k}"), where=f"ConvVAE(z_size={z_size})")
+        counts[z_size] = layers.parameter_count(model)
+        differ = layers_differ(model, z_size)
+        expect(differ is None, f"ConvVAE(z_size={z_size}): {differ}")
+        load_weights(model, z_size, seed)
+        modules = dict(model.named_modules())
+        x, z = _count_xz(z_size, seed)
+        called: list[nn.Module] = []
+        for part, first_input in (("encode", x), ("decode", z)):
+            for j, name in enumerate(record.json(f"{part}_{k}")):
+                layer = modules.get(name) if isinstance(name, str) else None
+                expect_consistent(layer is not None and not list(layer.children()), f"{part} traced no layer {name!r}")
+                given, output = record.tensor(f"{part}_{k}_{j}_in"), record.tensor(f"{part}_{k}_{j}_out")
+                with torch.no_grad():
+                    try:
+                        want = layer(given)
+                    except RuntimeError as err:
+                        raise Inconsistent(f"the traced input of {name} does not fit it ({err})") from None
+                expect_consistent(
+                    want.shape == output.shape and torch.allclose(want, output, rtol=1e-4, atol=1e-5),
+                    f"the traced output of {name} is not what that layer computes",
+                )
+                if j == 0:
+                    expect(
+                        torch.equal(given, first_input), f"the first layer of {part} should be given its input itself"
+                    )
+                called.append(layer)
+        unused = [describe(signature(m)) for m in parameterised_layers(model) if all(m is not c for c in called)]
+        ours = counts[z_size]
         theirs = N_PARAMS + (z_size - 32) * PARAMS_PER_LATENT
-        hard_coded = z_size != 32 and ours == ours32 == N_PARAMS
+        hard_coded = z_size != 32 and ours == counts.get(32) == N_PARAMS
         expect(
             ours == theirs,
             f"ConvVAE(z_size={z_size}) has {ours:,} parameters, expected {theirs:,}"
-            + (" (use z_size for the latent layers, not a hard-coded 32)" if hard_coded else ""),
+            + (" (use z_size for the latent layers, not a hard-coded 32)" if hard_coded else "")
+            + (f" (never used by encode or decode: {unused})" if unused and ours > theirs else ""),
+        )
+        expect(
+            not unused or ours == theirs, f"ConvVAE(z_size={z_size}) has layers encode and decode never use: {unused}"
         )
 
 
@@ -589,7 +649,7 @@ class _Prefixed(Record):
 @w1_sampling.judge
 def _w1_sampling(inputs: Inputs, record: Record) -> None:
     sampling.expect_samples(inputs, record)
-    sampling.expect_gradients(inputs["gradient_seed"], _Prefixed(record, "gradient_"))
+    sampling.expect_gradients(inputs["gradient_seed"], _Prefixed(record, "gradient_"), noise_seed=inputs["seed"] + 1)
     x = _forward_x(inputs["forward_seed"])
     mu, logvar, z = record.tensor("mu"), record.tensor("logvar"), record.tensor("z")
     expect(
@@ -616,6 +676,15 @@ def _w1_sampling(inputs: Inputs, record: Record) -> None:
         abs(float(eps.mean())) < 6 / n**0.5 and abs(float(eps.std()) - 1.0) < 6 / (2 * n) ** 0.5,
         f"in forward, (z - mu) / exp(logvar / 2) has mean {float(eps.mean()):.3f} and std {float(eps.std()):.3f}, "
         "expected 0 and 1: sample z = mu + exp(logvar / 2) * eps",
+    )
+    drawn, tolerance = (
+        np.stack(a)
+        for a in zip(*(sampling.noise_of(v, mu, logvar) for v in (z, record.tensor("z_again"))), strict=True)
+    )
+    expect(
+        sampling.noise_is_drawn(drawn, tolerance, inputs["seed"] + 2, 2 * z.numel()),
+        "the z that forward decodes is not mu + exp(logvar / 2) * eps with the random generator's noise: "
+        + sampling.DRAW_EPS,
     )
     with torch.no_grad():
         expected = ref.decode(z[:SAMPLING_RECORDED])
@@ -961,7 +1030,8 @@ def w3_files(inputs: Inputs, save_rnn_dataset: Callable) -> dict[str, Any]:
             returned = save_rnn_dataset(sequences, directory)
         files = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
         values["files"] = json.dumps(files)
-        values["returned"] = len(returned) if hasattr(returned, "__len__") else -1
+        paths = returned if isinstance(returned, list | tuple) else []
+        values["returned"] = json.dumps([Path(p).name if isinstance(p, str | Path) else repr(p) for p in paths])
         for i, name in enumerate(f for f in files if f.endswith(".npz")):
             if i < 16:
                 values[f"file_{i}"] = np.frombuffer((directory / name).read_bytes(), dtype=np.uint8)
@@ -977,8 +1047,8 @@ def _w3_files(inputs: Inputs, record: Record) -> None:
     want = [f"rollout_{i:04d}.npz" for i in range(len(sequences))]
     expect(files == want, f"save_rnn_dataset wrote {files}, expected {want}")
     expect(
-        int(record.number("returned")) == len(want),
-        "save_rnn_dataset should return the paths it wrote, one per rollout",
+        record.json("returned") == want,
+        "save_rnn_dataset should return the paths it wrote, one per rollout, in order",
     )
     for i, seq in enumerate(sequences):
         try:

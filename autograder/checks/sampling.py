@@ -7,6 +7,14 @@ grading run (some far from 1), and the gradients of ``z.sum()``; the judge check
 ``eps = (z - mu) / sigma`` and the gradients ``dz/dmu = 1``, ``dz/dlogvar = 0.5 * sigma * eps``.
 The thresholds are at least six standard errors wide, so a correct answer fails with probability
 below one in a hundred million per check.
+
+Statistics alone can be met by noise of any origin, so the judge also recomputes the noise: the
+probe runs ``reparameterize`` right after seeding PyTorch's and NumPy's global generators with the
+grading run's seed (:func:`autograder.checks.seeded`), and the judge draws from generators seeded the
+same way (:func:`generator_draws`). Samples pass only if their ``eps`` is what those generators draw:
+in order for the samples (:func:`expect_drawn_noise`), or value for value, whatever the layout, for
+the gradients and the forward passes (:func:`noise_is_drawn`), so that noise shared by the latent
+dimensions is judged by the statistics check it fails, not by these.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from autograder.checks import Inputs, Record, expect
+from autograder.checks import Inputs, Record, expect, seeded
 
 #: Samples per dimension drawn by the statistics probe.
 SAMPLES = 40_000
@@ -34,9 +42,74 @@ def mu_logvar(inputs: Inputs) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, logvar
 
 
+#: What the messages tell students to draw eps with.
+DRAW_EPS = "draw eps with torch.randn_like(mu) (the grader seeds the generator and recomputes your noise)"
+
+
+def generator_draws(seed: int, shape: tuple[int, ...], calls: int = 1) -> list[np.ndarray]:
+    """The standard normal noise that code drawing ``calls`` arrays of ``shape`` gets right after
+    :func:`~autograder.checks.seeded` ``(seed)``: one ``float64 (calls, *shape)`` array per source.
+
+    The sources: PyTorch's float32 generator (``torch.randn_like``, ``torch.randn``, ``normal_``,
+    ``torch.distributions.Normal.rsample`` all draw the same values), PyTorch in float64, and NumPy's
+    global generator (``np.random.randn``, ``normal``, ``standard_normal``).
+    """
+    draws = []
+    for dtype in (torch.float32, torch.float64):
+        with seeded(seed):
+            draws.append(np.stack([torch.randn(shape, dtype=dtype).double().numpy() for _ in range(calls)]))
+    numpy = np.random.RandomState(seed % 2**32)
+    draws.append(np.stack([numpy.standard_normal(shape) for _ in range(calls)]))
+    return draws
+
+
+def noise_of(z: object, mu: object, logvar: object) -> tuple[np.ndarray, np.ndarray]:
+    """``eps = (z - mu) / exp(logvar / 2)`` in float64, and how far float32 rounding of ``z`` (and of
+    sigma) can have moved each value: the tolerance of comparing it with a generator's draw."""
+    z, mu, logvar = (np.asarray(v, dtype=np.float64) for v in (z, mu, logvar))
+    sigma = np.exp(0.5 * logvar)
+    eps = (z - mu) / sigma
+    rounding = 8 * np.finfo(np.float32).eps * (np.abs(z) + np.abs(mu) + np.abs(eps) * sigma) / sigma
+    return eps, rounding + 1e-6
+
+
+def expect_drawn_noise(eps: np.ndarray, tolerance: np.ndarray, seed: int, what: str) -> None:
+    """``eps`` (``(calls, *shape)``, recomputed from samples by :func:`noise_of`) is, in order, what
+    one of the seeded generators draws for ``calls`` calls of that shape (:func:`generator_draws`).
+
+    Raises:
+        CheckFailed: naming ``what`` and saying how to draw the noise.
+    """
+    drawn = generator_draws(seed, eps.shape[1:], eps.shape[0])
+    expect(
+        any((np.abs(eps - d) <= tolerance).all() for d in drawn),
+        f"{what} is not mu + exp(logvar / 2) * eps for the noise the random generator draws: {DRAW_EPS}",
+    )
+
+
+def noise_is_drawn(eps: np.ndarray, tolerance: np.ndarray, seed: int, count: int) -> bool:
+    """Whether every value of ``eps`` is one of the first ``count`` standard normal values a seeded
+    generator draws (:func:`generator_draws`), in any layout: noise of shape ``(B, 1)`` broadcast
+    over the latent dimensions, or drawn transposed, is still the generator's.
+
+    ``count`` is kept small (the number of values a correct call draws), so that noise of another
+    origin matches by chance with a vanishing probability.
+    """
+    values, tolerance = np.ravel(eps), np.ravel(np.broadcast_to(tolerance, np.shape(eps)))
+    if not np.isfinite(values).all():
+        return False
+    for drawn in generator_draws(seed, (count,)):
+        pool = np.sort(np.ravel(drawn))
+        at = np.clip(np.searchsorted(pool, values), 1, len(pool) - 1)
+        nearest = np.minimum(np.abs(pool[at] - values), np.abs(pool[at - 1] - values))
+        if (nearest <= tolerance).all():
+            return True
+    return False
+
+
 def expect_samples(inputs: Inputs, record: Record, first: str = "z1", second: str = "z2") -> None:
-    """``z`` has mu's shape, mean mu, spread exp(logvar / 2), independent Gaussian noise, and two
-    calls differ.
+    """``z`` has mu's shape, mean mu, spread exp(logvar / 2), independent Gaussian noise, two calls
+    differ, and the noise is what the generators seeded with ``inputs["seed"]`` draw.
 
     Raises:
         CheckFailed: saying what is wrong, without the drawn means and deviations.
@@ -69,6 +142,8 @@ def expect_samples(inputs: Inputs, record: Record, first: str = "z1", second: st
         "the noise is not Gaussian (its tails are wrong); draw eps with torch.randn_like, not torch.rand_like",
     )
     expect(not np.array_equal(z1, z2), "two calls of reparameterize gave the same z; it must draw new noise each time")
+    (eps1, tol1), (eps2, tol2) = noise_of(z1, mu, logvar), noise_of(z2, mu, logvar)
+    expect_drawn_noise(np.stack([eps1, eps2]), np.stack([tol1, tol2]), inputs["seed"], "reparameterize(mu, logvar)")
 
 
 def gradient_leaves(seed: int, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,13 +163,18 @@ def gradient_values(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> 
     }
 
 
-def expect_gradients(seed: int, record: Record) -> None:
-    """``dz/dmu = 1`` and ``dz/dlogvar = 0.5 * exp(logvar / 2) * eps = 0.5 * (z - mu)``.
+def expect_gradients(seed: int, record: Record, noise_seed: int | None = None) -> None:
+    """``dz/dmu = 1`` and ``dz/dlogvar = 0.5 * exp(logvar / 2) * eps = 0.5 * (z - mu)``, where ``eps``,
+    recomputed from ``z``, is noise the generators seeded with ``noise_seed`` (default ``seed``, the
+    seed of ``mu`` and ``logvar``) draw (:func:`noise_is_drawn`): the judge derives the gradients from
+    ``z`` and ties ``z`` to the seed.
+
+    The ``has_grad_*`` flags only choose the message of a failure; passing rests on the arrays.
 
     Raises:
         CheckFailed: naming the leaf whose gradient is missing or wrong.
     """
-    mu, _ = gradient_leaves(seed)
+    mu, logvar = gradient_leaves(seed)
     z = record.tensor("z")
     expect(tuple(z.shape) == tuple(mu.shape), f"z has shape {tuple(z.shape)}, expected {tuple(mu.shape)}")
     for leaf in ("mu", "logvar"):
@@ -106,4 +186,9 @@ def expect_gradients(seed: int, record: Record) -> None:
     expect(
         torch.allclose(record.tensor("grad_logvar"), 0.5 * (z - mu), rtol=1e-4, atol=1e-5),
         "dz/dlogvar should be 0.5 * exp(logvar / 2) * eps; check the formula of sigma",
+    )
+    eps, tolerance = noise_of(z, mu, logvar)  # (n, 4)
+    expect(
+        noise_is_drawn(eps, tolerance, seed if noise_seed is None else noise_seed, mu.numel()),
+        f"the noise of reparameterize(mu, logvar) is not drawn by the random generator: {DRAW_EPS}",
     )
