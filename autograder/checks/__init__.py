@@ -358,7 +358,9 @@ def _code_files(obj: object) -> list[str]:
     if inspect.isbuiltin(obj):
         return ["<builtin>"] if obj in _CODE_RUNNERS else []
     cls = obj if isinstance(obj, type) else type(obj)
-    return [f.__code__.co_filename for f in vars(cls).values() if inspect.isfunction(f)]
+    members = [*vars(cls).values(), *(getattr(obj, "__dict__", {}).values() if cls is not obj else [])]
+    members = [getattr(m, "__func__", getattr(m, "fget", m)) for m in members]  # static, class methods, properties
+    return [f.__code__.co_filename for f in members if inspect.isfunction(f)]
 
 
 @cache
@@ -378,6 +380,8 @@ def foreign_code(obj: object) -> str | None:
     """Where ``obj``'s code was defined if that is not an installed package (a notebook cell, an
     ``exec``'d string, a file the notebook wrote), else ``None``."""
     for filename in _code_files(obj):
+        if filename.startswith("<frozen "):  # the standard library's frozen modules (importlib)
+            continue
         path = os.path.realpath(filename) if os.path.isabs(filename) else filename
         if not path.startswith(_installed_roots()):
             return filename

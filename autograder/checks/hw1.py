@@ -14,8 +14,9 @@ in the grader's process (see :mod:`autograder.checks`). What the judges recomput
 - ``reparameterize``: ``eps = (z - mu) / exp(logvar / 2)`` must be the noise the seeded generator
   draws, with the statistics and the gradients of ``z = mu + exp(logvar / 2) * eps``;
 - the collectors: a replay of the environments' logs in the grader (:mod:`autograder.checks.episodes`);
-- activity 5's model: the judge rebuilds the notebook's ``SmallVAE`` from the recorded weights and
-  measures it on its own replay of the frames the collector made for seeds drawn at grading time.
+- activity 5: the environments the collector built, replayed, and its crops redone on the judge's
+  renders; the notebook's ``SmallVAE``, rebuilt from the recorded weights, measured on frames the
+  judge renders itself with the collector's crop, for seeds drawn at grading time.
 """
 
 from __future__ import annotations
@@ -755,7 +756,7 @@ def _a2_encode_forward(inputs: Inputs, record: Record) -> None:
     )
     expect(not same(z1.double(), mu), "forward should decode a sampled z (reparameterize), not mu")
     expect(not torch.equal(z1, z2), "two calls of forward decoded the same z; it should sample z each time")
-    eps, tolerance = (np.stack(a) for a in zip(*(sampling.noise_of(z, mu_f, logvar_f) for z in (z1, z2)), strict=True))
+    eps, tolerance = sampling.noise_of_calls([z1, z2], mu_f, logvar_f)
     expect(
         sampling.noise_is_drawn(eps, tolerance, inputs["seed"], 2 * z1.numel()),
         "the z that forward decodes is not mu + exp(logvar / 2) * eps with the random generator's noise: pass mu and "

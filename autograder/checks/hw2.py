@@ -461,9 +461,6 @@ def _w1_parameter_count(inputs: Inputs, record: Record) -> None:
             + (" (use z_size for the latent layers, not a hard-coded 32)" if hard_coded else "")
             + (f" (never used by encode or decode: {unused})" if unused and ours > theirs else ""),
         )
-        expect(
-            not unused or ours == theirs, f"ConvVAE(z_size={z_size}) has layers encode and decode never use: {unused}"
-        )
 
 
 def _with_matching_weights(
@@ -677,10 +674,7 @@ def _w1_sampling(inputs: Inputs, record: Record) -> None:
         f"in forward, (z - mu) / exp(logvar / 2) has mean {float(eps.mean()):.3f} and std {float(eps.std()):.3f}, "
         "expected 0 and 1: sample z = mu + exp(logvar / 2) * eps",
     )
-    drawn, tolerance = (
-        np.stack(a)
-        for a in zip(*(sampling.noise_of(v, mu, logvar) for v in (z, record.tensor("z_again"))), strict=True)
-    )
+    drawn, tolerance = sampling.noise_of_calls([z, record.tensor("z_again")], mu, logvar)
     expect(
         sampling.noise_is_drawn(drawn, tolerance, inputs["seed"] + 2, 2 * z.numel()),
         "the z that forward decodes is not mu + exp(logvar / 2) * eps with the random generator's noise: "

@@ -73,6 +73,13 @@ def noise_of(z: object, mu: object, logvar: object) -> tuple[np.ndarray, np.ndar
     return eps, rounding + 1e-6
 
 
+def noise_of_calls(samples: list[object], mu: object, logvar: object) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`noise_of` for the samples of several calls with the same ``mu`` and ``logvar``, stacked
+    (``(calls, *shape)`` each)."""
+    eps, tolerance = zip(*(noise_of(z, mu, logvar) for z in samples), strict=True)
+    return np.stack(eps), np.stack(tolerance)
+
+
 def expect_drawn_noise(eps: np.ndarray, tolerance: np.ndarray, seed: int, what: str) -> None:
     """``eps`` (``(calls, *shape)``, recomputed from samples by :func:`noise_of`) is, in order, what
     one of the seeded generators draws for ``calls`` calls of that shape (:func:`generator_draws`).
@@ -142,8 +149,7 @@ def expect_samples(inputs: Inputs, record: Record, first: str = "z1", second: st
         "the noise is not Gaussian (its tails are wrong); draw eps with torch.randn_like, not torch.rand_like",
     )
     expect(not np.array_equal(z1, z2), "two calls of reparameterize gave the same z; it must draw new noise each time")
-    (eps1, tol1), (eps2, tol2) = noise_of(z1, mu, logvar), noise_of(z2, mu, logvar)
-    expect_drawn_noise(np.stack([eps1, eps2]), np.stack([tol1, tol2]), inputs["seed"], "reparameterize(mu, logvar)")
+    expect_drawn_noise(*noise_of_calls([z1, z2], mu, logvar), inputs["seed"], "reparameterize(mu, logvar)")
 
 
 def gradient_leaves(seed: int, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
