@@ -56,11 +56,12 @@ def full_marks(cells_csv: Path) -> tuple[bool, float, float]:
     return score == maximum and maximum > 0, score, maximum
 
 
-def where_the_time_goes(root: Path, student_seconds: float, top: int = 5) -> dict[str, Any]:
+def where_the_time_goes(root: Path, student_seconds: float, top: int = 4) -> dict[str, dict[str, Any]]:
     """Where one student's grading time went, from the execution times nbclient stamps on every cell
-    of the autograded notebooks: per notebook, the seconds its cells ran, the wait before its first
-    cell (kernel start, nbgrader's preprocessors, the previous notebook's end) and its slowest cells;
-    and the rest of the student's time (nbgrader's start, gradebook, feedback)."""
+    of the autograded notebooks. One row per notebook: the seconds its cells ran, the wait before its
+    first cell (kernel start, nbgrader's preprocessors, the previous notebook's end) and its slowest
+    cells; and a row ``outside the cells`` for the rest of the student's time (nbgrader's start, the
+    gradebook, feedback)."""
     from datetime import datetime
 
     import nbformat
@@ -68,33 +69,34 @@ def where_the_time_goes(root: Path, student_seconds: float, top: int = 5) -> dic
     def stamp(value: str) -> datetime:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
-    notebooks, previous, cells_total = {}, None, 0.0
-    paths = sorted(root.glob("course/autograded/*/*/*.ipynb"))
     spans = []
-    for path in paths:
+    for path in sorted(root.glob("course/autograded/*/*/*.ipynb")):
         timed = []
         for cell in nbformat.read(path, as_version=4).cells:
             execution = cell.get("metadata", {}).get("execution", {})
             if "iopub.execute_input" in execution and "shell.execute_reply" in execution:
                 name = cell.metadata.get("nbgrader", {}).get("grade_id") or cell.get("id", "?")
-                timed.append((name, stamp(execution["iopub.execute_input"]), stamp(execution["shell.execute_reply"])))
+                start, end = stamp(execution["iopub.execute_input"]), stamp(execution["shell.execute_reply"])
+                timed.append((name, start, (end - start).total_seconds(), end))
         if timed:
             spans.append((timed[0][1], path.name, timed))
+    rows: dict[str, dict[str, Any]] = {}
+    previous, cells_total = None, 0.0
     for first, name, timed in sorted(spans):
-        seconds = sum((end - start).total_seconds() for _, start, end in timed)
+        seconds = sum(t[2] for t in timed)
         cells_total += seconds
-        slowest = sorted(timed, key=lambda t: t[2] - t[1], reverse=True)[:top]
-        notebooks[name] = {
+        slowest = sorted(timed, key=lambda t: t[2], reverse=True)[:top]
+        rows[name] = {
             "cells_seconds": round(seconds, 2),
             "wait_before_first_cell_seconds": round((first - previous).total_seconds(), 2) if previous else None,
-            "slowest_cells": {cell: round((end - start).total_seconds(), 2) for cell, start, end in slowest},
+            "slowest_cells": ", ".join(f"{cell} {s:.2f} s" for cell, _, s, _ in slowest),
         }
-        previous = timed[-1][2]
-    return {
-        "notebooks": notebooks,
-        "cells_seconds": round(cells_total, 2),
+        previous = timed[-1][3]
+    rows["outside the cells"] = {
+        "cells_seconds": None,
         "outside_cells_seconds": round(student_seconds - cells_total, 2),
     }
+    return rows
 
 
 def grade(assignment: str, n: int, workers: int | None, sandbox: bool | None) -> dict[str, Any]:
@@ -164,15 +166,22 @@ def main() -> None:
             "autograde_has_workers": has_workers,
             "one_submission": single,
             # per notebook of one submission: its cells' seconds, the wait before them, the slowest cells
-            "where_the_time_goes": {a: r.pop("where_the_time_goes") for a, r in single.items()},
+            "where_the_time_goes": {
+                f"{a}: {notebook}": row
+                for a, r in single.items()
+                for notebook, row in r.pop("where_the_time_goes").items()
+            },
             "class_hw1": klass,
             "targets": {
                 "one_hw1_under_60_s": single["hw1_vae"]["wall_seconds"] < TARGET_ONE_HW1_S,
                 "judging_at_most_10_percent": all(r["judge_share"] <= TARGET_JUDGE_SHARE for r in single.values()),
-                "two_workers_at_least_1.7x": klass.get("speedup_2_vs_1", 0.0) >= TARGET_SPEEDUP if has_workers
+                "two_workers_at_least_1.7x": klass.get("speedup_2_vs_1", 0.0) >= TARGET_SPEEDUP
+                if has_workers
                 else "not measured: autograde has no workers parameter",
-                "all_full_marks": all(r["full_marks"] for r in [*single.values(), klass["workers_1"],
-                                                                 *([klass["workers_2"]] if has_workers else [])]),
+                "all_full_marks": all(
+                    r["full_marks"]
+                    for r in [*single.values(), klass["workers_1"], *([klass["workers_2"]] if has_workers else [])]
+                ),
             },
         }
     )
