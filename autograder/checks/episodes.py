@@ -15,7 +15,6 @@ about frames, states or episodes is taken on trust.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,10 +34,11 @@ DIGEST_BYTES = 20
 
 def frame_digests(frames: np.ndarray) -> np.ndarray:
     """``uint8 (n, 20)``: the SHA-1 of each ``uint8 (64, 64, 3)`` frame's bytes."""
-    return np.array(
-        [np.frombuffer(hashlib.sha1(np.ascontiguousarray(f).tobytes()).digest(), np.uint8) for f in frames],
-        dtype=np.uint8,
-    ).reshape(len(frames), DIGEST_BYTES)
+    return _digest_array([digest(f) for f in frames])
+
+
+def _digest_array(digests: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), DIGEST_BYTES)
 
 
 def collector_values(prefix: str, frames: object, recorder: EpisodeRecorder | None = None) -> dict[str, object]:
@@ -250,10 +250,6 @@ def replay(make_env: Callable[[], gym.Env], record: Record, prefix: str, crop: s
 _ENV_KWARGS = {"max_episode_steps"}
 #: Most environments and preprocessed frames one recorded collector call may log.
 _MAX_ENVS, _MAX_FRAMES = 16, 20_000
-
-
-def _digest_array(digests: list[bytes]) -> np.ndarray:
-    return np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), DIGEST_BYTES)
 
 
 def recording_values(prefix: str, frames: object, log: Recording) -> dict[str, object]:
