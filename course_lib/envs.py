@@ -8,7 +8,6 @@ CarRacing is the one of ctallec/world-models (``sample_continuous_policy``):
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import secrets
@@ -204,7 +203,7 @@ class EpisodeRecorder(gym.Wrapper):
         self._calls.append((CALL_RENDER, -1, None, None))
         self.renders.append(RenderRecord(self.resets, self._t, self._state()))
         if self.index_frames:
-            key = hashlib.sha1(crop_and_resize(np.asarray(image), self.crop).tobytes()).digest()
+            key = recording.digest(crop_and_resize(np.asarray(image), self.crop))
             self._frames.setdefault(key, []).append(len(self.renders) - 1)
         return image
 
@@ -240,7 +239,7 @@ class EpisodeRecorder(gym.Wrapper):
 
     def render_indices(self, frame: np.ndarray) -> list[int]:
         """Indices into ``renders`` of the renders whose preprocessed image equals ``frame``, in order."""
-        key = hashlib.sha1(np.ascontiguousarray(frame, dtype=np.uint8).tobytes()).digest()
+        key = recording.digest(np.asarray(frame, dtype=np.uint8))
         return list(self._frames.get(key, []))
 
     def renders_of(self, frame: np.ndarray) -> list[RenderRecord]:

@@ -37,6 +37,23 @@ def smuggled(code: str) -> str:
     return f"\nimport base64 as _b, pickle as _p\n_p.loads(_b.b64decode('{blob}'))\n"
 
 
+def structures(assignment: str) -> dict[str, dict[str, list]]:
+    """``{grade_id: shapes(record)}`` of a correct record of every check of ``assignment`` (the source
+    answers, activity 5's model trained as its notebook trains it): what the made-up forger imitates."""
+    from answers import hidden_calls, namespace, record_of, training_cell
+
+    from autograder.course import notebook_names
+
+    out = {}
+    for notebook in notebook_names(assignment):
+        ns = namespace(assignment, notebook)
+        for grade_id, names in hidden_calls(assignment, notebook).items():
+            if "model" in names and "model" not in ns:
+                ns["model"] = training_cell(ns)["model"]
+            out[grade_id] = shapes(record_of(grade_id, *(ns[n] for n in names), nonce="fedcba9876543210"))
+    return out
+
+
 def shapes(record: dict) -> dict[str, list]:
     """The structure of a record (from :func:`autograder.records.encode`) for :data:`MADE_UP`: texts
     kept as they are (descriptions, logs as JSON), arrays as ``[dtype, shape, mean, std]``."""

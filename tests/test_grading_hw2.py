@@ -14,7 +14,7 @@ import zipfile
 
 import nbformat
 import pytest
-from attacks import made_up_payload, shapes, smuggled
+from attacks import made_up_payload, smuggled, structures
 from autograded import cell_errors
 
 from autograder import course, gradebook, pipeline, release
@@ -89,18 +89,6 @@ MUTANT_STUDENTS = mutant_students(HW2_MUTANTS)
 MADE_UP_STUDENT = "forges_made_up"
 
 
-def _structures() -> dict[str, dict]:
-    """The structure of a correct record of every hw2 check, which the made-up forger imitates."""
-    from answers import hidden_calls, namespace, record_of
-
-    out = {}
-    for notebook in (NB1, NB2, NB3):
-        ns = namespace(ASSIGNMENT, notebook)
-        for grade_id, names in hidden_calls(ASSIGNMENT, notebook).items():
-            out[grade_id] = shapes(record_of(grade_id, *(ns[n] for n in names), nonce="fedcba9876543210"))
-    return out
-
-
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("hw2")
@@ -119,7 +107,7 @@ def graded(tmp_path_factory) -> dict:
         (peeks / notebook).write_bytes((SOURCE / notebook).read_bytes())
         replace_answer(peeks / notebook, grade_id, code)
     forger = copy_notebooks(released["release"], subs / MADE_UP_STUDENT)
-    payload = smuggled(made_up_payload(_structures()))
+    payload = smuggled(made_up_payload(structures(ASSIGNMENT)))
     for notebook in (NB1, NB2, NB3):
         nb = nbformat.read(forger / notebook, as_version=4)
         first = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))

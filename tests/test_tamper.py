@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from attacks import DOCTOR, made_up_payload, shapes, smuggled
+from attacks import DOCTOR, made_up_payload, smuggled, structures
 from nbformat.v4 import new_code_cell
 
 from autograder import course, gradebook, intake, pipeline, release
@@ -262,7 +262,7 @@ def tampered(tmp_path_factory) -> dict:
     # forgers of every check: plain and disguised, made up from nothing, and doctoring a buggy answer's records
     disguised = _student(subs, "disguised_transformer", released / NB1)
     _edit(disguised, lambda nb: _prepend_to_first_answer(nb, DISGUISED_TRANSFORMER))
-    made_up = smuggled(made_up_payload(_structures()))
+    made_up = smuggled(made_up_payload(structures(ASSIGNMENT)))
     for notebook in (NB1, NB3, NB5):
         _edit(_student(subs, "forges_made_up", released / notebook), lambda nb: _prepend_to_first_answer(nb, made_up))
     path = _student(subs, "doctors_mutants", SOURCE / NB1)
@@ -289,21 +289,6 @@ def tampered(tmp_path_factory) -> dict:
 def _prepend_to_first_answer(nb, code: str) -> None:
     first = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code")
     first.source = code + first.source
-
-
-def _structures() -> dict[str, dict]:
-    """The structure of a correct record of every hw1 check (names, dtypes, shapes, statistics, texts),
-    which the made-up forger imitates (tests/attacks.py)."""
-    from answers import hidden_calls, namespace, record_of, training_cell
-
-    out = {}
-    for notebook in (NB1, NB3, NB5):
-        ns = namespace(ASSIGNMENT, notebook)
-        for grade_id, names in hidden_calls(ASSIGNMENT, notebook).items():
-            if "model" in names and "model" not in ns:
-                ns["model"] = training_cell(ns)["model"]
-            out[grade_id] = shapes(record_of(grade_id, *(ns[n] for n in names), nonce="fedcba9876543210"))
-    return out
 
 
 def _reference_record(grade_id: str) -> dict:

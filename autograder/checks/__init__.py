@@ -372,7 +372,8 @@ def _installed_roots() -> tuple[str, ...]:
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
     roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # autograder/
     spec = importlib.util.find_spec("course_lib")
-    roots.update(spec.submodule_search_locations or [] if spec else [])
+    if spec is not None and spec.submodule_search_locations:
+        roots.update(spec.submodule_search_locations)
     return tuple(sorted(os.path.realpath(r) + os.sep for r in roots if r))
 
 

@@ -107,11 +107,14 @@ class Replay:
         renders: every render, in order.
         digests: the digest of every frame the judge made of a render, with the renders it came from.
         images: the judge's own frame of each digest.
+        crops: the pixel box ``(row0, row1, col0, col1)`` each digest's frame was cropped with, where
+            the collector chose its own crop (:func:`replay_recording`).
     """
 
     renders: list[Render] = field(default_factory=list)
     digests: dict[bytes, list[int]] = field(default_factory=dict)
     images: dict[bytes, np.ndarray] = field(default_factory=dict)
+    crops: dict[bytes, tuple[int, int, int, int]] = field(default_factory=dict)
     step_episodes: list[int] = field(default_factory=list)
     step_ended: list[bool] = field(default_factory=list)
     visited: list[np.ndarray] = field(default_factory=list)
@@ -299,6 +302,7 @@ def replay_recording(
     crops: dict[bytes, list[tuple[tuple[int, ...], bytes]]] = {}
     for key, box, made in zip(inputs, boxes, outputs, strict=True):
         crops.setdefault(bytes(key), []).append((tuple(int(b) for b in box), bytes(made)))
+    out, built, first = Replay(), set(), []
 
     def frames_of(image: np.ndarray) -> list[np.ndarray]:
         made = []
@@ -313,10 +317,10 @@ def replay_recording(
                 raise RecordError(
                     "a frame in the record's preprocess_frame log is not what that crop makes of the render"
                 )
+            out.crops.setdefault(logged, box[:4])
             made.append(frame)
         return made
 
-    out, built, first = Replay(), set(), []
     for j, entry in enumerate(envs):
         if not (
             isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict)

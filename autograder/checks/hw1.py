@@ -995,9 +995,12 @@ def _collected(collect_other_frames: Any, env_id: str, n: int, seed: int, prefix
     return recording_values(prefix, frames, log)
 
 
-def _replayed_frames(record: Record, prefix: str, env_id: str, n: int, seed: int) -> np.ndarray:
+def _replayed_frames(
+    record: Record, prefix: str, env_id: str, n: int, seed: int
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """The frames of one recorded collector call, as the judge's replay of its environments makes
-    them: ``uint8 (n, 64, 64, 3)``. The collector must have seeded its environment with ``seed``.
+    them (``uint8 (n, 64, 64, 3)``), and the pixel box each was cropped with. The collector must have
+    seeded its environment with ``seed``.
 
     Raises:
         CheckFailed: if the frames are not ``n`` renders of ``env_id``, each cropped and resized
@@ -1008,7 +1011,7 @@ def _replayed_frames(record: Record, prefix: str, env_id: str, n: int, seed: int
     played, built = replay_recording(record, prefix, (*OTHER_ENVS, "CartPole-v1"), what, seed)
     expect(built == {env_id}, f"the frames of {what} are renders of {', '.join(sorted(built))}, not {env_id}")
     played.match(digests, what, preprocessed="preprocess_frame(frame, crop)")
-    return played.frames(digests)
+    return played.frames(digests), [played.crops[bytes(key)] for key in digests]
 
 
 def _expect_variety(frames: np.ndarray, what: str, unique: int) -> None:
@@ -1037,7 +1040,7 @@ def _a5_frames(inputs: Inputs, record: Record) -> None:
     env_id = record.text("env_id")
     expect(env_id in OTHER_ENVS, f"ENV_ID is {env_id!r}; choose one of {OTHER_ENVS}")
     n = inputs["n"]
-    frames = [_replayed_frames(record, f"run{k}", env_id, n, seed) for k, seed in enumerate(inputs["seeds"])]
+    frames = [_replayed_frames(record, f"run{k}", env_id, n, seed)[0] for k, seed in enumerate(inputs["seeds"])]
     _expect_variety(frames[0], f"collect_other_frames(ENV_ID, {n}, seed=...)", 16)
     expect(
         np.array_equal(frames[0], frames[1]),
@@ -1072,13 +1075,6 @@ def a5_beats_baseline(inputs: Inputs, model: nn.Module, collect_other_frames: An
     return values
 
 
-def _crop_of(record: Record, prefix: str, frames: np.ndarray) -> tuple[int, int, int, int]:
-    """The pixel box ``preprocess_frame`` cropped the first of ``frames`` with (already matched to the
-    judge's replay, so the box is one the judge itself cropped a render with)."""
-    made = [bytes(d) for d in record.array(f"{prefix}_pre_out", "uint8")]
-    return tuple(int(v) for v in record.array(f"{prefix}_pre_box", "int64")[made.index(digest(frames[0]))][:4])
-
-
 @a5_beats_baseline.judge
 def _a5_beats_baseline(inputs: Inputs, record: Record) -> None:
     """Replays a call of the collector, made with this run's seed, to learn its crop (every frame
@@ -1094,8 +1090,8 @@ def _a5_beats_baseline(inputs: Inputs, record: Record) -> None:
     env_id = record.text("env_id")
     expect(env_id in OTHER_ENVS, f"ENV_ID is {env_id!r}; choose one of {OTHER_ENVS}")
     # seeded with this run's seed: a call made now, not one recorded before grading
-    shown = _replayed_frames(record, "crop", env_id, inputs["shown"], inputs["crop_seed"])
-    box = _crop_of(record, "crop", shown)
+    _, boxes = _replayed_frames(record, "crop", env_id, inputs["shown"], inputs["crop_seed"])
+    box = boxes[0]  # a box the judge itself cropped one of its renders with
     frames = {
         part: sample_frames(env_id, inputs["n"], seed=inputs[f"{part}_seed"], crop=box, progress=False)
         for part in ("train", "val")
