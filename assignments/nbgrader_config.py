@@ -15,6 +15,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
+from autograder.late import LatePenalty
 from autograder.nbgrader_ext import CapOutputs, RestartingExecute, StripCheckInternals
 
 c = get_config()  # noqa: F821 - injected by traitlets
@@ -51,5 +52,11 @@ c.Autograde.autograde_preprocessors = [
     AssignLatePenalties,
     CheckCellMetadata,
 ]
+# Late work (AssignLatePenalties above): a notebook submitted after the due date plus the student's
+# extension loses this share of its score per started day late. Other methods: "none" (lateness is
+# recorded, no penalty) and "zero" (a late notebook scores zero).
+c.AssignLatePenalties.plugin_class = LatePenalty
+c.LatePenalty.penalty_method = "percent_per_day"
+c.LatePenalty.percent_per_day = 10.0
 # Feedback shows the graded notebook without the hidden test code.
 c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -10,6 +10,11 @@ Examples::
     course watch hw1_vae --out build/watch --exchange /srv/nbgrader/exchange --course-id vae101 --workers 2
     course autograde hw1_vae submissions/ --out build/grades --db postgresql://grader@db/course --shard 1/3
     course export hw1_vae --out build/all --db postgresql://grader@db/course
+    course report hw1_vae --out build/hw1                                    # build/hw1/report/index.html
+    course export hw1_vae --out build/hw1 --format canvas --roster roster.csv --lms-assignment 12345
+    course release hw1_vae --out build/hw1 --due "2027-02-01 23:59 America/Los_Angeles"
+    course extend alice hw1_vae --hours 48 --out build/hw1
+    course similarity hw1_vae --out build/hw1 --threshold 0.5                  # build/hw1/similarity.json
     course demo --out demo_out
     course train-vae --shards data/carracing --out runs/conv_vae.pt --epochs 10
 """
@@ -17,18 +22,25 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import sys
 from pathlib import Path
 
-from autograder import course, demo, exchange, gradebook, grading, intake, pipeline, release, watch
+from autograder import course, demo, exchange, gradebook, grading, intake, lms, pipeline, release, shards, watch
+from autograder.class_report import write_class_report
+from autograder.deadlines import DUE_EXAMPLE, course_gradebooks, format_utc, grant_extension, parse_due
 from autograder.sandbox import SandboxUnavailableError
+from autograder.similarity import DEFAULT_THRESHOLD, describe, review
 from course_lib import lab_setup
 
 
 def _release(args: argparse.Namespace) -> int:
-    paths = release.release(args.assignment, Path(args.out))
+    paths = release.release(args.assignment, Path(args.out), due=args.due)
     print(f"released {args.assignment}: {paths['release']}")
+    if args.due:
+        print(f"due {format_utc(args.due)} (in the gradebook of {paths['root']})")
     print(f"student kit: {paths['kit']}")
     if args.exchange:
         outbound = exchange.release_assignment(args.assignment, paths["root"], Path(args.exchange), args.course_id)
@@ -75,6 +87,7 @@ def _watch(args: argparse.Namespace) -> int:
         workers=args.workers,
         interval=args.interval,
         sandbox=not args.no_sandbox,
+        due=args.due,
     )
     try:
         watch.watch(args.assignment, Path(args.exchange), Path(args.out), args.course_id, settings, once=args.once)
@@ -100,6 +113,7 @@ def _autograde(args: argparse.Namespace) -> int:
         workers=args.workers,
         db_url=args.db,
         shard=args.shard,
+        due=args.due,
     )
     for r in reports:
         print(f"{r.student_id}: {r.summary()} ({r.seconds:.1f} s)")
@@ -123,20 +137,66 @@ def _export(args: argparse.Namespace) -> int:
     if args.db:  # the whole class in a shared gradebook, whichever machine graded whom
         gradebook.check_db_url(args.db)
         students = gradebook.graded_students(args.assignment, args.db)
-        grades, cells = gradebook.export(args.assignment, root, out, {gradebook.redact(args.db): students}, args.db)
-        print(f"wrote {grades} and {cells} ({len(students)} students from {gradebook.redact(args.db)})")
-        return 0
-    index = root / "gradebooks.json"
-    if not index.exists():
-        print(f"course: {out} holds no graded run (no {index}); run `course autograde` first", file=sys.stderr)
-        return 2
-    grades, cells = gradebook.export(args.assignment, root, out, json.loads(index.read_text()))
-    print(f"wrote {grades} and {cells}")
+        books = {gradebook.redact(args.db): students}
+        source = f" ({len(students)} students from {gradebook.redact(args.db)})"
+    else:
+        index = root / "gradebooks.json"
+        if not index.exists():
+            print(f"course: {out} holds no graded run (no {index}); run `course autograde` first", file=sys.stderr)
+            return 2
+        books, source = json.loads(index.read_text()), ""
+    if args.format == "csv":
+        grades, cells = gradebook.export(args.assignment, root, out, books, args.db)
+        print(f"wrote {grades} and {cells}{source}")
+        if not args.roster:
+            return 0
+    sources = gradebook.sources(root, books, args.db)
+    roster = Path(args.roster) if args.roster else None
+    result = lms.export(args.assignment, args.format, out, sources, roster, args.key, args.lms_assignment)
+    for line in result.lines():
+        print(line)
+    return 0 if result.reconciliation.complete else 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    if args.db:
+        gradebook.check_db_url(args.db)
+    page = write_class_report(
+        args.assignment,
+        Path(args.out),
+        Path(args.dest) if args.dest else None,
+        url=args.db,
+        runs=tuple(Path(r) for r in args.runs),
+    )
+    print(f"wrote {page} (open it in a browser)")
     return 0
 
 
+def _extend(args: argparse.Namespace) -> int:
+    root = Path(args.out) / "course"
+    books = [args.db] if args.db else course_gradebooks(root)
+    grant_extension(args.assignment, args.student, args.hours, root, books)
+    given = f"{args.hours:g} more hours" if args.hours else "no extension (removed)"
+    print(f"{args.student}: {given} for {args.assignment} in {', '.join(gradebook.redact(b) for b in books)}")
+    print("it counts from the next grading of the submission (course autograde, or the watcher's next grading)")
+    return 0
+
+
+def _due(text: str) -> datetime.datetime:
+    """``--due "2027-02-01 23:59 America/Los_Angeles"`` -> naive UTC (:func:`autograder.deadlines.parse_due`)."""
+    try:
+        return parse_due(text)
+    except course.PipelineError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _shard(text: str) -> tuple[int, int]:
-    """``"2/3"`` -> ``(2, 3)``: the second of three machines."""
+    """``"2/3"`` -> ``(2, 3)``: the second of three machines; ``"auto"``: as the cluster's scheduler says."""
+    if text == "auto":  # a Kubernetes Indexed Job or a Slurm job array (docs/clusters.md)
+        try:
+            return shards.shard_from_environment(os.environ)
+        except course.PipelineError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
@@ -148,6 +208,18 @@ def _shard(text: str) -> tuple[int, int]:
 
 def _demo(args: argparse.Namespace) -> int:
     demo.run(Path(args.out))
+    return 0
+
+
+def _similarity(args: argparse.Namespace) -> int:
+    submissions = Path(args.submissions) if args.submissions else None
+    result = review(args.assignment, Path(args.out), submissions, args.threshold)
+    for line in describe(result["pairs"]):
+        print(line)
+    print(
+        f"{len(result['pairs'])} pairs of {result['students']} students at or above {args.threshold}; "
+        f"wrote {Path(args.out) / 'similarity.json'} (for review, not a verdict)"
+    )
     return 0
 
 
@@ -166,10 +238,19 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--exchange", required=required, metavar="DIR", help="nbgrader's exchange folder")
         p.add_argument("--course-id", default=course.COURSE_ID, help=f"the exchange's course id ({course.COURSE_ID})")
 
+    def due_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--due",
+            type=_due,
+            metavar="'DATE TIME ZONE'",
+            help=f"the due date, set in the gradebook, e.g. '{DUE_EXAMPLE}' (default: the gradebook's)",
+        )
+
     p = sub.add_parser("release", help="student notebooks and kit; with --exchange, published to nbgrader's exchange")
     p.add_argument("assignment")
     p.add_argument("--out", required=True)
     exchange_options(p, required=False)
+    due_option(p)
     p.set_defaults(func=_release)
 
     p = sub.add_parser("collect", help="the latest submission of each student from the exchange (nbgrader collect)")
@@ -199,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=2.0, help="seconds between two looks at the exchange")
     p.add_argument("--once", action="store_true", help="stop when nothing is waiting (for a cron job)")
     p.add_argument("--no-sandbox", action="store_true", help="run student code without the sandbox (trusted code only)")
+    due_option(p)
     p.set_defaults(func=_watch)
 
     p = sub.add_parser("student-config", help="print an nbgrader_config.py for students (exchange and course id)")
@@ -218,12 +300,25 @@ def main(argv: list[str] | None = None) -> int:
         help="a shared gradebook, e.g. postgresql://USER@HOST/DB (default: sqlite files in OUT/course)",
     )
     p.add_argument(
-        "--shard", type=_shard, default=(1, 1), metavar="K/N", help="grade every N-th student from the K-th (machines)"
+        "--shard",
+        type=_shard,
+        default=(1, 1),
+        metavar="K/N",
+        help="grade every N-th student from the K-th (machines); auto: from a Kubernetes Indexed Job or Slurm array",
     )
     p.add_argument(
         "--no-sandbox", action="store_true", help="run student code without the bubblewrap sandbox (trusted code only)"
     )
+    due_option(p)
     p.set_defaults(func=_autograde)
+
+    p = sub.add_parser("extend", help="give a student more time for an assignment (nbgrader's grant_extension)")
+    p.add_argument("student")
+    p.add_argument("assignment")
+    p.add_argument("--hours", type=float, required=True, help="hours after the due date (0 removes the extension)")
+    p.add_argument("--out", required=True, help="the run whose gradebooks (OUT/course/gradebook*.db) get it")
+    p.add_argument("--db", metavar="URL", help="a shared gradebook instead, e.g. postgresql://USER@HOST/DB")
+    p.set_defaults(func=_extend)
 
     p = sub.add_parser(
         "import-submissions", help="unpack an LMS zip (nbgrader zip_collect naming) into one folder per student"
@@ -237,7 +332,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("assignment")
     p.add_argument("--out", required=True)
     p.add_argument("--db", metavar="URL", help="export every student of this shared gradebook instead")
+    p.add_argument(
+        "--format",
+        choices=lms.FORMATS,
+        default="csv",
+        help="csv: grades.csv and cells.csv; canvas, moodle: OUT/ASSIGNMENT_<format>.csv to import (needs --roster)",
+    )
+    p.add_argument("--roster", metavar="ROSTER.csv", help="gradebook student_id -> LMS ids (docs/instructors.md)")
+    p.add_argument("--key", choices=lms.MOODLE_KEYS, default="email", help="moodle: the account field to match on")
+    p.add_argument(
+        "--lms-assignment",
+        metavar="ID",
+        help="canvas: the assignment id to update (else Canvas creates one); moodle: the grade column's title",
+    )
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("report", help="the class report: score histograms, pass rates, failures, times, flagged")
+    p.add_argument("assignment")
+    p.add_argument("--out", required=True, help="the folder `course autograde` or `course watch` wrote")
+    p.add_argument("--dest", metavar="DIR", help="where to write the page and its plots (default OUT/report)")
+    p.add_argument("--db", metavar="URL", help="report every student of this shared gradebook")
+    p.add_argument(
+        "--runs", nargs="*", default=[], metavar="DIR", help="the OUT folders of the other machines of a sharded run"
+    )
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("similarity", help="pairs of submissions with similar answer cells, for review")
+    p.add_argument("assignment")
+    p.add_argument("--out", required=True, help="the folder `course autograde` wrote; similarity.json goes there")
+    p.add_argument("--submissions", metavar="DIR", help="one folder per student (default: the graded ones in OUT)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"similarity in (0, 1] at which an answer cell is listed ({DEFAULT_THRESHOLD})",
+    )
+    p.set_defaults(func=_similarity)
 
     p = sub.add_parser("demo", help="release hw1_vae and hw2_world_models and grade known submissions of each")
     p.add_argument("--out", default="demo_out")

@@ -54,6 +54,7 @@ def run(out: Path) -> None:
     print(gradebook.format_table(gradebook.activity_scores(out / "grades" / "cells.csv")))
     print(f"\ngrades: {out / 'grades' / 'grades.csv'}\ncells:  {out / 'grades' / 'cells.csv'}")
     print(f"feedback: {out / 'grades' / 'feedback'}/<student>/*.html")
+    print(f"class report: {out / 'grades' / 'report' / 'index.html'} (open it in a browser)")
     _demo_hw2(out / "hw2")
     print(f"done in {time.perf_counter() - start:.0f} s")
 
@@ -77,3 +78,4 @@ def _demo_hw2(out: Path) -> None:
     print("\nautograded points per activity (written answers are graded by hand):")
     print(gradebook.format_table(gradebook.activity_scores(out / "grades" / "cells.csv")))
     print(f"\ngrades: {out / 'grades' / 'grades.csv'}\nfeedback: {out / 'grades' / 'feedback'}/<student>/*.html")
+    print(f"class report: {out / 'grades' / 'report' / 'index.html'}")

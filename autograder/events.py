@@ -7,6 +7,7 @@ which :mod:`autograder.grading` sets for each run and reads back. Kinds of event
 - ``problem``: a cell that a limit or the sandbox stopped (``kind`` says which), or whose output
   was cut;
 - ``finding``: what a judge found (:class:`autograder.judging.Finding`);
+- ``outcome``: how a graded test cell ended (:class:`autograder.report.CellOutcome`);
 - ``timing``: the seconds the judges took on a notebook.
 """
 
@@ -63,6 +64,10 @@ class EventLog:
     def finding(self, finding: Any) -> None:
         """Append a judge's finding (a dataclass)."""
         self.write("finding", **(asdict(finding) if is_dataclass(finding) else dict(finding)))
+
+    def outcome(self, outcome: Any) -> None:
+        """Append how a graded test cell ended (a :class:`~autograder.report.CellOutcome`)."""
+        self.write("outcome", **asdict(outcome))
 
     def timing(self, notebook: str, judge_seconds: float, cells: int) -> None:
         """Append the time the judges took on one notebook."""

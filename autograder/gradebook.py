@@ -16,7 +16,7 @@ from pathlib import Path
 
 from autograder.course import COURSE_ID, PipelineError, notebook_names
 
-GRADES_FIELDS = ["student_id", "notebook", "score", "max_score", "needs_manual_grade"]
+GRADES_FIELDS = ["student_id", "notebook", "score", "max_score", "needs_manual_grade", "late_penalty"]
 CELLS_FIELDS = ["student_id", "notebook", "grade_id", "score", "max_score", "needs_manual_grade", "kind"]
 
 
@@ -131,46 +131,92 @@ def zero_notebooks(assignment: str, student_id: str, url: str, notebooks: set[st
         gb.db.commit()
 
 
+def _grades_of(gb, assignment: str) -> dict[tuple[str, str], dict[str, tuple[float, bool]]]:
+    """Every grade of ``assignment`` in an open nbgrader ``Gradebook``, in one query:
+    ``{(student, notebook): {cell name: (score, needs_manual_grade)}}``.
+
+    nbgrader's ``find_submission_notebook`` costs a few queries per student and notebook; a class of
+    hundreds is read here at once. ``score`` is nbgrader's own ``Grade.score`` (a manual grade
+    entered in the formgrader takes precedence, plus extra credit).
+    """
+    from nbgrader.api import Assignment, BaseCell, Grade, Notebook, SubmittedAssignment, SubmittedNotebook
+
+    query = (
+        gb.db.query(SubmittedAssignment.student_id, Notebook.name, BaseCell.name, Grade.score, Grade.needs_manual_grade)
+        .select_from(Grade)
+        .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)
+        .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+        .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+        .join(Notebook, SubmittedNotebook.notebook_id == Notebook.id)
+        .join(BaseCell, Grade.cell_id == BaseCell.id)
+        .filter(Assignment.name == assignment, Assignment.course_id == COURSE_ID)
+    )
+    table: dict[tuple[str, str], dict[str, tuple[float, bool]]] = {}
+    for student, notebook, cell, score, manual in query:
+        table.setdefault((student, notebook), {})[cell] = (float(score or 0.0), bool(manual))
+    return table
+
+
+def _penalties_of(gb, assignment: str) -> dict[tuple[str, str], float]:
+    """The late penalty of each submitted notebook of ``assignment`` (points nbgrader's late-submission
+    plugin took off, :mod:`autograder.late`): ``{(student, notebook): points}``, in one query."""
+    from nbgrader.api import Assignment, Notebook, SubmittedAssignment, SubmittedNotebook
+
+    query = (
+        gb.db.query(SubmittedAssignment.student_id, Notebook.name, SubmittedNotebook.late_submission_penalty)
+        .select_from(SubmittedNotebook)
+        .join(SubmittedAssignment, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+        .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+        .join(Notebook, SubmittedNotebook.notebook_id == Notebook.id)
+        .filter(Assignment.name == assignment, Assignment.course_id == COURSE_ID)
+    )
+    return {(student, notebook): float(penalty or 0.0) for student, notebook, penalty in query}
+
+
 def read_gradebook(assignment: str, url: str, students: list[str]) -> tuple[list[dict], list[dict]]:
     """Rows of ``grades.csv`` and ``cells.csv`` for ``students`` from the gradebook at ``url``.
 
-    A notebook that nbgrader could not grade for a student scores zero.
+    A notebook that nbgrader could not grade for a student scores zero. ``score`` is before the
+    late penalty, which ``late_penalty`` gives (points, as nbgrader keeps them apart).
     """
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import Gradebook
 
     grades, cells = [], []
     with Gradebook(url, COURSE_ID) as gb:
         notebooks = sorted(gb.find_assignment(assignment).notebooks, key=lambda nb: nb.name)
-        for student in students:
-            for nb in notebooks:
-                try:
-                    sub = gb.find_submission_notebook(nb.name, assignment, student)
-                    by_name = {g.name: g for g in sub.grades}
-                except MissingEntry:
-                    sub, by_name = None, {}
-                for gc in sorted(nb.grade_cells, key=lambda c: c.name):
-                    g = by_name.get(gc.name)
-                    cells.append(
-                        {
-                            "student_id": student,
-                            "notebook": nb.name,
-                            "grade_id": gc.name,
-                            "score": float(g.score) if g is not None and g.score is not None else 0.0,
-                            "max_score": float(gc.max_score),
-                            "needs_manual_grade": bool(g.needs_manual_grade) if g is not None else False,
-                            # test cells are autograded; written answers (markdown) are graded by hand
-                            "kind": "autograded" if gc.cell_type == "code" else "manual",
-                        }
-                    )
-                grades.append(
+        grade_cells = {  # read while the session is open
+            nb.name: sorted((c.name, float(c.max_score), c.cell_type) for c in nb.grade_cells) for nb in notebooks
+        }
+        maxima = {nb.name: float(nb.max_score) for nb in notebooks}
+        table = _grades_of(gb, assignment)
+        penalties = _penalties_of(gb, assignment)
+    for student in students:
+        for name, cells_of in grade_cells.items():
+            graded = table.get((student, name), {})
+            for cell, max_score, cell_type in cells_of:
+                score, manual = graded.get(cell, (0.0, False))
+                cells.append(
                     {
                         "student_id": student,
-                        "notebook": nb.name,
-                        "score": float(sub.score) if sub is not None else 0.0,
-                        "max_score": float(nb.max_score),
-                        "needs_manual_grade": bool(sub.needs_manual_grade) if sub is not None else False,
+                        "notebook": name,
+                        "grade_id": cell,
+                        "score": score,
+                        "max_score": max_score,
+                        "needs_manual_grade": manual,
+                        # test cells are autograded; written answers (markdown) are graded by hand
+                        "kind": "autograded" if cell_type == "code" else "manual",
                     }
                 )
+            grades.append(
+                {
+                    "student_id": student,
+                    "notebook": name,
+                    "score": sum(score for score, _ in graded.values()),
+                    "max_score": maxima[name],
+                    "needs_manual_grade": any(manual for _, manual in graded.values()),
+                    "late_penalty": penalties.get((student, name), 0.0),
+                }
+            )
     return grades, cells
 
 
@@ -179,6 +225,28 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def sources(root: Path, gradebooks: dict[str, list[str]], url: str | None = None) -> list[tuple[str, list[str]]]:
+    """The URL to open and the students it holds, for each gradebook of a run (``gradebooks.json``).
+
+    Args:
+        gradebooks: gradebook -> the students it holds. A gradebook is a sqlite file name in
+            ``root``, or a server URL recorded without its password (:func:`redact`).
+        url: the server's URL with its password, used for the server entries.
+
+    Raises:
+        PipelineError: if ``gradebooks`` names a server and ``url`` is not given.
+    """
+    opened = []
+    for name, students in gradebooks.items():
+        source = db_url(root, name)
+        if "://" in name:
+            if url is None or redact(url) != name:
+                raise PipelineError(f"this run was graded into the gradebook {name}; pass its URL with --db")
+            source = url
+        opened.append((source, students))
+    return opened
 
 
 def export(
@@ -195,12 +263,7 @@ def export(
         PipelineError: if ``gradebooks`` names a server and ``url`` is not given.
     """
     grades, cells = [], []
-    for name, students in gradebooks.items():
-        source = db_url(root, name)
-        if "://" in name:
-            if url is None or redact(url) != name:
-                raise PipelineError(f"this run was graded into the gradebook {name}; pass its URL with --db")
-            source = url
+    for source, students in sources(root, gradebooks, url):
         g, c = read_gradebook(assignment, source, students)
         grades += g
         cells += c

@@ -19,11 +19,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder import events
+from autograder import events, hints
 from autograder.course import REPO, run_nbgrader, step_dir, summarize_failure
+from autograder.deadlines import annotate_feedback
 from autograder.gradebook import db_url, record_empty_submission, zero_notebooks
 from autograder.repairs import SUBMISSION_FILES, stage_submission
-from autograder.report import StudentReport
+from autograder.report import CellOutcome, StudentReport, save_report
 from autograder.sandbox import HIDDEN_ENV, Limits, sandbox_user
 from autograder.sandbox import prepare as prepare_sandbox
 from autograder.tamper import TAMPERING, scan_notebook
@@ -72,7 +73,11 @@ def grade_batch(
 def grade_student(
     assignment: str, student_dir: Path, root: Path, gradebook: str, settings: GradingSettings
 ) -> StudentReport:
-    """Stage, scan, autograde and give feedback to one student's submission; never raises for it."""
+    """Stage, scan, autograde and give feedback to one student's submission; never raises for it.
+
+    The report is also saved to ``<root>/results/<student>.json`` (:func:`~autograder.report.save_report`)
+    for ``course report``.
+    """
     start = time.perf_counter()
     url = db_url(root, gradebook)
     report = stage_submission(assignment, student_dir, root)
@@ -92,6 +97,7 @@ def grade_student(
         if settings.feedback:
             write_problem_pages(report, submitted, feedback)
         report.seconds = time.perf_counter() - start
+        save_report(report, root)
         return report
     log = root / ".events" / f"{report.student_id}.jsonl"
     log.parent.mkdir(exist_ok=True)
@@ -121,6 +127,8 @@ def grade_student(
     tampered = {f.notebook for f in findings if f.severity == TAMPERING}
     if tampered:
         zero_notebooks(assignment, report.student_id, url, tampered)
+    # the likely bug, into the failing cell that generate_feedback renders (not for a tampered notebook)
+    report.hints = hints.annotate(assignment, autograded, [o for o in report.outcomes if o.notebook not in tampered])
     if settings.feedback and autograded.exists():
         problem = generate_feedback(assignment, root, report.student_id, gradebook)
         if problem is not None:
@@ -128,16 +136,22 @@ def grade_student(
     if settings.feedback:
         write_problem_pages(report, submitted, feedback)
     report.seconds = time.perf_counter() - start
+    save_report(report, root)
     return report
 
 
 def generate_feedback(assignment: str, root: Path, student: str, gradebook: str) -> str | None:
-    """``nbgrader generate_feedback`` for one student from ``gradebook``: ``None``, or what went wrong."""
+    """``nbgrader generate_feedback`` for one student from ``gradebook``: ``None``, or what went wrong.
+
+    Each page then says when the submission was due and made, and how late
+    (:func:`~autograder.deadlines.annotate_feedback`).
+    """
     url = db_url(root, gradebook)
     args = ["generate_feedback", assignment, f"--student={student}", "--force", f"--CourseDirectory.db_url={url}"]
     result = run_nbgrader(args, root, timeout=300)
     if result.returncode != 0:
         return "feedback could not be generated: " + summarize_failure(result.stdout + result.stderr)
+    annotate_feedback(assignment, root, student, url)
     return None
 
 
@@ -152,6 +166,8 @@ def _read_events(report: StudentReport, log: Path, settings: GradingSettings) ->
             label = "tampering suspected, for review" if tampering else "for review"
             message = f"{label}: {event['notebook']}: {event['cell']} {event['message']}"
             report.add(event["severity"], message, event["notebook"], event["cell"])
+        elif event["event"] == "outcome":
+            report.outcomes.append(CellOutcome(**{k: v for k, v in event.items() if k != "event"}))
         elif event["event"] == "timing":
             report.judge_seconds += event["judge_seconds"]
 

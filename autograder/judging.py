@@ -33,6 +33,7 @@ from nbformat import NotebookNode
 from autograder import checks, records
 from autograder.checks import CheckFailed
 from autograder.records import RecordError
+from autograder.report import CellOutcome
 from autograder.tamper import TAMPERING
 
 
@@ -145,19 +146,27 @@ def _fail(cell: NotebookNode, message: str) -> None:
 NO_POINTS = "this cell earns no points, and the submission is reported for review"
 
 
-def _verdict(armed: Armed, found: list[object]) -> tuple[str | None, str | None, list[str]]:
-    """``(failure shown to the student, tampering finding, review notes)`` for a cell's records."""
+@dataclass(frozen=True)
+class _Verdict:
+    failure: str | None = None  # shown to the student
+    tampering: str | None = None  # the finding reported for review
+    notes: tuple[str, ...] = ()  # code the kernel reports the notebook installed
+    site: str | None = None  # the judge's failing test (CheckFailed.site)
+
+
+def _verdict(armed: Armed, found: list[object]) -> _Verdict:
+    """What a cell's records show (see :class:`_Verdict`)."""
     decoded, notes = [], []
     for raw in found:
         try:
             grade_id, nonce, values, kernel = records.decode(raw)
         except RecordError as err:
             message = f"left a malformed probe record ({err})"
-            return f"the hidden check {message}; {NO_POINTS}", message, notes
+            return _Verdict(f"the hidden check {message}; {NO_POINTS}", message, tuple(notes))
         notes += kernel
         if grade_id != armed.grade_id or nonce != armed.nonce:
             message = f"holds a record of {grade_id} that does not carry this run's nonce (made elsewhere)"
-            return f"the hidden check found a record it did not make; {NO_POINTS}", message, notes
+            return _Verdict(f"the hidden check found a record it did not make; {NO_POINTS}", message, tuple(notes))
         decoded.append(values)
     if len(decoded) != 1:
         message = (
@@ -166,49 +175,69 @@ def _verdict(armed: Armed, found: list[object]) -> tuple[str | None, str | None,
             if not decoded
             else f"left {len(decoded)} records of its hidden check, expected one"
         )
-        return f"this test cell {message}; {NO_POINTS}", message, notes
+        return _Verdict(f"this test cell {message}; {NO_POINTS}", message, tuple(notes))
     check = checks.find(armed.grade_id)
     if check is None:  # a course bug (tests/test_checks.py declares a check for every test cell)
-        return f"the grader has no check {armed.grade_id}; tell the instructor", None, notes
+        return _Verdict(f"the grader has no check {armed.grade_id}; tell the instructor", None, tuple(notes))
     try:
         check.verdict(check.inputs(checks.seed_of(armed.nonce)), decoded[0])
     except CheckFailed as err:
-        return str(err), None, notes
+        return _Verdict(str(err), None, tuple(notes), err.site)
     except checks.Inconsistent as err:
         message = f"left a record whose values are not what its own layers, weights or logs compute ({err})"
-        return f"the hidden check's record contradicts itself; {NO_POINTS}", message, notes
+        return _Verdict(f"the hidden check's record contradicts itself; {NO_POINTS}", message, tuple(notes))
     except RecordError as err:
         message = f"left a record its check does not write ({err})"
-        return f"the hidden check's record is inconsistent; {NO_POINTS}", message, notes
+        return _Verdict(f"the hidden check's record is inconsistent; {NO_POINTS}", message, tuple(notes))
     except Exception as err:  # values the judge cannot compare; never the grading run
         message = f"left a record the judge could not read ({type(err).__name__}: {err})"
-        return f"the hidden check could not judge this cell; {NO_POINTS}", message, notes
-    return None, None, notes
+        return _Verdict(f"the hidden check could not judge this cell; {NO_POINTS}", message, tuple(notes))
+    return _Verdict(notes=tuple(notes))
 
 
-def judge_cell(cell: NotebookNode, armed: Armed | None, notebook: str) -> list[Finding]:
-    """Judge a cell that has just run (see the module docstring); drop its records; its findings.
+def judge_cell(
+    cell: NotebookNode, armed: Armed | None, notebook: str
+) -> tuple[list[Finding], CellOutcome | None]:
+    """Judge a cell that has just run (see the module docstring); drop its records.
 
     A failure appends a ``CheckFailed`` error output with the judge's message.
+
+    Returns:
+        ``(findings, outcome)``: what to report for review, and how the cell ended if it is a graded
+        test cell (``None`` for other cells).
     """
     if cell.get("cell_type") != "code":
-        return []
+        return [], None
     found = records.records_in(cell.get("outputs", []))
     cell.outputs = records.without_records(cell.get("outputs", []))
-    name = armed.grade_id if armed else (_grade_id(cell) or f"cell {cell.get('id', '?')}")
+    grade_id = armed.grade_id if armed else _grade_id(cell)
+    name = grade_id or f"cell {cell.get('id', '?')}"
     if armed is None:
-        if not found:
-            return []
-        message = f"emitted {len(found)} probe record(s) outside a test cell (dropped)"
-        return [Finding(notebook, name, TAMPERING, message)]
+        findings = [] if not found else [
+            Finding(notebook, name, TAMPERING, f"emitted {len(found)} probe record(s) outside a test cell (dropped)")
+        ]
+        return findings, _outcome(cell, notebook, grade_id)
     if _failed(cell):
-        return []
-    failure, tampering, notes = _verdict(armed, found)
-    findings = [Finding(notebook, name, TAMPERING, tampering)] if tampering else []
-    if notes:  # a verdict never rests on a record made beside code the notebook slipped in
-        hooks = ", ".join(sorted(set(notes)))
+        return [], _outcome(cell, notebook, grade_id)
+    verdict = _verdict(armed, found)
+    failure = verdict.failure
+    findings = [Finding(notebook, name, TAMPERING, verdict.tampering)] if verdict.tampering else []
+    if verdict.notes:  # a verdict never rests on a record made beside code the notebook slipped in
+        hooks = ", ".join(sorted(set(verdict.notes)))
         findings.append(Finding(notebook, name, TAMPERING, f"ran beside code the notebook installed: {hooks}"))
         failure = failure or f"this test cell ran beside code the notebook installed in the kernel; {NO_POINTS}"
     if failure is not None:
         _fail(cell, failure)
-    return findings
+    site = verdict.site if failure == verdict.failure else None
+    return findings, _outcome(cell, notebook, grade_id, site)
+
+
+def _outcome(cell: NotebookNode, notebook: str, grade_id: str | None, site: str | None = None) -> CellOutcome | None:
+    """How a graded cell ended, from its outputs (the last error decides, as for nbgrader)."""
+    if grade_id is None:
+        return None
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    if not errors:
+        return CellOutcome(notebook, grade_id, passed=True)
+    last = errors[-1]
+    return CellOutcome(notebook, grade_id, False, last.get("ename"), str(last.get("evalue", ""))[:300], site)

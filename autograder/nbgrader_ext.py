@@ -84,8 +84,11 @@ class RestartingExecute(Execute):
             if armed is not None:
                 cell.source = armed.source  # the instructor's code, without the nonce
         with self._judging:  # a cell that raised (or killed its kernel) has failed: its records are only dropped
-            for finding in judging.judge_cell(cell, armed, self._notebook):
+            findings, outcome = judging.judge_cell(cell, armed, self._notebook)
+            for finding in findings:
                 self._events.finding(finding)
+            if outcome is not None:
+                self._events.outcome(outcome)
         self._judged += armed is not None
         for kind, detail in cell_problems(cell, self._workdir):
             self._events.problem(self._notebook, cell_name(cell, cell_index), kind, detail)

@@ -7,18 +7,22 @@ The steps, each in its own module:
 2. every student graded in the sandbox, by one or more workers (:mod:`autograder.grading`), each
    submission staged and repaired first (:mod:`autograder.repairs`);
 3. the feedback copied to ``<out>/feedback/<student>/``, the CSVs written from the gradebooks
-   (:mod:`autograder.gradebook`) and ``report.txt`` (:mod:`autograder.report`).
+   (:mod:`autograder.gradebook`), ``report.txt`` (:mod:`autograder.report`) and the class report
+   ``report/index.html`` (:mod:`autograder.class_report`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from autograder.class_report import write_class_report
 from autograder.course import PipelineError, prepare_course, step_dir
+from autograder.deadlines import set_due
 from autograder.gradebook import check_db_url, export, redact
 from autograder.grading import GradingSettings, grade_batch
 from autograder.release import generate_assignment
@@ -62,6 +66,7 @@ def autograde(
     workers: int = 1,
     db_url: str | None = None,
     shard: tuple[int, int] = (1, 1),
+    due: dt.datetime | None = None,
 ) -> list[StudentReport]:
     """Autograde every student folder in ``submissions`` through nbgrader; write CSVs and feedback.
 
@@ -86,6 +91,9 @@ def autograde(
             ``<out>/course``.
         shard: ``(k, n)``: grade only the k-th of n equal shares of the students (sorted by id,
             every n-th from the k-th), so that n machines sharing ``db_url`` split a class.
+        due: the assignment's due date (naive UTC, :func:`autograder.deadlines.parse_due`), set in the
+            gradebook before grading; ``None`` keeps the one it holds (``course release --due`` into
+            the same ``out``). Submissions with a later ``timestamp.txt`` get the late penalty.
 
     Returns:
         One :class:`~autograder.report.StudentReport` per student graded here, sorted by student id.
@@ -111,6 +119,8 @@ def autograde(
         raise PipelineError(f"shard {k}/{n} of {len(everyone)} students is empty; use fewer shards")
     root = prepare_course(assignment, out)
     generate_assignment(assignment, root, db_url)
+    if due is not None:  # before the workers' copies of gradebook.db are made
+        set_due(assignment, due, root, [db_url or "gradebook.db"])
     workers = max(1, min(workers, len(students)))
     gradebooks = worker_gradebooks(root, workers, db_url)
     batches = [students[w::workers] for w in range(workers)]
@@ -133,6 +143,7 @@ def autograde(
     (root / "gradebooks.json").write_text(json.dumps(held, indent=1))
     export(assignment, root, out, held, db_url)
     write_report(reports, out / "report.txt")
+    write_class_report(assignment, out, gradebooks=held if db_url is None else None, url=db_url)
     return reports
 
 

@@ -8,6 +8,7 @@ file and a README). Publishing to nbgrader's exchange is :func:`autograder.excha
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ import zipfile
 from pathlib import Path
 
 from autograder.course import REPO, PipelineError, prepare_course, run_nbgrader
+from autograder.deadlines import format_utc, set_due
 from autograder.gradebook import gradebook_lock, holds_assignment
 
 
@@ -122,11 +124,13 @@ def build_student_wheel(dest: Path) -> Path:
     return wheels[-1]
 
 
-def kit_readme(assignment: str, wheel: str) -> str:
-    """The student kit's README: install with conda, pip or on Google Colab, set up JupyterLab, work."""
+def kit_readme(assignment: str, wheel: str, due: dt.datetime | None = None) -> str:
+    """The student kit's README: the due date (naive UTC) if there is one; install with conda, pip or on
+    Google Colab, set up JupyterLab, work."""
+    due_line = f"**Due: {format_utc(due)}.**\n\n" if due is not None else ""
     return f"""# {assignment}
 
-Install once, with **one** of (Python 3.10 to 3.13):
+{due_line}Install once, with **one** of (Python 3.10 to 3.13):
 
 - conda: `conda env create -f environment.yml`, `conda activate autoencoders-to-world-models`,
   then `pip install {wheel}`
@@ -142,13 +146,15 @@ in a first cell, then the notebook (Colab has no Validate button: run every cell
 """
 
 
-def release(assignment: str, out: Path) -> dict[str, Path]:
+def release(assignment: str, out: Path, due: dt.datetime | None = None) -> dict[str, Path]:
     """Release an assignment: student notebooks and a student kit zip.
 
     Writes ``<out>/release/<assignment>/*.ipynb`` (via ``nbgrader generate_assignment`` in the
     course root ``<out>/course``) and ``<out>/<assignment>_student_kit.zip`` holding the released
     notebooks, a ``course_lib`` wheel without ``solutions/`` (:func:`build_student_wheel`),
-    ``environment.yml`` and a README (:func:`kit_readme`).
+    ``environment.yml`` and a README (:func:`kit_readme`). ``due`` (naive UTC,
+    :func:`autograder.deadlines.parse_due`) is set as the assignment's due date in the gradebook
+    ``<out>/course/gradebook.db`` and written in the kit's README.
 
     Returns:
         Paths of the ``release`` folder, the ``kit`` zip, the ``wheel`` and the course ``root``.
@@ -156,6 +162,8 @@ def release(assignment: str, out: Path) -> dict[str, Path]:
     out = Path(out).resolve()
     root = prepare_course(assignment, out)
     released = generate_assignment(assignment, root)
+    if due is not None:
+        set_due(assignment, due, root, ["gradebook.db"])
     release_dir = out / "release" / assignment
     if release_dir.exists():
         shutil.rmtree(release_dir)
@@ -167,5 +175,5 @@ def release(assignment: str, out: Path) -> dict[str, Path]:
             zf.write(nb, f"{assignment}/{nb.name}")
         zf.write(wheel, f"{assignment}/{wheel.name}")
         zf.write(REPO / "environment.yml", f"{assignment}/environment.yml")
-        zf.writestr(f"{assignment}/README.md", kit_readme(assignment, wheel.name))
+        zf.writestr(f"{assignment}/README.md", kit_readme(assignment, wheel.name, due))
     return {"release": release_dir, "kit": kit, "wheel": wheel, "root": root}

@@ -8,7 +8,9 @@ judges found as events (:mod:`autograder.events`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autograder.tamper import REVIEW, TAMPERING
@@ -41,6 +43,29 @@ class Problem:
         return self.message
 
 
+@dataclass(frozen=True)
+class CellOutcome:
+    """How one graded test cell of a submission ended, as nbgrader's process saw it.
+
+    Attributes:
+        notebook: the notebook's file name.
+        cell: the cell's ``grade_id``.
+        passed: whether it ran without an error (nbgrader gives it its points).
+        ename: the error's name when it failed: ``CheckFailed`` for a hidden check's verdict, the
+            student's own error (``NotImplementedError``, ``NameError``...) when their code raised.
+        message: the error's message, as the feedback shows it (cut to 300 characters).
+        site: for a hidden check's verdict, which test decided (``module:line``,
+            :attr:`autograder.checks.CheckFailed.site`); ``None`` otherwise.
+    """
+
+    notebook: str
+    cell: str
+    passed: bool
+    ename: str | None = None
+    message: str | None = None
+    site: str | None = None
+
+
 @dataclass
 class StudentReport:
     """What happened to one student's submission.
@@ -50,12 +75,16 @@ class StudentReport:
         problems: what went wrong or was repaired, in the order it was seen.
         seconds: wall time of the student's grading.
         judge_seconds: of which the judges took this long (in nbgrader's process).
+        outcomes: how each graded test cell ended, in the order they ran.
+        hints: the likely bugs the feedback names (:mod:`autograder.hints`), by ``grade_id``.
     """
 
     student_id: str
     problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
     judge_seconds: float = 0.0
+    outcomes: list[CellOutcome] = field(default_factory=list)
+    hints: dict[str, str] = field(default_factory=dict)
 
     def add(self, kind: str, message: str, notebook: str | None = None, cell: str | None = None) -> None:
         """Record a problem."""
@@ -73,3 +102,40 @@ def write_report(reports: list[StudentReport], path: Path) -> None:
     lines = [f"for review: {', '.join(review)}" if review else "for review: none"]
     lines += [f"{r.student_id}: {r.summary()} ({r.seconds:.1f} s)" for r in reports]
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+#: Where each graded submission's :class:`StudentReport` is kept, in the course root: read by
+#: ``course report`` (:mod:`autograder.class_report`) and by the next run.
+RESULTS_DIR = "results"
+
+
+def save_report(report: StudentReport, root: Path) -> Path:
+    """Write ``report`` to ``<root>/results/<student>.json`` (atomically: a grader killed meanwhile
+    leaves the previous one); returns the path."""
+    folder = Path(root) / RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{report.student_id}.json"
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(report), indent=1))
+    tmp.replace(path)
+    return path
+
+
+def load_report(path: Path) -> StudentReport:
+    """The :class:`StudentReport` that :func:`save_report` wrote to ``path``.
+
+    Raises:
+        ValueError: if the file is not such a report (named in the message).
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+        return StudentReport(
+            student_id=data["student_id"],
+            problems=[Problem(**p) for p in data["problems"]],
+            seconds=float(data["seconds"]),
+            judge_seconds=float(data["judge_seconds"]),
+            outcomes=[CellOutcome(**o) for o in data.get("outcomes", [])],
+            hints=dict(data.get("hints", {})),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path} is not a saved grading report ({type(err).__name__}: {err})") from err

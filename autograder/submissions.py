@@ -21,12 +21,22 @@ import nbformat
 @dataclass(frozen=True)
 class Mutant:
     """An answer with a bug: the notebook, the ``grade_id`` of the answer cell it replaces, the code,
-    and the graded cells it must fail."""
+    and the graded cells it must fail.
+
+    Attributes:
+        hint: for a mutant of :data:`HW1_MUTANTS` or :data:`HW2_MUTANTS`, the sentence the feedback
+            shows when a student's failures match this bug (:mod:`autograder.hints`): what looks
+            wrong, never the checks' inputs or expected values. Empty for a variant.
+        bug: for a variant (:data:`HINT_VARIANTS`), the name of the mutant whose bug it writes
+            another way (its hint is that mutant's); ``None`` for the mutant that states the bug.
+    """
 
     notebook: str
     answer: str
     code: str
     fails: frozenset[str]
+    hint: str = ""
+    bug: str | None = None
 
 
 NB1, NB3, NB5 = "01_autoencoder_and_vae.ipynb", "03_curating_cartpole.ipynb", "05_other_environment.ipynb"
@@ -184,27 +194,61 @@ HW1_MUTANTS: dict[str, Mutant] = {
         "a1_myvae",
         _myvae(block=_BLOCK.replace("nn.BatchNorm2d(h_dim), nn.LeakyReLU()", "nn.LeakyReLU(), nn.BatchNorm2d(h_dim)")),
         frozenset({"a1_structure"}),
+        hint=(
+            "The encoder's blocks look like they apply the activation before the "
+            "batch normalisation instead of after it."
+        ),
     ),
-    "a1_relu_output": Mutant(NB1, "a1_myvae", _myvae(output="nn.ReLU()"), frozenset({"a1_output_range"})),
-    "a1_softmax_output": Mutant(NB1, "a1_myvae", _myvae(output="nn.Softmax(dim=1)"), frozenset({"a1_loss_drops"})),
+    "a1_relu_output": Mutant(
+        NB1,
+        "a1_myvae",
+        _myvae(output="nn.ReLU()"),
+        frozenset({"a1_output_range"}),
+        hint=(
+            "The decoder's last activation looks like it lets values leave [0, 1] "
+            "(a ReLU, or no squashing, where a sigmoid is expected)."
+        ),
+    ),
+    "a1_softmax_output": Mutant(
+        NB1,
+        "a1_myvae",
+        _myvae(output="nn.Softmax(dim=1)"),
+        frozenset({"a1_loss_drops"}),
+        hint=(
+            "The decoder's output looks normalised across the colour channels (a "
+            "softmax) instead of squashed pixel by pixel with a sigmoid."
+        ),
+    ),
     # a2: the VAE
     "a2_noise_shared_by_dimensions": Mutant(
         NB1,
         "a2_reparameterize",
         _reparameterize("mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape[0], 1)"),
         frozenset({"a2_reparameterize_stats"}),
+        hint=(
+            "The reparameterisation looks like it draws one noise value per sample "
+            "and shares it across the latent dimensions, instead of independent "
+            "noise for each dimension."
+        ),
     ),
     "a2_logvar_as_logsigma": Mutant(
         NB1,
         "a2_reparameterize",
         LOGSIGMA_BUG,
         frozenset({"a2_reparameterize_stats", "a2_gradients", "a2_encode_forward"}),
+        hint=(
+            "logvar looks used as the log of the standard deviation: the standard "
+            "deviation is exp(logvar / 2), not exp(logvar)."
+        ),
     ),
     "a2_sigma_detached": Mutant(
         NB1,
         "a2_reparameterize",
         _reparameterize("mu + torch.exp(0.5 * logvar).detach() * torch.randn_like(mu)"),
         frozenset({"a2_gradients"}),
+        hint=(
+            "The standard deviation looks detached from the graph, so no gradient reaches logvar through the sampled z."
+        ),
     ),
     "a2_mu_and_logvar_swapped": Mutant(
         NB1,
@@ -212,6 +256,7 @@ HW1_MUTANTS: dict[str, Mutant] = {
         "@add_to_class(MyVAE)\ndef encode(self, x):\n    h = torch.flatten(self.encoder(x), start_dim=1)\n"
         "    return [self.z_var(h), self.z_mu(h)]",
         frozenset({"a2_encode_forward"}),
+        hint="encode looks like it returns mu and logvar the other way round.",
     ),
     "a2_decodes_mu": Mutant(
         NB1,
@@ -219,36 +264,75 @@ HW1_MUTANTS: dict[str, Mutant] = {
         "@add_to_class(MyVAE)\ndef forward(self, x):\n    mu, logvar = self.encode(x)\n"
         "    return [self.decode(mu), x, mu, logvar]",
         frozenset({"a2_encode_forward"}),
+        hint="forward looks like it decodes mu instead of the sampled z.",
     ),
     # a3: episode resets
-    "a3_template_reset_bug": Mutant(NB3, "a3_collect_frames", TEMPLATE_RESET_BUG, frozenset({"a3_reset_pattern"})),
+    "a3_template_reset_bug": Mutant(
+        NB3,
+        "a3_collect_frames",
+        TEMPLATE_RESET_BUG,
+        frozenset({"a3_reset_pattern"}),
+        hint=(
+            "The step counter looks never set back after a reset, so the "
+            "environment is not reset every episode_length frames (nor when an "
+            "episode ends)."
+        ),
+    ),
     "a3_reset_one_frame_early": Mutant(
         NB3,
         "a3_collect_frames",
         _collect_frames(reset="frame_idx == episode_length - 1"),
         frozenset({"a3_reset_pattern"}),
+        hint="The episodes look one frame shorter than episode_length: the reset condition fires a step early.",
     ),
     "a3_seed_ignored": Mutant(
-        NB3, "a3_collect_frames", _collect_frames(seed="0"), frozenset({"a3_frames", "a3_reset_pattern"})
+        NB3,
+        "a3_collect_frames",
+        _collect_frames(seed="0"),
+        frozenset({"a3_frames", "a3_reset_pattern"}),
+        hint=(
+            "The frames look like they do not depend on the seed argument: it "
+            "should reach env.reset and the action space."
+        ),
     ),
     # a4: the angle filter
     "a4_template_black_frames": Mutant(
-        NB3, "a4_collect_upright_frames", TEMPLATE_FILTER_BUG, frozenset({"a4_angles", "a4_count"})
+        NB3,
+        "a4_collect_upright_frames",
+        TEMPLATE_FILTER_BUG,
+        frozenset({"a4_angles", "a4_count"}),
+        hint="Kept frames look written at the step's index, so the rejected steps leave black frames in the array.",
     ),
     "a4_angle_of_the_previous_state": Mutant(
-        NB3, "a4_collect_upright_frames", _collect_upright(angle="angle"), frozenset({"a4_angles"})
+        NB3,
+        "a4_collect_upright_frames",
+        _collect_upright(angle="angle"),
+        frozenset({"a4_angles"}),
+        hint="The angle test looks applied to the state before the step, while the frame kept is the one after it.",
     ),
     "a4_actions_unseeded": Mutant(
-        NB3, "a4_collect_upright_frames", _collect_upright(seed_actions="pass"), frozenset({"a4_count"})
+        NB3,
+        "a4_collect_upright_frames",
+        _collect_upright(seed_actions="pass"),
+        frozenset({"a4_count"}),
+        hint="The random actions look unseeded: the action space should be seeded with the seed argument too.",
     ),
     # a5: another environment
     "a5_wrong_environment": Mutant(
-        NB5, "a5_collect_other_frames", WRONG_ENV_BUG, frozenset({"a5_frames", "a5_beats_baseline"})
+        NB5,
+        "a5_collect_other_frames",
+        WRONG_ENV_BUG,
+        frozenset({"a5_frames", "a5_beats_baseline"}),
+        hint="The frames look like they come from another environment than the env_id asked for.",
     ),
     # unseeded frames cannot be told from frames recorded before grading, so the baseline check
     # (which needs a call made now) fails too
     "a5_seed_ignored": Mutant(
-        NB5, "a5_collect_other_frames", _collect_other(seed="None"), frozenset({"a5_frames", "a5_beats_baseline"})
+        NB5,
+        "a5_collect_other_frames",
+        _collect_other(seed="None"),
+        frozenset({"a5_frames", "a5_beats_baseline"}),
+        hint="The frames look like they do not depend on the seed argument: it should reach make_env and env.reset.",
     ),
 }
 
@@ -352,6 +436,7 @@ HW2_MUTANTS: dict[str, Mutant] = {
         "w1_conv_vae",
         _conv_vae(relu1="nn.Identity()"),
         frozenset({"w1_architecture", "w1_encode_decode", "w1_sampling"}),
+        hint="The encoder looks like it is missing the ReLU after its first convolution.",
     ),
     # the template's hard-coded 512 of homework 1, here 32: right for the default z_size only
     "w1_decoder_input_hard_coded": Mutant(
@@ -359,29 +444,70 @@ HW2_MUTANTS: dict[str, Mutant] = {
         "w1_conv_vae",
         _conv_vae(decode_in="32"),
         frozenset({"w1_parameter_count", "w1_architecture", "w1_encode_decode"}),
+        hint="The decoder's first linear layer looks like it has a hard-coded input size instead of z_size.",
     ),
     "w1_leftover_layer": Mutant(
         W1,
         "w1_conv_vae",
         _conv_vae(extra="\n        self.spare = nn.Linear(z_size, z_size)"),
         frozenset({"w1_parameter_count"}),
+        hint="The model looks like it holds a layer that it never uses, which changes its parameter count.",
     ),
     "w1_clamped_output": Mutant(
-        W1, "w1_conv_vae", HW2_CLAMPED_OUTPUT_BUG, frozenset({"w1_encode_decode", "w1_sampling"})
+        W1,
+        "w1_conv_vae",
+        HW2_CLAMPED_OUTPUT_BUG,
+        frozenset({"w1_encode_decode", "w1_sampling"}),
+        hint="The decoder's output looks clamped into [0, 1] instead of squashed by a sigmoid.",
     ),
-    "w1_logvar_as_logsigma": Mutant(W1, "w1_conv_vae", HW2_LOGSIGMA_BUG, frozenset({"w1_sampling"})),
+    "w1_logvar_as_logsigma": Mutant(
+        W1,
+        "w1_conv_vae",
+        HW2_LOGSIGMA_BUG,
+        frozenset({"w1_sampling"}),
+        hint=(
+            "reparameterize looks like it uses logvar as the log of the standard "
+            "deviation: the standard deviation is exp(logvar / 2), not exp(logvar)."
+        ),
+    ),
     "w2_floor_after_batch_mean": Mutant(
-        W2, "w2_vae_loss", FLOOR_AFTER_MEAN_BUG, frozenset({"w2_kl_floor", "w2_gradients"})
+        W2,
+        "w2_vae_loss",
+        FLOOR_AFTER_MEAN_BUG,
+        frozenset({"w2_kl_floor", "w2_gradients"}),
+        hint="The KL floor looks applied to the batch mean instead of to each sample before averaging.",
     ),
-    "w2_mean_over_pixels": Mutant(W2, "w2_vae_loss", MEAN_OVER_PIXELS_BUG, frozenset({"w2_recon", "w2_gradients"})),
+    "w2_mean_over_pixels": Mutant(
+        W2,
+        "w2_vae_loss",
+        MEAN_OVER_PIXELS_BUG,
+        frozenset({"w2_recon", "w2_gradients"}),
+        hint=(
+            "The reconstruction error looks averaged over the pixels instead of "
+            "summed over them (and then averaged over the batch)."
+        ),
+    ),
     "w2_kl_detached": Mutant(
         W2,
         "w2_vae_loss",
         _vae_loss(floor="kl = torch.clamp(kl.detach(), min=kl_tolerance * mu.shape[1]).mean()"),
         frozenset({"w2_gradients"}),
+        hint="The KL term looks detached from the graph, so it sends no gradient to mu and logvar.",
     ),
-    "w3_sampled_z": Mutant(W3, "w3_encode_rollouts", SAMPLED_Z_BUG, frozenset({"w3_encode"})),
-    "w3_shifted_actions": Mutant(W3, "w3_encode_rollouts", SHIFTED_ACTIONS_BUG, frozenset({"w3_encode"})),
+    "w3_sampled_z": Mutant(
+        W3,
+        "w3_encode_rollouts",
+        SAMPLED_Z_BUG,
+        frozenset({"w3_encode"}),
+        hint="The stored mu looks like a sampled z instead of the encoder's mean.",
+    ),
+    "w3_shifted_actions": Mutant(
+        W3,
+        "w3_encode_rollouts",
+        SHIFTED_ACTIONS_BUG,
+        frozenset({"w3_encode"}),
+        hint="Each code looks paired with the next step's action instead of the action taken at its own step.",
+    ),
     "w3_pickled_rollouts": Mutant(
         W3,
         "w3_save_rnn_dataset",
@@ -392,6 +518,103 @@ HW2_MUTANTS: dict[str, Mutant] = {
         "        np.savez(paths[-1], mu=seq['mu'], logvar=seq['logvar'], actions=actions)\n"
         "    return paths",
         frozenset({"w3_files"}),
+        hint=(
+            "The saved actions look stored as an object array, which needs pickle "
+            "to load (np.load refuses it by default)."
+        ),
+    ),
+}
+
+
+# ---------------------------------------------------------------- the same bugs, written another way
+def _variant(of: str, code: str) -> Mutant:
+    """A variant of the mutant named ``of``: other code, the same bug (so the same cells to fail)."""
+    original = {**HW1_MUTANTS, **HW2_MUTANTS}[of]
+    return Mutant(original.notebook, original.answer, code, original.fails, bug=of)
+
+
+#: The bugs of :data:`HW1_MUTANTS` and :data:`HW2_MUTANTS` written a second or third way, for the
+#: feedback hints (:mod:`autograder.hints`): held out one at a time, they measure how often a hint
+#: names the right bug. Judged in-process only (the nbgrader self-tests grade the mutants above).
+HINT_VARIANTS: dict[str, Mutant] = {
+    "a1_relu_output_identity": _variant("a1_relu_output", _myvae(output="nn.Identity()")),
+    "a1_relu_output_leaky": _variant("a1_relu_output", _myvae(output="nn.LeakyReLU()")),
+    "a1_activation_before_batchnorm_relu": _variant(
+        "a1_activation_before_batchnorm",
+        _myvae(block="nn.Conv2d(in_dim, h_dim, 3, stride=2, padding=1), nn.LeakyReLU(0.01), nn.BatchNorm2d(h_dim)"),
+    ),
+    "a2_noise_shared_by_dimensions_column": _variant(
+        "a2_noise_shared_by_dimensions",
+        _reparameterize("mu + (0.5 * logvar).exp() * torch.randn_like(mu[:, :1])"),
+    ),
+    "a2_noise_shared_by_dimensions_expand": _variant(
+        "a2_noise_shared_by_dimensions",
+        _reparameterize("mu + torch.exp(logvar / 2) * torch.randn(len(mu), 1).expand_as(mu)"),
+    ),
+    "a2_logvar_as_logsigma_normal": _variant(
+        "a2_logvar_as_logsigma", _reparameterize("torch.distributions.Normal(mu, logvar.exp()).rsample()")
+    ),
+    "a2_logvar_as_logsigma_std": _variant(
+        "a2_logvar_as_logsigma", _reparameterize("mu + torch.randn_like(mu) * torch.exp(logvar)")
+    ),
+    "a2_sigma_detached_logvar": _variant(
+        "a2_sigma_detached", _reparameterize("mu + torch.exp(0.5 * logvar.detach()) * torch.randn_like(mu)")
+    ),
+    "a2_sigma_detached_data": _variant(
+        "a2_sigma_detached", _reparameterize("mu + (logvar / 2).exp().data * torch.randn_like(mu)")
+    ),
+    "a2_mu_and_logvar_swapped_view": _variant(
+        "a2_mu_and_logvar_swapped",
+        "@add_to_class(MyVAE)\ndef encode(self, x):\n    h = self.encoder(x).view(x.size(0), -1)\n"
+        "    mu, logvar = self.z_var(h), self.z_mu(h)\n    return mu, logvar",
+    ),
+    "a2_decodes_mu_named": _variant(
+        "a2_decodes_mu",
+        "@add_to_class(MyVAE)\ndef forward(self, x):\n    mu, logvar = self.encode(x)\n    z = mu\n"
+        "    x_hat = self.decode(z)\n    return x_hat, x, mu, logvar",
+    ),
+    "a3_reset_one_frame_early_plus_one": _variant(
+        "a3_reset_one_frame_early", _collect_frames(reset="frame_idx + 1 >= episode_length")
+    ),
+    "a3_seed_ignored_fixed": _variant("a3_seed_ignored", _collect_frames(seed="123")),
+    "a4_actions_unseeded_fresh": _variant(
+        "a4_actions_unseeded", _collect_upright(seed_actions="env.action_space.seed(None)")
+    ),
+    "a5_seed_ignored_fixed": _variant("a5_seed_ignored", _collect_other(seed="7")),
+    "w1_clamped_output_hardsigmoid": _variant("w1_clamped_output", _conv_vae(output="nn.Hardsigmoid()")),
+    "w1_logvar_as_logsigma_exp": _variant("w1_logvar_as_logsigma", _conv_vae(sigma="logvar.exp()")),
+    "w1_leftover_layer_conv": _variant(
+        "w1_leftover_layer", _conv_vae(extra="\n        self.unused = nn.Conv2d(3, 3, 1)")
+    ),
+    "w2_floor_after_batch_mean_maximum": _variant(
+        "w2_floor_after_batch_mean",
+        _vae_loss(floor="kl = torch.maximum(kl.sum() / x.shape[0], torch.tensor(kl_tolerance * mu.shape[1]))"),
+    ),
+    "w2_floor_after_batch_mean_two_steps": _variant(
+        "w2_floor_after_batch_mean", _vae_loss(floor="kl = kl.mean()\n    kl = kl.clamp(min=kl_tolerance * mu.size(1))")
+    ),
+    "w2_mean_over_pixels_mean": _variant("w2_mean_over_pixels", _vae_loss(recon="((x - x_hat) ** 2).mean()")),
+    "w2_mean_over_pixels_per_image": _variant(
+        "w2_mean_over_pixels", _vae_loss(recon="(x - x_hat).pow(2).mean(dim=(1, 2, 3)).mean()")
+    ),
+    "w2_kl_detached_first": _variant(
+        "w2_kl_detached", _vae_loss(floor="kl = kl.detach().clamp(min=kl_tolerance * mu.shape[1]).mean()")
+    ),
+    "w3_sampled_z_by_hand": _variant(
+        "w3_sampled_z", _encode_rollouts(mu="(mu + torch.exp(0.5 * logvar) * torch.randn_like(mu))")
+    ),
+    "w3_shifted_actions_roll": _variant("w3_shifted_actions", _encode_rollouts(actions="np.roll(a, -1, axis=0)")),
+    "w3_shifted_actions_append": _variant(
+        "w3_shifted_actions", _encode_rollouts(actions="np.append(a[1:], a[-1:], axis=0)")
+    ),
+    "w3_pickled_rollouts_list": _variant(
+        "w3_pickled_rollouts",
+        "def save_rnn_dataset(sequences, directory):\n    Path(directory).mkdir(parents=True, exist_ok=True)\n"
+        "    paths = [Path(directory) / f'rollout_{i:04d}.npz' for i in range(len(sequences))]\n"
+        "    for path, seq in zip(paths, sequences):\n"
+        "        actions = np.asarray(seq['actions'], dtype='O')\n"
+        "        np.savez_compressed(path, mu=seq['mu'], logvar=seq['logvar'], actions=actions)\n"
+        "    return paths",
     ),
 }
 

@@ -22,6 +22,7 @@ and it never stops the watcher.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -33,7 +34,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from autograder import exchange
+from autograder.class_report import write_class_report
 from autograder.course import COURSE_ID, prepare_course
+from autograder.deadlines import format_utc, spread_due
 from autograder.gradebook import add_course, db_url, export, holds_assignment, read_gradebook
 from autograder.grading import GradingSettings, grade_student
 from autograder.pipeline import copy_feedback
@@ -57,6 +60,8 @@ class WatchSettings:
         workers: submissions graded at once.
         interval: seconds between two looks at the exchange.
         sandbox: run each kernel in the sandbox.
+        due: the assignment's due date (naive UTC, :func:`autograder.deadlines.parse_due`); ``None``
+            keeps the one the course root's ``gradebook.db`` holds.
     """
 
     cell_timeout: int = 120
@@ -64,6 +69,7 @@ class WatchSettings:
     workers: int = 1
     interval: float = 2.0
     sandbox: bool = True
+    due: dt.datetime | None = None
 
 
 @dataclass
@@ -187,11 +193,16 @@ def watch(
     for gradebook in gradebooks:  # one per worker (sqlite takes no concurrent writers), kept across restarts
         if not (root / gradebook).exists():
             shutil.copy(root / "gradebook.db", root / gradebook)
+    due = spread_due(assignment, root, ["gradebook.db", *gradebooks], settings.due)  # workers' books kept
     ledger = Ledger(out / "watch.json")
     free = list(range(len(gradebooks)))
     running: dict[str, tuple[int, str, Future]] = {}
     failures: dict[tuple[str, str], int] = {}  # (student, timestamp) -> grader failures so far
-    note(f"watching {Path(exchange_dir) / course_id / 'inbound'} for {assignment} with {len(gradebooks)} worker(s)")
+    due_said = f", due {format_utc(due)}" if due else ", no due date"
+    note(
+        f"watching {Path(exchange_dir) / course_id / 'inbound'} for {assignment}{due_said} "
+        f"with {len(gradebooks)} worker(s)"
+    )
     with ProcessPoolExecutor(max_workers=len(gradebooks), mp_context=multiprocessing.get_context("spawn")) as pool:
         while True:
             latest = {s.student: s for s in exchange.inbound(exchange_dir, course_id, assignment)}
@@ -243,7 +254,8 @@ def watch(
 
 
 def _write_class_files(assignment: str, root: Path, out: Path, ledger: Ledger) -> None:
-    """The class's CSVs (each student's latest grading), ``report.txt`` and feedback copies."""
+    """The class's CSVs (each student's latest grading), ``report.txt``, the class report
+    (``report/index.html``) and feedback copies."""
     held: dict[str, list[str]] = {}
     for student, graded in sorted(ledger.latest.items()):
         held.setdefault(graded.gradebook, []).append(student)
@@ -253,3 +265,5 @@ def _write_class_files(assignment: str, root: Path, out: Path, ledger: Ledger) -
         StudentReport(s, [Problem(**p) for p in g.problems], g.seconds) for s, g in sorted(ledger.latest.items())
     ]
     write_report(reports, out / "report.txt")
+    (root / "gradebooks.json").write_text(json.dumps(held, indent=1))  # for course report/export/feedback
+    write_class_report(assignment, out, gradebooks=held)

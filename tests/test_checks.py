@@ -336,10 +336,15 @@ def vae_loss():
     return namespace("hw2_world_models", "02_vae_loss.ipynb")["vae_loss"]
 
 
-def _judged(cell, armed) -> tuple[list[str], list[judging.Finding]]:
-    findings = judging.judge_cell(cell, armed, "02_vae_loss.ipynb")
+def _judged(cell, armed, outcomes: list | None = None) -> tuple[list[str], list[judging.Finding]]:
+    findings, outcome = judging.judge_cell(cell, armed, "02_vae_loss.ipynb")
+    if outcomes is not None:
+        outcomes.append(outcome)
     assert not records.records_in(cell.outputs)  # records never reach the feedback
-    return [o.evalue for o in cell.outputs if o.output_type == "error" and o.ename == "CheckFailed"], findings
+    failures = [o.evalue for o in cell.outputs if o.output_type == "error" and o.ename == "CheckFailed"]
+    assert outcome.cell == armed.grade_id and outcome.passed == (not failures)
+    assert outcome.message == (failures[-1][:300] if failures else None)
+    return failures, findings
 
 
 def test_a_correct_record_carrying_the_nonce_passes(vae_loss):
@@ -364,8 +369,22 @@ def test_a_wrong_answer_fails_with_the_judges_hint(vae_loss):
     cell.outputs = [
         nbformat.from_dict({"output_type": "display_data", "data": {records.MIME: payload}, "metadata": {}})
     ]
-    failures, findings = _judged(cell, armed)
+    outcomes = []
+    failures, findings = _judged(cell, armed, outcomes)
     assert len(failures) == 1 and "floor each sample's KL" in failures[0] and findings == []
+    assert outcomes[0].ename == "CheckFailed" and outcomes[0].site.startswith("autograder.checks.hw2:")
+
+
+def test_the_failing_test_is_named_by_its_site_not_its_message():
+    """Does a CheckFailed name the line of the expect that failed, whatever numbers its message carries?"""
+    from autograder.checks import CheckFailed, expect
+
+    sites = set()
+    for value in (1.5, 2.5):
+        with pytest.raises(CheckFailed) as err:
+            expect(False, f"off by {value}")
+        sites.add(err.value.site)
+    assert len(sites) == 1 and sites.pop().startswith(f"{__name__}:")
 
 
 @pytest.mark.parametrize(
@@ -418,8 +437,9 @@ def test_a_cell_that_raised_is_not_judged_and_loses_its_records(vae_loss):
     """Does a test cell that raised keep its error alone: no verdict added, records dropped, no finding?"""
     cell = _test_cell("w2_recon", "checks.w2_recon(vae_loss)")
     armed = _ran(cell, {"grade_id": 1}, error=True)
-    assert judging.judge_cell(cell, armed, "02_vae_loss.ipynb") == []
-    assert [o.output_type for o in cell.outputs] == ["error"]
+    findings, outcome = judging.judge_cell(cell, armed, "02_vae_loss.ipynb")
+    assert findings == [] and [o.output_type for o in cell.outputs] == ["error"]
+    assert (outcome.passed, outcome.ename, outcome.site) == (False, "ValueError", None)
 
 
 def test_records_outside_test_cells_are_dropped_and_reported(vae_loss):
@@ -435,7 +455,8 @@ def test_records_outside_test_cells_are_dropped_and_reported(vae_loss):
             }
         ),
     ]
-    findings = judging.judge_cell(cell, None, "02_vae_loss.ipynb")
+    findings, outcome = judging.judge_cell(cell, None, "02_vae_loss.ipynb")
+    assert outcome is None  # not a graded cell
     assert [o.output_type for o in cell.outputs] == ["stream"]
     assert len(findings) == 1 and "outside a test cell" in findings[0].message
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from autograded import cell_errors
 from nbformat.v4 import new_output
 
 from autograder import course, gradebook, pipeline, release
+from autograder.report import load_report
 from autograder.submissions import (
     HW1_ALTERNATIVES,
     HW1_MUTANTS,
@@ -221,3 +224,57 @@ def test_feedback_shows_messages_not_checks(graded):
     mutant_page = (feedback / student / "05_other_environment.html").read_text()
     assert "CheckFailed" in mutant_page and "renders of CartPole-v1" in mutant_page
     assert "nonce" not in mutant_page and "vnd.course.probe" not in mutant_page
+
+
+def test_class_report_summarises_the_class(graded):
+    """Does the class report written by `course autograde` hold every student, each cell's pass rate as
+    cells.csv has it, the mutants' failures grouped by the hidden test that decided, and the repaired
+    and crashed submissions with links to their feedback?"""
+    out = graded["out"] / "grades"
+    summary = json.loads((out / "report" / "report.json").read_text())
+    assert summary["students"] == sorted(graded["reports"]) and summary["warnings"] == []
+    for cell in summary["cells"]:
+        scores = [cells[cell["grade_id"]] for cells in graded["cells"].values()]
+        assert cell["pass_rate"] == round(sum(s >= top for s, top in scores) / len(scores), 4), cell
+    saved = {p.stem: load_report(p) for p in (out / "course" / "results").glob("*.json")}
+    assert set(saved) == set(graded["reports"])
+    for student, names in MUTANT_STUDENTS.items():  # each saved report names the cells its bugs fail
+        failed = {o.cell for o in saved[student].outcomes if not o.passed}
+        assert set().union(*(HW1_MUTANTS[name].fails for name in names)) <= failed, student
+    # the hidden checks' verdicts are grouped by the test that decided, the visible tests' by their error
+    tests = {f["test"] for c in summary["cells"] for f in c["failures"]}
+    assert any(t.startswith("autograder.checks.") for t in tests) and "NotImplementedError" in tests
+    total = summary["scores"]["total"]
+    autograded = sum(top for _, top in graded["cells"]["solutions"].values())  # written answers: by hand
+    assert total["points"][summary["students"].index("solutions")] == autograded < total["max"]
+    listed = {what: [entry["student"] for entry in entries] for what, entries in summary["listed"].items()}
+    assert "alternative" in listed["repaired"] and "kernel_crash" in listed["kernel died"]
+    assert "broken_json" in listed["missing or unreadable notebooks"]
+    page = (out / "report" / "index.html").read_text()
+    assert "../feedback/kernel_crash/05_other_environment.html" in page
+    assert (out / "feedback" / "kernel_crash" / "05_other_environment.html").exists()
+    assert set(summary["seconds"]) == set(graded["reports"])
+
+
+def test_class_report_opens_in_a_browser_with_its_plots(graded, tmp_path):
+    """Does the class report open in chromium with all of its plots drawn (screenshot kept)?"""
+    from browser_helpers import launch_chromium
+    from playwright.sync_api import sync_playwright
+
+    page_path = graded["out"] / "grades" / "report" / "index.html"
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(page_path.as_uri())
+            widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            assert len(widths) == 3 and all(w > 300 for w in widths), widths
+            assert page.locator("h1").inner_text() == "hw1_vae: class report"
+            shot = tmp_path / "class_report.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    if os.environ.get("COURSE_ARTIFACTS"):
+        dest = Path(os.environ["COURSE_ARTIFACTS"]) / "browser"
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, dest / shot.name)

@@ -266,6 +266,11 @@ def test_feedback_shows_messages_not_checks(graded):
     hidden = (feedback / _student_of("w2_mean_over_pixels") / NB2.replace(".ipynb", ".html")).read_text()
     assert "CheckFailed" in hidden and "with respect to x_hat differs" in hidden
     assert "nonce" not in hidden and "vnd.course.probe" not in hidden
+    # the likely bug (autograder.hints), after the first failed cell of a notebook with one known bug
+    floor, hint = _student_of("w2_floor_after_batch_mean"), HW2_MUTANTS["w2_floor_after_batch_mean"].hint
+    assert graded["reports"][floor].hints.get("w2_kl_floor") == hint
+    assert f"Likely cause:</strong> {hint}" in (feedback / floor / NB2.replace(".ipynb", ".html")).read_text()
+    assert not graded["reports"]["blank"].hints and not graded["reports"]["solutions"].hints
 
 
 def _student_of(mutant: str) -> str:

@@ -28,7 +28,7 @@ from autograder.checks import CheckFailed, require_student_code
 from autograder.submissions import HW1_MUTANTS, LOGSIGMA_BUG, TEMPLATE_RESET_BUG, replace_answer
 from autograder.tamper import REVIEW, TAMPERING, scan_notebook
 
-pytestmark = pytest.mark.slow(seconds=650)
+pytestmark = pytest.mark.slow(seconds=735)
 ASSIGNMENT = "hw1_vae"
 SOURCE = course.source_dir(ASSIGNMENT)
 NB5, NB3, NB1 = "05_other_environment.ipynb", "03_curating_cartpole.ipynb", "01_autoencoder_and_vae.ipynb"
@@ -509,6 +509,47 @@ def test_postgresql_gradebook_shared_by_two_machines(two_students, serial_run, p
     assert _digests(tmp_path / "class") == _digests(serial_run)
     # a machine's own export reads its share back from the server
     assert cli.main(["export", ASSIGNMENT, "--out", str(tmp_path / "machine1"), "--db", url]) == 0
+    # the class report of the shared gradebook, with the saved reports of both machines
+    report = ["report", ASSIGNMENT, "--out", str(tmp_path / "machine1"), "--db", url]
+    assert cli.main([*report, "--runs", str(tmp_path / "machine2")]) == 0
+    summary = json.loads((tmp_path / "machine1" / "report" / "report.json").read_text())
+    assert summary["students"] == ["solutions", "unanswered"] and summary["warnings"] == []
+    solutions, unanswered = summary["scores"]["total"]["points"]
+    assert summary["gradebook"] == gradebook.redact(url) and solutions > unanswered == 0
+
+
+def test_shard_auto_in_two_pods_of_an_indexed_job(two_students, serial_run, postgres, tmp_path):
+    """Two `course autograde --shard auto` processes started at once, as the two pods of a Kubernetes
+    Indexed Job (JOB_COMPLETION_INDEX 0 and 1, COURSE_SHARDS 2) sharing a PostgreSQL gradebook, then
+    `course export --db`: does each grade its own student, and are the class's CSVs serial grading's?"""
+    import os
+    import subprocess
+    import sys
+
+    from autograder import shards
+
+    url = postgres.create_database()
+    env = {k: v for k, v in os.environ.items() if k not in (*shards.KUBERNETES, *shards.SLURM)}
+    course_command = [sys.executable, "-m", "autograder.cli"]
+    grade = [*course_command, "autograde", ASSIGNMENT, str(two_students), "--db", url, "--shard", "auto"]
+    pods = [
+        subprocess.Popen(
+            [*grade, "--out", str(tmp_path / f"pod{index}")],
+            env={**env, shards.KUBERNETES_INDEX: str(index), shards.SHARD_COUNT: "2"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for index in (0, 1)
+    ]
+    logs = [pod.communicate(timeout=1200)[0] for pod in pods]
+    assert [pod.returncode for pod in pods] == [0, 0], logs
+    for index, student in enumerate(["solutions", "unanswered"]):  # JOB_COMPLETION_INDEX 0 grades shard 1/2
+        rows = csv.DictReader((tmp_path / f"pod{index}" / "cells.csv").open())
+        assert {row["student_id"] for row in rows} == {student}
+    export = [*course_command, "export", ASSIGNMENT, "--out", str(tmp_path / "class"), "--db", url]
+    subprocess.run(export, env=env, check=True, capture_output=True, timeout=300)
+    assert _digests(tmp_path / "class") == _digests(serial_run)
 
 
 def test_bad_db_url_and_shard_are_clear_errors(tmp_path):

@@ -58,13 +58,29 @@ from autograder.records import RecordError
 
 
 class CheckFailed(AssertionError):  # noqa: N818 - reads as what happened, in feedback
-    """A hidden check found a wrong answer; the message is shown in the feedback."""
+    """A hidden check found a wrong answer; the message is shown in the feedback.
+
+    Attributes:
+        site: which test decided, as ``module:line`` of the :func:`expect` (or ``raise``) that
+            failed: the kind of failure, known without reading the message (which carries numbers
+            that change from run to run). The class report groups failures by it and the feedback
+            hints (:mod:`autograder.hints`) match on it.
+    """
+
+    def __init__(self, message: str, site: str | None = None) -> None:
+        super().__init__(message)
+        self.site = site or _site(sys._getframe(1))
+
+
+def _site(frame: Any) -> str:
+    return f"{frame.f_globals.get('__name__', '?')}:{frame.f_lineno}"
 
 
 def expect(condition: object, message: str) -> None:
-    """Raise :class:`CheckFailed` with ``message`` unless ``condition`` is true."""
+    """Raise :class:`CheckFailed` with ``message`` unless ``condition`` is true (its ``site`` is the
+    caller's line)."""
     if not condition:
-        raise CheckFailed(message)
+        raise CheckFailed(message, site=_site(sys._getframe(1)))
 
 
 class Inconsistent(RecordError):  # noqa: N818 - reads as what the record is, in reports

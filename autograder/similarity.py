@@ -1,0 +1,490 @@
+"""Similarity review: pairs of submissions whose answer cells are alike after renaming and reformatting.
+
+Each answer cell (an nbgrader solution cell, matched across students by its ``grade_id``) is compared
+without the code the release already gave every student: the statements of the released cell (the
+source with its solutions cleared by nbgrader's ``ClearSolutions``, configured as the course is) are
+taken out of the student's answer before anything is compared, so a student who only kept the
+provided code has nothing left to be similar with.
+
+What is left is parsed with :mod:`ast` and each statement turned into a sequence of syntax-node
+tokens in which the names the answer itself defines (variables, arguments, functions, classes,
+attributes it assigns) become placeholders numbered by first appearance in the statement, names it
+only uses (``torch``, ``np.zeros``, the notebook's helpers) and constants are kept, and docstrings,
+comments, type annotations and layout are gone. Two answers are compared as the sets of their
+statements' token n-grams (Jaccard similarity), the fingerprinting idea of Schleimer, Wilkerson and
+Aiken, "Winnowing: local algorithms for document fingerprinting" (SIGMOD 2003), without the
+winnowing step (all n-grams are kept: answers are short). N-grams never span two statements, so
+reordering independent statements changes nothing. An answer that does not parse is tokenized with
+:mod:`tokenize` instead (every name a placeholder, one line a statement). Answers shorter than
+:data:`MIN_TOKENS` tokens are not compared: short code is alike by chance.
+
+Written (markdown) answers are not compared. The result is for an instructor's review, not a verdict.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import io
+import json
+import keyword
+import textwrap
+import tokenize
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import nbformat
+
+from autograder.course import ASSIGNMENTS, PipelineError, source_dir, step_dir
+
+#: Tokens in one n-gram (fingerprint). Longer n-grams make chance matches of common idioms rarer.
+NGRAM = 8
+#: Answers with fewer normalized tokens than this (after the release code is removed) are not
+#: compared. ``return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)`` is about 20 tokens.
+MIN_TOKENS = 60
+#: Default threshold on the Jaccard similarity of two answers' n-gram sets.
+DEFAULT_THRESHOLD = 0.5
+
+# Fields of ast nodes left out of the comparison: annotations say nothing about what code does.
+_SKIPPED_FIELDS = frozenset({"annotation", "returns", "type_comment", "ctx"})
+# Statement-list fields searched for release code inside a statement that the release also has.
+_BLOCKS = ("body", "orelse", "finalbody")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One student's answer cell, as compared.
+
+    Attributes:
+        text: the answer's source with the release's code removed (what the JSON shows).
+        fingerprints: hashes of its token n-grams (empty when it has fewer than ``MIN_TOKENS`` tokens).
+    """
+
+    text: str
+    fingerprints: frozenset[int]
+
+
+# ---------------------------------------------------------------- the release's code
+
+
+@dataclass(frozen=True)
+class Release:
+    """The code answer cells of an assignment's student version.
+
+    Attributes:
+        cells: ``{(notebook file name, grade_id): released source}`` for every code cell whose
+            nbgrader metadata says ``solution: true``.
+        markers: the solution delimiters (``BEGIN SOLUTION``, ``END SOLUTION``): comment lines that
+            hold them are the source's, never a student's.
+    """
+
+    cells: dict[tuple[str, str], str]
+    markers: tuple[str, ...]
+
+
+def released_cells(assignment: str) -> Release:
+    """The code answer cells of the student version of ``assignment``, as released.
+
+    The source notebooks' solution regions are cleared by nbgrader's ``ClearSolutions`` with the
+    course's ``assignments/nbgrader_config.py`` (its code stub), as ``nbgrader generate_assignment`` does.
+
+    Raises:
+        PipelineError: if there is no such assignment.
+    """
+    from nbgrader.preprocessors import ClearSolutions  # here: nbgrader's preprocessors take seconds to import
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(ASSIGNMENTS)).load_config()
+    clear = ClearSolutions(config=config)
+    cells = {}
+    for path in sorted(source_dir(assignment).glob("*.ipynb")):
+        nb, _ = clear.preprocess(nbformat.read(path, as_version=4), {})
+        for grade_id, source in answer_cells(nb).items():
+            cells[path.name, grade_id] = source
+    return Release(cells, (clear.begin_solution_delimeter, clear.end_solution_delimeter))
+
+
+def answer_cells(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """``{grade_id: source}`` of the code cells of ``nb`` that nbgrader marks as solution cells."""
+    cells = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.get("cell_type") == "code" and meta.get("solution") and meta.get("grade_id"):
+            cells[meta["grade_id"]] = cell.source
+    return cells
+
+
+# ---------------------------------------------------------------- release code out of an answer
+
+
+def _parse(source: str) -> ast.Module | None:
+    """``source`` parsed, IPython magics (``%time``, ``!ls``) turned into Python first; None if it does not parse."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError):  # ValueError: a null byte
+        pass
+    from IPython.core.inputtransformer2 import TransformerManager  # only for the rare cell with magics
+
+    try:
+        return ast.parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _without_annotations(node: ast.AST) -> ast.AST:
+    """A copy of ``node`` without type annotations (``x: int``, ``-> np.ndarray``)."""
+    node = copy.deepcopy(node)
+    for child in ast.walk(node):
+        if isinstance(child, ast.arg):
+            child.annotation = None
+        elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+            child.returns = None
+    return node
+
+
+def _head(stmt: ast.stmt) -> str:
+    """``stmt`` without its blocks of statements (a ``def`` line, a ``for`` line) and its annotations, as
+    a layout-free dump: a student who dropped the annotations of a provided ``def`` line still has it."""
+    fields = {name: ([] if name in _BLOCKS else value) for name, value in ast.iter_fields(stmt)}
+    return ast.dump(_without_annotations(type(stmt)(**fields)))
+
+
+def _own_statements(stmts: list[ast.stmt], release: list[ast.stmt], removed: list[tuple[int, int]]) -> list[ast.stmt]:
+    """The statements of ``stmts`` that are not the release's ``release``, searching inside the blocks
+    of a statement whose head (``def`` line, ``class`` line, ...) the release has too.
+
+    ``removed`` gets the ``(first, last)`` source lines (1-based) of what was taken out.
+    """
+    whole = Counter(ast.dump(s) for s in release)
+    heads = {_head(s): s for s in release if any(getattr(s, b, None) for b in _BLOCKS)}
+    kept: list[ast.stmt] = []
+    for stmt in stmts:
+        first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
+        dump = ast.dump(stmt)
+        if whole[dump]:
+            whole[dump] -= 1
+            removed.append((first, stmt.end_lineno or stmt.lineno))
+            continue
+        blocks = [b for b in _BLOCKS if getattr(stmt, b, None)]
+        match = heads.get(_head(stmt)) if blocks else None
+        if match is None:
+            kept.append(stmt)
+            continue
+        removed.append((first, getattr(stmt, blocks[0])[0].lineno - 1))  # the head's lines
+        for block in blocks:
+            kept += _own_statements(getattr(stmt, block), getattr(match, block, None) or [], removed)
+    return kept
+
+
+def _is_marker(line: str, markers: tuple[str, ...]) -> bool:
+    """Is ``line`` a comment that holds a solution marker (``### BEGIN SOLUTION``)?"""
+    text = line.strip()
+    return text.startswith("#") and any(marker in text for marker in markers)
+
+
+def _without_lines(source: str, removed: Iterable[tuple[int, int]], release: str, markers: tuple[str, ...]) -> str:
+    """``source`` without the line ranges ``removed``, the comment lines that the release has and the
+    solution markers, blank edges trimmed and the common indentation removed."""
+    gone = {n for first, last in removed for n in range(first, last + 1)}
+    comments = {line.strip() for line in release.splitlines() if line.strip().startswith("#")}
+    lines = [
+        line
+        for n, line in enumerate(source.splitlines(), start=1)
+        if n not in gone and line.strip() not in comments and not _is_marker(line, markers)
+    ]
+    return textwrap.dedent("\n".join(lines)).strip("\n")
+
+
+def _without_release_lines(source: str, release: str, markers: tuple[str, ...]) -> str:
+    """``source`` without the lines (compared stripped) that the release has and the solution markers:
+    for answers that do not parse."""
+    given = Counter(line.strip() for line in release.splitlines() if line.strip())
+    lines = []
+    for line in source.splitlines():
+        if given[line.strip()]:
+            given[line.strip()] -= 1
+        elif not _is_marker(line, markers):
+            lines.append(line)
+    return textwrap.dedent("\n".join(lines)).strip("\n")
+
+
+# ---------------------------------------------------------------- normalized tokens
+
+
+def _defined_names(stmts: list[ast.stmt]) -> set[str]:
+    """The names that ``stmts`` bind: assigned variables and attributes, arguments, functions, classes."""
+    names: set[str] = set()
+    for stmt in stmts:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.ExceptHandler):
+                names.add(node.name or "")
+    return names
+
+
+def _is_docstring(node: ast.AST) -> bool:
+    """Is ``node`` a statement that is only a string (a docstring, or a string used as a comment)?"""
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+
+
+def _constant(value: object) -> str:
+    """A constant as a token: short ones as they are, long ones by their type."""
+    text = repr(value)
+    return text if len(text) <= 24 else f"<{type(value).__name__}>"
+
+
+def ast_tokens(stmts: list[ast.stmt], cell: list[ast.stmt] | None = None) -> list[list[str]]:
+    """The statements as node tokens, one list per statement (a compound statement's list holds its
+    head: ``for`` target and iterable, ``if`` test), in source order.
+
+    Each node gives its type name, in a pre-order walk of the syntax tree; a statement's list starts
+    with the type of the statement it is nested in. A name that the whole cell ``cell`` (default:
+    ``stmts``) binds becomes ``v0``, ``v1``, ... by first appearance in its statement, so that
+    renaming, and reordering independent statements, change nothing inside a statement; names the
+    cell only uses (``torch``, ``np.zeros``, the notebook's helpers) and constants stay (long
+    constants become their type); docstrings, annotations and the layout leave nothing.
+    """
+    defined = _defined_names(stmts if cell is None else cell)
+    placeholders: dict[str, str] = {}
+
+    def name(text: str) -> str:
+        if text not in defined:
+            return text
+        return placeholders.setdefault(text, f"v{len(placeholders)}")
+
+    statements: list[list[str]] = []
+    stack: list[tuple[ast.AST, str]] = [(stmt, "Module") for stmt in reversed(stmts)]
+    while stack:
+        node, parent = stack.pop()
+        if _is_docstring(node):
+            continue
+        kind = type(node).__name__
+        if isinstance(node, ast.stmt):
+            placeholders.clear()
+            statements.append([f"in:{parent}"])
+            parent = kind
+        tokens = statements[-1]
+        if isinstance(node, ast.Name):
+            tokens.append(f"{kind}:{name(node.id)}")
+        elif isinstance(node, ast.Attribute):
+            tokens.append(f"{kind}:{name(node.attr)}")
+        elif isinstance(node, ast.arg):
+            tokens.append(f"{kind}:{name(node.arg)}")
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            tokens.append(f"{kind}:{name(node.name)}")
+        elif isinstance(node, ast.keyword):
+            tokens.append(f"{kind}:{name(node.arg) if node.arg else '**'}")
+        elif isinstance(node, ast.Constant):
+            tokens.append(f"{kind}:{_constant(node.value)}")
+        elif isinstance(node, ast.alias):
+            tokens.append(f"{kind}:{node.name}")
+        else:
+            tokens.append(kind)
+        children = [
+            (child, parent)
+            for field, value in ast.iter_fields(node)
+            if field not in _SKIPPED_FIELDS
+            for child in (value if isinstance(value, list) else [value])
+            if isinstance(child, ast.AST)
+        ]
+        stack.extend(reversed(children))
+    return statements
+
+
+def text_tokens(source: str) -> list[list[str]]:
+    """Tokens of code that does not parse, from :mod:`tokenize`, one list per logical line: names become
+    placeholders by first appearance in their line (keywords stay), comments and layout are dropped;
+    tokenizing stops at the first error.
+
+    Lines are stripped of their indentation first, so that broken indentation cannot stop it.
+    """
+    placeholders: dict[str, str] = {}
+    lines: list[list[str]] = [[]]
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    flat = "\n".join(line.strip() for line in source.splitlines())
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(flat).readline):
+            if tok.type == tokenize.NEWLINE:
+                placeholders.clear()
+                lines.append([])
+            elif tok.type in skip:
+                continue
+            elif tok.type == tokenize.NAME and not keyword.iskeyword(tok.string):
+                lines[-1].append(placeholders.setdefault(tok.string, f"v{len(placeholders)}"))
+            elif tok.type in (tokenize.STRING, tokenize.NUMBER):
+                lines[-1].append(_constant(tok.string))
+            else:
+                lines[-1].append(tok.string)
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return [line for line in lines if line]
+
+
+def fingerprints(statements: list[list[str]], n: int = NGRAM, min_tokens: int = MIN_TOKENS) -> frozenset[int]:
+    """Hashes of the ``n``-grams of each statement's tokens (a shorter statement is one gram); empty
+    when there are fewer than ``min_tokens`` tokens in all.
+
+    N-grams do not cross statements: moving a statement changes none of them.
+    """
+    if sum(len(tokens) for tokens in statements) < min_tokens:
+        return frozenset()
+    return frozenset(
+        hash(tuple(tokens[i : i + n])) for tokens in statements for i in range(max(1, len(tokens) - n + 1))
+    )
+
+
+def normalize_answer(source: str, release: str, markers: tuple[str, ...] = ()) -> Answer:
+    """One answer cell with the release's code removed, and its fingerprints.
+
+    Args:
+        source: the student's cell source.
+        release: the same cell in the released (student) notebook.
+        markers: solution delimiters whose comment lines are dropped from the text (:class:`Release`).
+    """
+    tree, given = _parse(source), _parse(release)
+    if tree is not None and given is not None:
+        removed: list[tuple[int, int]] = []
+        try:
+            own = _own_statements(tree.body, given.body, removed)
+            return Answer(_without_lines(source, removed, release, markers), fingerprints(ast_tokens(own, tree.body)))
+        except RecursionError:  # nested too deeply for ast.dump: compared by its tokens
+            pass
+    text = _without_release_lines(source, release, markers)
+    return Answer(text, fingerprints(text_tokens(text)))
+
+
+def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
+    """``|a & b| / |a | b|``; 0 when either is empty."""
+    if not a or not b:
+        return 0.0
+    common = len(a & b)
+    return common / (len(a) + len(b) - common)
+
+
+# ---------------------------------------------------------------- the class
+
+
+def submission_folders(assignment: str, out: Path, submissions: Path | None = None) -> dict[str, Path]:
+    """Each student's folder of notebooks: ``submissions/<student>/`` (one folder per student, as
+    ``course autograde`` takes), or by default the graded submissions nbgrader keeps in
+    ``<out>/course/submitted/<student>/<assignment>/``.
+
+    Raises:
+        PipelineError: if there is no submission to compare.
+    """
+    if submissions is not None:
+        if not Path(submissions).is_dir():
+            raise PipelineError(f"{submissions} is not a folder (expected one sub-folder of notebooks per student)")
+        folders = {p.name: p for p in Path(submissions).iterdir() if p.is_dir() and not p.name.startswith(".")}
+        where = str(submissions)
+    else:
+        submitted = Path(out) / "course" / "submitted"
+        students = sorted(p.name for p in submitted.iterdir() if p.is_dir()) if submitted.is_dir() else []
+        folders = {s: step_dir(Path(out) / "course", "submitted", s, assignment) for s in students}
+        folders = {s: p for s, p in folders.items() if p.is_dir()}
+        where = f"{submitted}/<student>/{assignment}"
+    if not folders:
+        raise PipelineError(
+            f"no submissions of {assignment} in {where}; run `course autograde` first or pass --submissions DIR"
+        )
+    return dict(sorted(folders.items()))
+
+
+def student_answers(folder: Path, release: Release) -> dict[tuple[str, str], Answer]:
+    """A student's answers, by ``(notebook, grade_id)``, for the answer cells of ``release`` that the
+    notebooks in ``folder`` have (a missing or unreadable notebook has none)."""
+    answers = {}
+    for notebook in sorted({nb for nb, _ in release.cells}):
+        path = folder / notebook
+        if not path.is_file():
+            continue
+        try:
+            cells = answer_cells(nbformat.read(path, as_version=4))
+        except Exception:  # not JSON, not a notebook, not valid: whatever a student sent, nothing to compare
+            continue
+        for grade_id, source in cells.items():
+            if (notebook, grade_id) in release.cells:
+                given = release.cells[notebook, grade_id]
+                answers[notebook, grade_id] = normalize_answer(source, given, release.markers)
+    return answers
+
+
+def similar_pairs(
+    answers: dict[str, dict[tuple[str, str], Answer]], threshold: float = DEFAULT_THRESHOLD
+) -> list[dict]:
+    """The pairs of students with at least one answer cell at or above ``threshold``.
+
+    Args:
+        answers: ``{student: {(notebook, grade_id): Answer}}``.
+        threshold: Jaccard similarity in (0, 1] at which a cell is listed.
+
+    Returns:
+        ``[{"a", "b", "score", "cells": [{"notebook", "cell", "score", "answer_a", "answer_b"}]}]``:
+        a pair's score is its most similar cell's, its cells those at or above ``threshold`` (most
+        similar first); pairs by score, then by number of cells, descending.
+    """
+    found: dict[tuple[str, str], list[dict]] = {}
+    keys = sorted({key for student in answers.values() for key in student})
+    for notebook, grade_id in keys:
+        holders = [(s, a[notebook, grade_id]) for s, a in answers.items() if (notebook, grade_id) in a]
+        holders = [(s, answer) for s, answer in holders if answer.fingerprints]  # long enough to compare
+        for (sa, aa), (sb, ab) in combinations(holders, 2):
+            small, large = sorted((len(aa.fingerprints), len(ab.fingerprints)))
+            if small < threshold * large:  # the Jaccard similarity cannot reach it
+                continue
+            score = jaccard(aa.fingerprints, ab.fingerprints)
+            if score >= threshold:
+                cell = {"notebook": notebook, "cell": grade_id, "score": round(score, 4)}
+                found.setdefault((sa, sb), []).append({**cell, "answer_a": aa.text, "answer_b": ab.text})
+    pairs = []
+    for (a, b), cells in found.items():
+        cells.sort(key=lambda c: -c["score"])
+        pairs.append({"a": a, "b": b, "score": cells[0]["score"], "cells": cells})
+    pairs.sort(key=lambda p: (-p["score"], -len(p["cells"]), p["a"], p["b"]))
+    return pairs
+
+
+def review(assignment: str, out: Path, submissions: Path | None = None, threshold: float = DEFAULT_THRESHOLD) -> dict:
+    """Compare every pair of submissions of ``assignment`` and write ``<out>/similarity.json``.
+
+    Args:
+        assignment: the assignment's name (``assignments/source/<assignment>``).
+        out: the output folder of ``course autograde`` (where the graded submissions are, by default).
+        submissions: a folder with one sub-folder of notebooks per student, instead of the graded ones.
+        threshold: Jaccard similarity in (0, 1] at which an answer cell is listed.
+
+    Returns:
+        What was written: ``{"assignment", "threshold", "students", "pairs"}`` (see :func:`similar_pairs`).
+
+    Raises:
+        PipelineError: if there is no such assignment or no submission, or ``threshold`` is not in (0, 1].
+    """
+    if not 0 < threshold <= 1:
+        raise PipelineError(f"threshold {threshold} must be in (0, 1] (a Jaccard similarity)")
+    release = released_cells(assignment)
+    folders = submission_folders(assignment, out, submissions)
+    answers = {student: student_answers(folder, release) for student, folder in folders.items()}
+    result = {
+        "assignment": assignment,
+        "threshold": threshold,
+        "students": len(folders),
+        "pairs": similar_pairs(answers, threshold),
+    }
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "similarity.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def describe(pairs: list[dict]) -> Iterator[str]:
+    """One line per pair: the two students, the score and the cells (notebook:grade_id score)."""
+    for pair in pairs:
+        cells = ", ".join(f"{c['notebook']}:{c['cell']} {c['score']:.2f}" for c in pair["cells"])
+        yield f"{pair['a']}  {pair['b']}  {pair['score']:.2f}  {cells}"

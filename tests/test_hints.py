@@ -1,0 +1,180 @@
+"""Feedback hints (autograder.hints): failure signatures, unambiguous matches, leave-one-out precision.
+
+Signatures are computed in-process (the notebook's cells run in order, each check probed and judged
+as nbgrader's run does) for the cheap notebooks of homework 2; the library itself is built by
+``python -m autograder.hints build`` and checked here against what it was computed from.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import nbformat
+import pytest
+from nbconvert import HTMLExporter
+from nbgrader.preprocessors import ClearSolutions
+
+from autograder import hints
+from autograder.course import source_dir
+from autograder.hints import ALL_MUTANTS, Entry, Library
+from autograder.report import CellOutcome
+from autograder.submissions import HINT_VARIANTS, HW2_MUTANTS, W2, W3
+
+HW2 = "hw2_world_models"
+#: Mutants whose notebooks run in a fraction of a second in-process.
+CHEAP = sorted(name for name, m in ALL_MUTANTS.items() if m.notebook in (W2, W3))
+
+
+@pytest.fixture(scope="module")
+def library() -> Library:
+    return hints.load_library()
+
+
+def _entry(library: Library, name: str) -> Entry:
+    return next(e for e in library.entries if e.name == name)
+
+
+def _outcomes(notebook: str, sig: hints.Signature) -> list[CellOutcome]:
+    """The outcomes nbgrader's process logs for a notebook of homework 2 that fails with ``sig``."""
+    failed = dict(sig)
+    out = []
+    for cell in nbformat.read(source_dir(HW2) / notebook, as_version=4).cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if not cell.metadata.get("nbgrader", {}).get("grade"):
+            continue
+        if grade_id not in failed:
+            out.append(CellOutcome(notebook, grade_id, True))
+        elif ":" in failed[grade_id]:  # a judge's site
+            out.append(CellOutcome(notebook, grade_id, False, "CheckFailed", "wrong", failed[grade_id]))
+        else:
+            out.append(CellOutcome(notebook, grade_id, False, failed[grade_id], "raised"))
+    return out
+
+
+def test_the_library_is_up_to_date(library):
+    """Was the stored library computed from the current checks, source notebooks and mutants?"""
+    assert library.fingerprint == hints.fingerprint(), (
+        f"autograder/{hints.LIBRARY_PATH.name} is out of date (the checks, the source notebooks or the "
+        f"mutants changed): regenerate it with `{hints.BUILD_COMMAND}`"
+    )
+    assert {e.name for e in library.entries} | set(library.unstable) == set(ALL_MUTANTS)
+
+
+def test_every_mutant_fails_the_cells_it_declares(library):
+    """Does each stored signature fail exactly the cells its mutant or variant declares?"""
+    for entry in library.entries:
+        assert {grade_id for grade_id, _ in entry.signature} == ALL_MUTANTS[entry.name].fails, entry.name
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_signatures_are_stable_across_seeds(library, name):
+    """Is a mutant's signature the same for other seeds than the library's, and the stored one?"""
+    first, second = hints.mutant_signatures(name, seeds=(5, 777))
+    assert first == second == _entry(library, name).signature
+
+
+def test_a_held_out_variant_gets_its_bugs_hint(library):
+    """Does a variant left out of the library, judged afresh, get the hint of its own bug?"""
+    name = "w2_floor_after_batch_mean_two_steps"
+    (sig,) = hints.mutant_signatures(name, seeds=(31,))
+    rest = Library(tuple(e for e in library.entries if e.name != name))
+    bug = HINT_VARIANTS[name].bug
+    assert rest.hint(sig, HW2, W2) == HW2_MUTANTS[bug].hint != ""
+
+
+def test_an_ambiguous_signature_gets_no_hint(library):
+    """Does a signature that mutants of two different bugs share get no hint, though each alone would?"""
+    entry = _entry(library, "w2_floor_after_batch_mean")
+    assert library.hint(entry.signature, HW2, W2) is not None
+    other = Entry("twin", "w2_kl_detached", HW2, W2, entry.signature)
+    assert hints.match(entry.signature, HW2, W2, (*library.entries, other)) is None
+    assert Library((*library.entries, other)).hint(entry.signature, HW2, W2) is None
+
+
+def test_a_hint_below_the_precision_threshold_is_not_shown():
+    """Is a bug's hint withheld when held-out mutants show it wrongly too often, even for a signature
+    only that bug has?"""
+    unique, shared = frozenset({("w2_recon", "m:1")}), frozenset({("w2_kl_floor", "m:2")})
+    bug, other = "w2_mean_over_pixels", "w2_kl_detached"
+    entries = (
+        Entry("a", bug, HW2, W2, unique),
+        Entry("b", bug, HW2, W2, unique),
+        Entry("c", bug, HW2, W2, shared),
+        Entry("d", other, HW2, W2, shared),
+    )
+    tally = hints.leave_one_out(entries)[bug]
+    assert (tally.shown, tally.right, tally.wrong) == (3, 2, 1)
+    assert Library(entries, threshold=0.9).hint(unique, HW2, W2) is None
+    assert Library(entries, threshold=0.6).hint(unique, HW2, W2) == HW2_MUTANTS[bug].hint
+
+
+@pytest.mark.parametrize("notebook", [W2, W3])
+def test_a_correct_answer_and_the_blank_release_get_no_hint(library, notebook):
+    """Do the source's answers (no failure) and the release's blank answers (unanswered) get no hint?"""
+    (correct,) = hints.answer_signatures(HW2, notebook, seeds=(3,))
+    assert correct == frozenset() and library.hint(correct, HW2, notebook) is None
+    nb, _ = ClearSolutions().preprocess(nbformat.read(source_dir(HW2) / notebook, as_version=4), {})
+    blank = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("solution") and not c.metadata["nbgrader"].get("grade")
+    }
+    (unanswered,) = hints.answer_signatures(HW2, notebook, blank, seeds=(3,))
+    assert unanswered and hints.UNANSWERED in {site for _, site in unanswered}
+    assert library.hint(unanswered, HW2, notebook) is None
+
+
+def test_hints_never_hold_the_checks_inputs():
+    """Does every hint hold no number but 0, 1 and 2 (the range [0, 1], exp(logvar / 2)), so none of
+    the inputs a check draws or the values it expects, and is every bug given one?"""
+    for name, mutant in ALL_MUTANTS.items():
+        if mutant.bug is None:
+            assert mutant.hint.endswith(".") and len(mutant.hint) > 20, name
+            assert set(re.findall(r"\d+(?:\.\d+)?", mutant.hint)) <= {"0", "1", "2"}, name
+        else:
+            assert mutant.hint == "" and ALL_MUTANTS[mutant.bug].bug is None, name
+
+
+def test_the_annotated_notebook_carries_the_hint_in_its_first_failing_cell(library, tmp_path):
+    """Does annotate put "Likely cause: ..." after the error of the first failed cell (once, however
+    often it runs), which the feedback's HTML then shows, and return it by grade_id?"""
+    shutil.copy(source_dir(HW2) / W2, tmp_path / W2)
+    sig = _entry(library, "w2_floor_after_batch_mean").signature
+    outcomes = _outcomes(W2, sig)
+    first = next(o.cell for o in outcomes if not o.passed)
+    hint = HW2_MUTANTS["w2_floor_after_batch_mean"].hint
+    for _ in range(2):
+        assert hints.annotate(HW2, tmp_path, outcomes, library) == {first: hint}
+    nb = nbformat.read(tmp_path / W2, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == first)
+    added = [o for o in cell.outputs if o.get("metadata", {}).get(hints.OUTPUT_MARK)]
+    assert len(added) == 1 and added[0] is cell.outputs[-1]
+    assert added[0]["data"]["text/plain"] == f"Likely cause: {hint}"
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert "Likely cause:" in html and hint in html
+    others = [c for c in nb.cells if c is not cell and c.cell_type == "code"]
+    assert not any(o.get("metadata", {}).get(hints.OUTPUT_MARK) for c in others for o in c.get("outputs", []))
+
+
+def test_annotate_leaves_passing_and_unmatched_notebooks_alone(library, tmp_path):
+    """Does a notebook that passes, or fails in a way no bug explains, get no hint and stay unchanged?"""
+    shutil.copy(source_dir(HW2) / W2, tmp_path / W2)
+    before = (tmp_path / W2).read_text()
+    passing = _outcomes(W2, frozenset())
+    unknown = _outcomes(W2, frozenset({("w2_recon", "autograder.checks.hw2:1"), ("w2_kl_floor", "NameError")}))
+    assert hints.annotate(HW2, tmp_path, passing + unknown, library) == {}
+    assert (tmp_path / W2).read_text() == before
+
+
+def test_every_hint_shown_meets_the_precision_threshold(library):
+    """Is every hint the library shows measured (shown at least once, leave-one-out) with a precision
+    of at least the threshold, and do several bugs have one?"""
+    tallies = library.tallies()
+    shown = library.shown_bugs()
+    assert len(shown) >= 5, tallies
+    for bug in shown:
+        assert tallies[bug].shown > 0 and tallies[bug].precision >= hints.PRECISION_THRESHOLD, bug
+    for bug, tally in tallies.items():
+        if bug not in shown:
+            assert tally.precision is None or tally.precision < hints.PRECISION_THRESHOLD, bug
