@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from course_lib.cpu import cpu_flags, cpu_model
+
 
 def log(*args: Any) -> None:
     """Progress message on stderr (stdout is reserved for the JSON result)."""
@@ -92,30 +94,6 @@ def quiet_median(samples: list[float], others: list[float | None], threshold: fl
 def conditions() -> dict[str, Any]:
     """The machine's load right now: load averages and the CPU busy percentage of other processes."""
     return {"load_average": load_average(), "cpu_busy_percent_others": cpu_busy_percent()}
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (or platform.processor())."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> set[str]:
-    """CPU feature flags from /proc/cpuinfo (empty where unavailable)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def machine() -> dict[str, Any]:

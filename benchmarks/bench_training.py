@@ -6,33 +6,42 @@
   each of its precisions (``float32``, the default; ``bfloat16``; ``bfloat16-channels-last``) and
   with ``precision="auto"``, which trains with the path its start-of-run trial picked
   (:func:`course_lib.train.choose_precision`: run once first and reported under ``auto.trial``,
-  with its cost in steps of the chosen path; ``fit`` calls shorter than ``TRIAL_MIN_STEPS``, as
-  the timed ones are by default, reuse its choice, longer ones measure again inside the timing).
-- **baseline**: a plain PyTorch loop on ``float32 (N, 3, 64, 64)`` tensors already in memory,
+  with its cost against a run of ``TRIAL_MIN_STEPS`` steps, the shortest that pays for one;
+  ``fit`` calls shorter than that, as the timed ones are, reuse its choice). On a CPU without
+  native bfloat16 (no ``avx512_bf16`` or ``amx_bf16`` flag) the bfloat16 paths and levers are not
+  timed: they run at about 1/40 of float32 there, and ``auto`` never tries them.
+- **baseline**: a plain PyTorch loop on ``float32 (N, 3, 64, 64)`` NCHW tensors already in memory,
   Adam (lr 1e-4), the loss of World Models (squared error summed over pixels, KL floored at
-  ``0.5 * z_size``, both averaged over the batch).
+  ``0.5 * z_size``, both averaged over the batch): the anchor every ratio is taken against.
 - **FLOP rate**: training FLOPs per image (forward + backward, ``torch.utils.flop_counter``) times
-  images per second, divided by this process's float32 matmul rate and by its bfloat16 matmul
-  rate (loops of 2048x2048 products; for bfloat16 smaller where one product would take over a
-  quarter of a second, as on CPUs without bfloat16 instructions), each the faster of PyTorch's thread
-  count and one thread: a float32 path is measured against the float32 limit, a bfloat16 path
-  against the bfloat16 one, and every path against the faster of the two (``fraction_of_best_matmul``).
-- **levers**: the same plain loop with one thing changed (threads, channels-last, bf16 autocast,
-  torch.compile), and the data path alone (per-frame vs batched uint8-to-float conversion, a
-  DataLoader with a worker process).
+  images per second, divided by this process's float32 matmul rate (loops of 2048x2048
+  products, the faster of PyTorch's thread count and one thread); bfloat16 paths against the
+  bfloat16 matmul rate (smaller products where one would take over a quarter of a second).
+- **levers**: the plain loop with one thing changed, each started from the same weights and
+  batches and checked to give the plain loop's losses over its first steps (float32 levers to
+  ``rtol=1e-4``, bfloat16 ones to 3%, the tolerances of tests/test_speed_equivalence.py):
+  channels-last input, channels-last model and input, Adam's fused kernel (alone and with
+  channels-last: what ``fit`` does by default), ``torch.compile`` (inductor) of the model
+  and the loss together (NCHW, channels-last, and with the ``uint8`` to float conversion inside
+  the compiled graph), bf16 autocast, batch size (50 and 200), one thread, a DataLoader worker;
+  and the data path alone (per-frame vs batched conversion).
+- **profile**: one short ``fit`` epoch under ``torch.profiler`` (:mod:`training_profile`): the
+  share of each kind of work and the operator that holds the FLOP rate back.
 
-Every configuration is measured in interleaved rounds and the median is reported, so that a
-burst of load from other processes does not favour one configuration.
+Every configuration is measured in interleaved rounds and the median over the rounds during
+which other processes were quiet is reported, so that a burst of load does not favour one.
 
-Usage: ``python benchmarks/bench_training.py [--rounds 3] [--steps 5] [--quick] [--smoke] [--no-compile]``
-(``--smoke``: batch 8, one step of everything, to check that it runs and what it prints; its
-numbers mean nothing).
+Usage: ``python benchmarks/bench_training.py [--rounds 3] [--steps 8] [--quick] [--smoke] [--no-compile]``;
+``--profile``: only the profile of one epoch (``--profile-frames``, default 2000), as JSON;
+``--device cuda``: ``course train-vae`` on the GPU (:mod:`training_cuda`; an error without one).
+``--smoke``: batch 8, one step of everything, to check that it runs; its numbers mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,11 +53,14 @@ import numpy as np
 import torch
 from _common import OthersLoad, conditions, emit, log, machine, matmul_gflops, quiet_median, timed
 from torch.utils.flop_counter import FlopCounterMode
+from training_cuda import NoGPUError, cuda_benchmark
+from training_profile import profile_fit
 
+from course_lib.cpu import fast_bfloat16
 from course_lib.data import ShardDataset, save_shard
 from course_lib.frames import to_tensor
 from course_lib.solutions.conv_vae import ConvVAE
-from course_lib.train import PRECISIONS, PrecisionTrial, choose_precision, fit
+from course_lib.train import PRECISIONS, TRIAL_MIN_STEPS, PrecisionTrial, choose_precision, fit
 
 BATCH = 100
 LR = 1e-4
@@ -64,14 +76,17 @@ def seed000_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar:
 
 
 class PlainLoop:
-    """The baseline: a model, Adam and a fixed set of float batches in memory.
+    """The baseline: a model, Adam and a fixed set of batches in memory, or one lever of it.
 
     Args:
         model: a ConvVAE (moved to channels-last if ``channels_last``).
-        batches: float32 ``(B, 3, 64, 64)`` tensors, cycled through.
+        batches: float32 ``(B, 3, 64, 64)`` NCHW tensors, cycled through; with ``uint8`` the same
+            frames as ``uint8 (B, 64, 64, 3)``, converted to float in each step.
         autocast: run the forward pass under bf16 autocast.
         channels_last: convert the model and the inputs to channels-last.
-        compile: wrap the model in ``torch.compile``.
+        compile: ``torch.compile`` the step's conversion, forward pass and loss as one function.
+        uint8: the batches are ``uint8`` frames (inside the compiled graph with ``compile``).
+        fused_adam: Adam's fused kernel (``fused=True``) instead of its default implementation.
     """
 
     def __init__(
@@ -81,24 +96,35 @@ class PlainLoop:
         autocast: bool = False,
         channels_last: bool = False,
         compile: bool = False,
+        uint8: bool = False,
+        fused_adam: bool = False,
     ):
         self.model = model
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-            batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+            if not uint8:
+                batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
         self.batches = batches
+        self.batch_size = batches[0].shape[0]
         self.autocast = autocast
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
-        self.forward = torch.compile(self.model) if compile else self.model
+        self.uint8 = uint8
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR, fused=True if fused_adam else None)
+        self.loss = torch.compile(self.forward_loss) if compile else self.forward_loss
         self.k = 0
+
+    def forward_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The loss of one batch (``uint8`` frames converted first)."""
+        if self.uint8:
+            x = x.permute(0, 3, 1, 2).float().div(255.0)  # (B, 3, 64, 64), channels-last strides
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            x_hat, mu, logvar = self.model(x)
+        return seed000_loss(x, x_hat.float(), mu.float(), logvar.float())
 
     def step(self) -> float:
         """One optimiser step; returns the loss."""
         x = self.batches[self.k % len(self.batches)]
         self.k += 1
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            x_hat, mu, logvar = self.forward(x)
-        loss = seed000_loss(x, x_hat.float(), mu.float(), logvar.float())
+        loss = self.loss(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -106,7 +132,7 @@ class PlainLoop:
 
     def run(self, steps: int) -> float:
         """Images per second over ``steps`` steps."""
-        return steps * BATCH / timed(lambda: [self.step() for _ in range(steps)])
+        return steps * self.batch_size / timed(lambda: [self.step() for _ in range(steps)])
 
 
 def training_flops_per_image(model: torch.nn.Module) -> float:
@@ -233,18 +259,21 @@ def matmul_size(dtype: torch.dtype, seconds: float) -> int:
 
 
 def measure(
-    configs: dict[str, Callable[[], float]], rounds: int, matmul_seconds: float
+    configs: dict[str, Callable[[], float]], rounds: int, matmul_seconds: float, bfloat16: bool
 ) -> tuple[Samples, Samples, dict[str, int]]:
     """Run every configuration once per round (interleaved), and the matmul probes each round.
+
+    The bfloat16 probes only with ``bfloat16`` (a CPU with native bfloat16).
 
     Returns:
         ``(rates, others, sizes)``: per configuration and :data:`MATMULS` probe the samples and
         the CPU share other processes took while each was measured (:class:`OthersLoad`); the
-        matrix size of each probe.
+        matrix size of each probe run.
     """
-    rates: Samples = {name: [] for name in [*MATMULS, *configs]}
+    probes = [name for name, (dtype, _) in MATMULS.items() if bfloat16 or dtype == torch.float32]
+    rates: Samples = {name: [] for name in [*probes, *configs]}
     others: Samples = {name: [] for name in rates}
-    sizes = {name: matmul_size(dtype, matmul_seconds) for name, (dtype, _) in MATMULS.items()}
+    sizes = {name: matmul_size(MATMULS[name][0], matmul_seconds) for name in probes}
 
     def matmul(name: str) -> float:
         dtype, one_thread = MATMULS[name]
@@ -256,7 +285,7 @@ def measure(
         finally:
             torch.set_num_threads(threads)
 
-    runs = {**{name: lambda name=name: matmul(name) for name in MATMULS}, **configs}
+    runs = {**{name: lambda name=name: matmul(name) for name in probes}, **configs}
     for r in range(rounds):
         for name, run in runs.items():
             with OthersLoad() as load:
@@ -277,7 +306,83 @@ def matmul_summary(name: str, rates: Samples, others: Samples, size: int) -> dic
     }
 
 
-def main() -> None:
+#: The levers' tolerances on the plain loop's losses (those of tests/test_speed_equivalence.py).
+FLOAT32_RTOL, BFLOAT16_RTOL = 1e-4, 0.03
+#: Steps over which a lever's losses are compared with the plain loop's.
+CHECK_STEPS = 3
+
+
+def lever_loops(
+    fresh: Callable[[], torch.nn.Module],
+    batches: list[torch.Tensor],
+    frames: list[torch.Tensor],
+    bfloat16: bool,
+    compile: bool,
+) -> dict[str, tuple[PlainLoop, float]]:
+    """The levers: ``name: (loop, relative tolerance on the plain loop's losses)``.
+
+    ``batches`` are the float32 NCHW batches, ``frames`` the same as ``uint8 (B, 64, 64, 3)``;
+    bfloat16 levers only with ``bfloat16``, compiled ones only with ``compile``.
+    """
+    channels_last = [b.contiguous(memory_format=torch.channels_last) for b in batches]
+    loops: dict[str, tuple[PlainLoop, float]] = {
+        "channels_last_input": (PlainLoop(fresh(), channels_last), FLOAT32_RTOL),
+        "channels_last_model_and_input": (PlainLoop(fresh(), batches, channels_last=True), FLOAT32_RTOL),
+        "fused_adam": (PlainLoop(fresh(), batches, fused_adam=True), FLOAT32_RTOL),
+        "channels_last_and_fused_adam": (
+            PlainLoop(fresh(), batches, channels_last=True, fused_adam=True),
+            FLOAT32_RTOL,
+        ),
+        "batch_50": (PlainLoop(fresh(), [b[:50] for b in batches]), math.nan),
+        "batch_200": (PlainLoop(fresh(), [torch.cat([b, b.flip(0)]) for b in batches]), math.nan),
+    }
+    if bfloat16:
+        loops |= {
+            "bf16_autocast": (PlainLoop(fresh(), batches, autocast=True), BFLOAT16_RTOL),
+            "bf16_autocast_channels_last_model_and_input": (
+                PlainLoop(fresh(), batches, autocast=True, channels_last=True),
+                BFLOAT16_RTOL,
+            ),
+        }
+    if compile:
+        loops |= {
+            "compile_model_and_loss": (PlainLoop(fresh(), batches, compile=True), FLOAT32_RTOL),
+            "compile_channels_last": (PlainLoop(fresh(), batches, compile=True, channels_last=True), FLOAT32_RTOL),
+            "compile_with_uint8_conversion": (
+                PlainLoop(fresh(), frames, compile=True, channels_last=True, uint8=True),
+                FLOAT32_RTOL,
+            ),
+        }
+    return loops
+
+
+def check_losses(loops: dict[str, tuple[PlainLoop, float]], baseline: PlainLoop) -> dict[str, dict[str, Any]]:
+    """Each lever's first :data:`CHECK_STEPS` losses against the plain loop's, from the same seed.
+
+    A lever's first call also compiles it; its seconds are reported. Batch-size levers see other
+    batches, so they have no tolerance (``nan``) and are only reported.
+    """
+    torch.manual_seed(0)
+    reference = np.array([baseline.step() for _ in range(CHECK_STEPS)])
+    checks = {}
+    for name, (loop, rtol) in loops.items():
+        torch.manual_seed(0)
+        start = time.perf_counter()
+        losses = np.array([loop.step() for _ in range(CHECK_STEPS)])
+        seconds = time.perf_counter() - start
+        worst = float(np.max(np.abs(losses - reference) / np.abs(reference)))
+        checks[name] = {
+            "first_steps_seconds": round(seconds, 1),
+            "max_relative_loss_difference": round(worst, 6),
+            "tolerance": None if math.isnan(rtol) else rtol,
+            "losses_match_plain_loop": None if math.isnan(rtol) else worst <= rtol,
+        }
+        log(f"{name}: losses within {worst:.2e} of the plain loop's ({seconds:.1f} s for the first steps)")
+    return checks
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
     parser.add_argument("--steps", type=int, default=8, help="optimiser steps per plain-loop configuration and round")
@@ -291,8 +396,27 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="--quick at batch 8 with 1 step each: checks that it runs, not the speed"
     )
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile lever (slow to compile)")
-    args = parser.parse_args()
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile levers (slow to compile)")
+    parser.add_argument("--profile", action="store_true", help="only profile one fit epoch (torch.profiler), as JSON")
+    parser.add_argument("--profile-frames", type=int, default=2000, help="frames of the profiled epoch (2000)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: course train-vae on the GPU")
+    return parser.parse_args()
+
+
+def best_matmul(dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """The faster of PyTorch's thread count and one thread for ``dtype`` matmuls, in GFLOP/s (one sample each)."""
+    rates = [matmul_gflops(n=matmul_size(dtype, seconds), seconds=seconds, dtype=dtype)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rates.append(matmul_gflops(n=matmul_size(dtype, seconds), seconds=seconds, dtype=dtype))
+    finally:
+        torch.set_num_threads(threads)
+    return max(rates)
+
+
+def main() -> None:
+    args = parse_args()
     global BATCH
     if args.quick or args.smoke:
         args.quick, args.rounds, args.steps, args.fit_steps = True, 1, 3, 10
@@ -303,41 +427,71 @@ def main() -> None:
     reference = ConvVAE()
     flops = training_flops_per_image(reference)
     log(f"training FLOPs per image: {flops / 1e9:.3f} GFLOP")
-
+    if args.device == "cuda":
+        try:
+            result = cuda_benchmark(flops)
+        except NoGPUError as err:
+            raise SystemExit(f"bench_training.py: {err}") from None
+        emit({"benchmark": "training_cuda", "machine": machine(), "conditions_before": load_before, **result})
+        return
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+            data = write_shards(Path(tmp), args.profile_frames)
+            rate = best_matmul(torch.float32)
+            with OthersLoad() as load:
+                result = profile_fit(
+                    copy.deepcopy(reference),
+                    data,
+                    batch_size=BATCH,
+                    lr=LR,
+                    kl_tolerance=KL_TOLERANCE,
+                    matmul_gflop_per_s=rate,
+                )
+        emit(
+            {
+                "benchmark": "training_profile",
+                "machine": machine(),
+                "conditions_before": load_before,
+                "others_cpu_percent": load.percent,
+                **result,
+            }
+        )
+        return
+    bfloat16 = fast_bfloat16()
+    precisions = [
+        p for p in [*PRECISIONS, "auto"] if bfloat16 or PRECISIONS.get(p, PRECISIONS["float32"]).autocast is None
+    ]
     with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
         n_frames = max(2000, BATCH * (args.fit_steps + 2))
         data = write_shards(Path(tmp), n_frames)
         rng = np.random.default_rng(2)
-        batches = [to_tensor(data[np.sort(rng.choice(n_frames, BATCH, replace=False))]).contiguous() for _ in range(4)]
+        frames = [torch.from_numpy(data[np.sort(rng.choice(n_frames, BATCH, replace=False))]) for _ in range(4)]
+        batches = [to_tensor(f.numpy()).contiguous() for f in frames]
 
         def fresh() -> torch.nn.Module:
             return copy.deepcopy(reference)
 
         loops: dict[str, PlainLoop] = {"baseline": PlainLoop(fresh(), batches)}
-        precisions = [*PRECISIONS, "auto"]
         models = {f"package_{p}": fresh() for p in precisions}
         configs: dict[str, Callable[[], float]] = {"baseline": lambda: loops["baseline"].run(args.steps)}
         for p in precisions:
             configs[f"package_{p}"] = lambda p=p: package_rate(models[f"package_{p}"], data, args.fit_steps, p, 0)
         log("precision trial (what fit(precision='auto') measures at the start of a run)")
         trial = auto_trial(fresh(), data)
-        log(f"auto: {trial.chosen} ({trial.seconds:.1f} s)")
+        log(f"auto: {trial.chosen} ({trial.seconds:.2f} s, {trial.reason})")
+        checks: dict[str, dict[str, Any]] = {}
         if not args.quick:
-            lever_loops = {
-                "channels_last_input": PlainLoop(
-                    fresh(), [b.contiguous(memory_format=torch.channels_last) for b in batches]
-                ),
-                "channels_last_model_and_input": PlainLoop(fresh(), batches, channels_last=True),
-                "bf16_autocast": PlainLoop(fresh(), batches, autocast=True),
-                "bf16_autocast_channels_last_input": PlainLoop(
-                    fresh(), [b.contiguous(memory_format=torch.channels_last) for b in batches], autocast=True
-                ),
-                "bf16_autocast_channels_last_model_and_input": PlainLoop(
-                    fresh(), batches, autocast=True, channels_last=True
-                ),
-            }
-            loops.update(lever_loops)
-            for name in lever_loops:
+            levers = lever_loops(fresh, batches, frames, bfloat16, compile=not args.no_compile)
+            log("levers: the first steps of each against the plain loop's losses (compiles first: slow)")
+            try:
+                checks = check_losses(levers, PlainLoop(fresh(), batches))
+            except Exception as err:  # torch.compile needs a C++ compiler; report the others instead of failing
+                log(f"a lever failed ({type(err).__name__}: {err}); measuring without torch.compile")
+                levers = lever_loops(fresh, batches, frames, bfloat16, compile=False)
+                checks = check_losses(levers, PlainLoop(fresh(), batches))
+                checks["torch_compile"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+            loops |= {name: loop for name, (loop, _) in levers.items()}
+            for name in levers:
                 configs[name] = lambda name=name: loops[name].run(args.steps)
 
             def one_thread() -> float:
@@ -359,66 +513,61 @@ def main() -> None:
             elif name in loops:
                 loops[name].run(2)
         THREADS_USED.clear()
-        rates, others, matmul_sizes = measure(configs, args.rounds, matmul_seconds=1.0)
-
-        compile_result: dict[str, Any] | None = None
-        if not args.quick and not args.no_compile:
-            log("torch.compile lever (compiles first: slow)")
-            try:
-                loop = PlainLoop(fresh(), batches, compile=True)
-                compile_seconds = timed(lambda: loop.run(2))
-                pairs: Samples = {"compiled": [], "baseline": [], "others": []}
-                for _ in range(args.rounds):  # interleaved with the baseline, load recorded
-                    with OthersLoad() as load:
-                        pairs["compiled"].append(loop.run(args.steps))
-                        pairs["baseline"].append(loops["baseline"].run(args.steps))
-                    pairs["others"].append(load.percent)
-                compile_result = {
-                    "compile_seconds": round(compile_seconds, 1),
-                    "images_per_s": round(quiet_median(pairs["compiled"], pairs["others"])[0], 1),
-                    "baseline_same_time_images_per_s": round(quiet_median(pairs["baseline"], pairs["others"])[0], 1),
-                    "others_cpu_percent": pairs["others"],
-                }
-            except Exception as err:  # torch.compile needs a C++ compiler; report instead of failing
-                compile_result = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        rates, others, matmul_sizes = measure(configs, args.rounds, matmul_seconds=1.0, bfloat16=bfloat16)
         data_ms = data_path_ms(data)
+        log("profile of one short fit epoch")
+        matmul_rate = max(quiet_median(rates[n], others[n])[0] for n in ("matmul", "matmul_1_thread"))
+        profiled = profile_fit(
+            fresh(),
+            ShardDataset(data.paths[:1] if args.smoke else data.paths[:2]),
+            batch_size=BATCH,
+            lr=LR,
+            kl_tolerance=KL_TOLERANCE,
+            matmul_gflop_per_s=matmul_rate,
+            top=8,
+        )
 
-    # The machine's limits for this process: per dtype, the faster of the default-threads and one-thread loops.
-    matmuls = {name: matmul_summary(name, rates, others, matmul_sizes[name]) for name in MATMULS}
-    for name in MATMULS:
+    matmuls = {name: matmul_summary(name, rates, others, matmul_sizes[name]) for name in matmul_sizes}
+    for name in matmul_sizes:
         rates.pop(name), others.pop(name)
-    matmul_rate = max(matmuls["matmul"]["median"], matmuls["matmul_1_thread"]["median"])
-    matmul_bf16_rate = max(matmuls["matmul_bf16"]["median"], matmuls["matmul_bf16_1_thread"]["median"])
+    matmul_bf16_rate = (
+        max(matmuls["matmul_bf16"]["median"], matmuls["matmul_bf16_1_thread"]["median"]) if bfloat16 else None
+    )
 
-    def summary(name: str) -> dict[str, Any]:
+    def summary(name: str, limit: float) -> dict[str, Any]:
         ips, used = quiet_median(rates[name], others[name])
         gflops = flops * ips / 1e9
         return {
             "images_per_s": round(ips, 1),
             "gflop_per_s": round(gflops, 1),
-            "fraction_of_matmul": round(gflops / matmul_rate, 3),
-            "fraction_of_matmul_bf16": round(gflops / matmul_bf16_rate, 3),
-            "fraction_of_best_matmul": round(gflops / max(matmul_rate, matmul_bf16_rate), 3),
+            "fraction_of_own_matmul": round(gflops / limit, 3),
             "samples": [round(x, 1) for x in rates[name]],
             "others_cpu_percent": others[name],
             "quiet_samples_used": used,
         }
 
-    results = {name: summary(name) for name in rates}
+    def limit_of(name: str) -> float:
+        """The matmul rate of the dtype configuration ``name`` multiplies in."""
+        path = name.removeprefix("package_")
+        path = trial.chosen if path == "auto" else path
+        in_loop = name in loops and loops[name].autocast
+        bf16 = PRECISIONS[path].autocast is not None if path in PRECISIONS else in_loop
+        return matmul_bf16_rate if bf16 and matmul_bf16_rate else matmul_rate
+
+    results = {name: summary(name, limit_of(name)) for name in rates}
     base = results["baseline"]["images_per_s"]
     package = {k.removeprefix("package_"): v for k, v in results.items() if k.startswith("package_")}
-    levers = {k: v for k, v in results.items() if k != "baseline" and not k.startswith("package_")}
-    for v in [*package.values(), *levers.values()]:
+    levers_out = {k: v for k, v in results.items() if k != "baseline" and not k.startswith("package_")}
+    for v in [*package.values(), *levers_out.values()]:
         v["speedup_vs_baseline"] = round(v["images_per_s"] / base, 3)
-    if compile_result and "images_per_s" in compile_result:
-        compile_result["speedup_vs_baseline"] = round(
-            compile_result["images_per_s"] / compile_result["baseline_same_time_images_per_s"], 3
-        )
+    for name, check in checks.items():
+        levers_out.setdefault(name, {}).update(check)
     step_ms = 1e3 * BATCH / package["float32"]["images_per_s"]
-    best = max(package, key=lambda k: package[k]["images_per_s"])
     package["auto"]["trial"] = asdict(trial)
-    package["auto"]["trial_cost_in_steps"] = round(trial.seconds * package["auto"]["images_per_s"] / BATCH, 1)
-    limit = {p: "fraction_of_matmul_bf16" if PRECISIONS[p].autocast else "fraction_of_matmul" for p in PRECISIONS}
+    trial_share = trial.seconds / (TRIAL_MIN_STEPS * step_ms / 1e3)
+    package["auto"]["trial_share_of_shortest_measured_run"] = round(trial_share, 4)
+    default = package["float32"]
+    holds = profiled["holds_back"][0]
     emit(
         {
             "benchmark": "training",
@@ -428,36 +577,51 @@ def main() -> None:
             "loop_steps_per_round": args.steps,
             "fit_steps_per_call": args.fit_steps,
             "machine": machine(),
+            "native_bfloat16": bfloat16,
             "conditions_before": load_before,
             "conditions_after": conditions(),
             "training_gflop_per_image": round(flops / 1e9, 4),
             "matmul_fp32_gflop_per_s": round(matmul_rate, 1),
-            "matmul_bf16_gflop_per_s": round(matmul_bf16_rate, 1),
-            "matmul_fp32_default_threads": matmuls["matmul"],
-            "matmul_fp32_one_thread": matmuls["matmul_1_thread"],
-            "matmul_bf16_default_threads": matmuls["matmul_bf16"],
-            "matmul_bf16_one_thread": matmuls["matmul_bf16_1_thread"],
+            "matmul_bf16_gflop_per_s": None if matmul_bf16_rate is None else round(matmul_bf16_rate, 1),
+            "matmul": matmuls,
             "medians_over": "rounds during which other processes used < 20% of the CPUs (all rounds if none)",
             "package_threads_used": {k: {str(t): v.count(t) for t in sorted(set(v))} for k, v in THREADS_USED.items()},
             "baseline": results["baseline"],
             "package": package,
             "levers": {
-                **levers,
-                **({"torch_compile": compile_result} if compile_result else {}),
+                **levers_out,
                 "data_path_ms_per_batch": {k: round(v, 3) for k, v in data_ms.items()},
                 "data_path_share_of_float32_step": round((data_ms["read"] + data_ms["convert_batched"]) / step_ms, 4),
             },
+            "profile": profiled,
             "targets": {
-                # each path against the matmul rate of its own dtype; auto against the faster of the two
-                "fraction_of_own_matmul_at_least_0.75": {
-                    **{p: package[p][limit[p]] >= 0.75 for p in PRECISIONS},
-                    "auto": package["auto"]["fraction_of_best_matmul"] >= 0.75,
+                "fit_defaults_vs_plain_loop": {
+                    "ratio": default["speedup_vs_baseline"],
+                    "target": 1.1,
+                    "met": default["speedup_vs_baseline"] >= 1.1,
                 },
-                "not_slower_than_baseline": {k: v["speedup_vs_baseline"] >= 1.0 for k, v in package.items()},
-                "best_package_precision": best,
+                "fit_defaults_fraction_of_fp32_matmul": {
+                    "fraction": default["fraction_of_own_matmul"],
+                    "target": 0.75,
+                    "met": default["fraction_of_own_matmul"] >= 0.75,
+                    "held_back_by": holds["category"],
+                    "held_back_seconds": holds["seconds"],
+                    "held_back_seconds_at_matmul_rate": holds["seconds_at_matmul_rate"],
+                    "held_back_excess_share_of_epoch": holds["excess_share_of_epoch"],
+                },
+                "auto_trial_share_of_shortest_measured_run": {
+                    "run_steps": TRIAL_MIN_STEPS,
+                    "share": round(trial_share, 4),
+                    "target": 0.05,
+                    "met": trial_share <= 0.05,
+                },
                 "auto_picked": trial.chosen,
-                "auto_within_5_percent_of_best": package["auto"]["images_per_s"]
-                >= 0.95 * package[best]["images_per_s"],
+                "auto_never_tries_bfloat16_without_native_support": bfloat16
+                or not any(
+                    name in trial.images_per_s or name in trial.screen_images_per_s
+                    for name in PRECISIONS
+                    if name != "float32"
+                ),
             },
         }
     )

@@ -9,6 +9,7 @@ Modules, one concept each:
 - :mod:`course_lib.template`: the provided half of homework 1's ``MyVAE`` (decoder, sampling).
 - :mod:`course_lib.losses`: reconstruction error, Gaussian KL, the World Models KL floor, beta schedules.
 - :mod:`course_lib.train`: ``fit``, checkpoints, seeding, device choice, the NaN guard.
+- :mod:`course_lib.cpu`: the CPU's model and flags; whether it multiplies bfloat16 natively.
 - :mod:`course_lib.viz`: reconstruction grids, prior samples, loss curves, traversals.
 - :mod:`course_lib.diagnostics`: posterior collapse: KL per latent dimension, active units.
 - :mod:`course_lib.vae_gan`: the VAE-GAN of Larsen et al. 2016 (encoder, generator, discriminator).

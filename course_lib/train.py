@@ -6,7 +6,8 @@
 bounded by the batch. It stops with :class:`NonFiniteLossError` when the loss goes NaN or inf.
 
 Speed (benchmarks/bench_training.py): the float batch keeps the channels-last layout of the
-``uint8`` frames (``to_tensor`` permutes without copying), which oneDNN's convolutions prefer;
+``uint8`` frames (``to_tensor`` permutes without copying) and the model's weights are made
+channels-last too, which oneDNN's convolutions prefer; Adam runs PyTorch's fused kernel (:func:`adam`);
 ``precision="bfloat16"`` runs the model's forward pass under ``torch.autocast`` (about 1.5x faster
 on CPUs with AVX512-BF16 or AMX) while the loss, the gradients' accumulation into float32
 weights and the optimiser stay in float32; ``"bfloat16-channels-last"`` also keeps the input
@@ -30,6 +31,7 @@ import statistics
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,9 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
-from course_lib import distributed
+from course_lib import cpu, distributed
 from course_lib.frames import to_tensor
 from course_lib.losses import per_pixel_mse, vae_loss
 
@@ -54,7 +57,9 @@ class Precision:
         autocast: dtype of the forward pass under ``torch.autocast`` (None: plain float32).
         channels_last: give the model its input in channels-last layout (``(B, 3, 64, 64)`` with
             strides of ``(B, 64, 64, 3)``, as :func:`course_lib.frames.to_tensor` returns it
-            without a copy); False makes it contiguous NCHW first.
+            without a copy) and keep its 4-d weights channels-last too (on the CPU and CUDA), so
+            that every convolution runs oneDNN's (or cuDNN's) NHWC kernels without reordering
+            its weights or activations; False makes the input contiguous NCHW first.
     """
 
     autocast: torch.dtype | None
@@ -68,12 +73,40 @@ PRECISIONS: dict[str, Precision] = {
     "bfloat16": Precision(autocast=torch.bfloat16, channels_last=False),
     "bfloat16-channels-last": Precision(autocast=torch.bfloat16, channels_last=True),
 }
+#: Where ``fit`` also makes the model's weights channels-last on a ``channels_last`` path
+#: (benchmarks/bench_training.py, lever ``channels_last_model_and_input``).
+CHANNELS_LAST_DEVICES = frozenset({"cpu", "cuda"})
+#: Where ``fit``'s Adam runs PyTorch's fused kernel (one pass over each parameter instead of a
+#: dozen elementwise operations; bench_training.py, lever ``fused_adam``).
+FUSED_ADAM_DEVICES = frozenset({"cpu", "cuda"})
 #: ``fit(precision=AUTO)`` measures the :data:`PRECISIONS` and trains with the fastest.
 AUTO = "auto"
 
 
+class StepStage(StrEnum):
+    """The stages of one ``fit`` step, as ``torch.profiler.record_function`` labels.
+
+    ``benchmarks/bench_training.py --profile`` splits a profiled epoch by them.
+    """
+
+    BATCH = "fit.batch"  # reading the uint8 frames and converting them to float
+    FORWARD = "fit.forward"  # forward pass and loss, the terms read back as floats
+    BACKWARD = "fit.backward"  # zeroing the gradients and the backward pass
+    OPTIMIZER = "fit.optimizer"  # Adam's step
+    PROGRESS = "fit.progress"  # the history, the progress bar
+
+
 class NonFiniteLossError(RuntimeError):
     """Raised by :func:`fit` when a loss term becomes NaN or infinite."""
+
+
+def adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
+    """``torch.optim.Adam(params, lr=lr)``, fused where the device has the kernel (:data:`FUSED_ADAM_DEVICES`).
+
+    The fused kernel computes Adam's update (Kingma & Ba 2015) in one pass per parameter; its
+    results equal the default implementation's to float32 rounding (tests/test_speed_equivalence.py).
+    """
+    return torch.optim.Adam(params, lr=lr, fused=True if device.type in FUSED_ADAM_DEVICES else None)
 
 
 def seed_everything(seed: int) -> None:
@@ -190,9 +223,11 @@ def _synchronize(device: torch.device) -> None:
 
 
 #: ``fit(precision="auto")`` measures the paths only in runs of at least this many steps, so that
-#: the trial (up to :data:`TRIAL_ROUNDS` + 1 steps per path) stays a small part of the run; shorter
-#: runs use the choice of an earlier trial in the process for the same kind of run, else float32.
-TRIAL_MIN_STEPS = 100
+#: the trial (the screening, then up to :data:`TRIAL_ROUNDS` + 1 steps per path: 9 steps with three
+#: paths) stays a small part of the run: 3.1 s, 7% of a 300-step ConvVAE run at batch 100 on a 2-core
+#: AMD EPYC with AVX512-BF16 (benchmarks/results/training.json); shorter runs use the choice of an
+#: earlier trial in the process for the same kind of run, else float32.
+TRIAL_MIN_STEPS = 300
 #: Frames of the screening pass, a forward and backward pass that every path makes first.
 SCREEN_FRAMES = 4
 #: Paths whose screening pass took more than this many times the fastest one's are not measured
@@ -220,8 +255,9 @@ class PrecisionTrial:
         screen_images_per_s: images per second of every path's screening pass (forward and
             backward of :data:`SCREEN_FRAMES` frames on one CPU thread: the fastest of
             :data:`TRIAL_ROUNDS`, after one to warm up).
-        dropped: paths left out before the end, and where: ``"screen"`` or ``"warm-up"`` (more
-            than :data:`SCREEN_MARGIN` times slower than the fastest there) or ``"error"``.
+        dropped: paths left out before the end, and where: ``"cpu flags"`` (bfloat16 on a CPU
+            without AVX512-BF16 or AMX, never run), ``"screen"`` or ``"warm-up"`` (more than
+            :data:`SCREEN_MARGIN` times slower than the fastest there) or ``"error"``.
         seconds: wall time of the trial.
         errors: paths that failed to run (e.g. no bfloat16 on this device), with the error.
     """
@@ -277,17 +313,18 @@ def choose_precision(
     optimiser and the random generators are left as they were, so the run that follows gives
     exactly the losses of a run started with the chosen precision (tests/test_speed_equivalence.py).
 
-    Three stages, each dropping the paths more than :data:`SCREEN_MARGIN` times slower than the
-    fastest (so that a path 10x slower, like bfloat16 on a CPU without bfloat16 instructions,
-    costs little): a screening pass of forward and backward on :data:`SCREEN_FRAMES` frames (one
-    to warm up, as oneDNN builds its kernels for each shape, then the fastest of
-    :data:`TRIAL_ROUNDS`; on one thread on a CPU, since with several threads on a machine that
-    other processes keep busy each pass waits for descheduled threads, which measured 20x slower
-    on a busy 2-core machine and hides the paths' own differences); one warm-up training step at
-    ``batch_size``; :data:`TRIAL_ROUNDS` timed steps, whose lowest median wins. Every stage
-    interleaves the paths, so that a burst of load from other processes hits them alike. Under
-    ``torchrun`` every process must call it: the times are the slowest process's (a step waits
-    for it), so all choose the same path.
+    On a CPU whose flags show no native bfloat16 (neither AVX512-BF16 nor AMX,
+    :func:`course_lib.cpu.fast_bfloat16`) the bfloat16 paths are not tried at all: float32 is chosen
+    without a measurement. Otherwise three stages, each dropping the paths more than
+    :data:`SCREEN_MARGIN` times slower than the fastest (so that a path 10x slower costs little): a
+    screening pass of forward and backward on :data:`SCREEN_FRAMES` frames (one to warm up, as
+    oneDNN builds its kernels for each shape, then the fastest of :data:`TRIAL_ROUNDS`; on one
+    thread on a CPU, since with several threads on a machine that other processes keep busy each
+    pass waits for descheduled threads, which measured 20x slower on a busy 2-core machine and hides
+    the paths' own differences); one warm-up training step at ``batch_size``; :data:`TRIAL_ROUNDS`
+    timed steps, whose lowest median wins. Every stage interleaves the paths, so that a burst of
+    load from other processes hits them alike. Under ``torchrun`` every process must call it: the
+    times are the slowest process's (a step waits for it), so all choose the same path.
 
     Args:
         model: a VAE as accepted by :func:`fit` (copied, not changed).
@@ -322,7 +359,7 @@ def choose_precision(
         cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=cuda_devices):  # the CPU's generator and this GPU's
         trial_model = copy.deepcopy(model).to(device).train()
-        optimizer = torch.optim.Adam(trial_model.parameters(), lr=lr)
+        optimizer = adam(trial_model.parameters(), lr, device)
 
         def run(name: str, frames: np.ndarray, step: bool) -> float:
             """Seconds of one pass (``step``: a full training step) along path ``name``; inf if it fails."""
@@ -347,20 +384,21 @@ def choose_precision(
         def rates(names: list[str], seconds: list[float], frames: int) -> dict[str, float]:
             return {name: round(frames * world_size / t, 1) for name, t in zip(names, seconds, strict=True) if t > 0}
 
-        names = list(PRECISIONS)
-        threads = torch.get_num_threads()
-        if device.type == "cpu":  # what the instructions make slow, without the noise of threads waiting on others
-            torch.set_num_threads(1)
-        try:
-            for name in names:
-                run(name, screen_batch, step=False)  # warm-up
-            passes = [[run(name, screen_batch, step=False) for name in names] for _ in range(TRIAL_ROUNDS)]
-        finally:
-            torch.set_num_threads(threads)
-        # the fastest pass (load only ever slows one down), of the slowest process (the others wait for it)
-        screen = distributed.all_reduce([min(column) for column in zip(*passes, strict=True)], op="max")
-        trial.screen_images_per_s = rates(names, screen, len(screen_batch))
-        names = keep(names, screen, "screen")
+        names = _runnable_precisions(device, trial)
+        if len(names) > 1:
+            threads = torch.get_num_threads()
+            if device.type == "cpu":  # what the instructions make slow, without the noise of threads waiting
+                torch.set_num_threads(1)
+            try:
+                for name in names:
+                    run(name, screen_batch, step=False)  # warm-up
+                passes = [[run(name, screen_batch, step=False) for name in names] for _ in range(TRIAL_ROUNDS)]
+            finally:
+                torch.set_num_threads(threads)
+            # the fastest pass (load only ever slows one down), of the slowest process (the others wait for it)
+            screen = distributed.all_reduce([min(column) for column in zip(*passes, strict=True)], op="max")
+            trial.screen_images_per_s = rates(names, screen, len(screen_batch))
+            names = keep(names, screen, "screen")
         if len(names) > 1:
             warm_up = distributed.all_reduce([run(name, batch, step=True) for name in names], op="max")
             trial.images_per_s = rates(names, warm_up, len(batch))
@@ -374,6 +412,27 @@ def choose_precision(
     trial.seconds = round(time.perf_counter() - start, 3)
     _PRECISION_CHOICES[_precision_key(model, batch_size, device, world_size)] = trial
     return trial
+
+
+def _runnable_precisions(device: torch.device, trial: PrecisionTrial) -> list[str]:
+    """The :data:`PRECISIONS` worth measuring on ``device``; the others go to ``trial.dropped`` as ``"cpu flags"``.
+
+    On a CPU without native bfloat16 (:func:`course_lib.cpu.fast_bfloat16`: neither AVX512-BF16 nor
+    AMX) the bfloat16 paths are left out unmeasured, and with float32 alone nothing is measured:
+    ``trial.reason`` says so. Under ``torchrun`` the processes agree (one all-reduce): a path is
+    left out if any process's CPU lacks the instructions.
+    """
+    names = list(PRECISIONS)
+    if device.type != "cpu":
+        return names
+    slow = distributed.all_reduce([0.0 if cpu.fast_bfloat16() else 1.0], op="max")[0] > 0
+    if slow:
+        left_out = [name for name in names if PRECISIONS[name].autocast == torch.bfloat16]
+        trial.dropped.update({name: "cpu flags" for name in left_out})
+        names = [name for name in names if name not in left_out]
+    if len(names) == 1:
+        trial.reason = f"not measured: the CPU has none of {sorted(cpu.BFLOAT16_FLAGS)}, so only {names[0]} is fast"
+    return names
 
 
 def _precision_key(model: nn.Module, batch_size: int, device: torch.device, world_size: int) -> Hashable:
@@ -425,7 +484,8 @@ class _ThreadChooser:
     steps are timed with each (after one warm-up step each) and the faster is kept; the other
     is tried again for two steps at exponentially spaced steps, as the load changes. The choice
     is remembered for :attr:`REMEMBER_SECONDS` per ``key`` (the model class, batch size and
-    precision), so that the next ``fit`` of the same kind starts with it and skips the trial.
+    precision), so that the next ``fit`` of the same kind starts with it, skips the trial and
+    checks the other count after :attr:`REMEMBERED_CHECK` steps.
 
     Off, leaving the thread count alone, when it is pinned (``OMP_NUM_THREADS`` set, as the
     autograder does, or ``COURSE_THREADS`` set, which ``fit`` then uses), when PyTorch already
@@ -437,12 +497,17 @@ class _ThreadChooser:
     FIRST_CHECK = 50
     SWITCH_MARGIN = 0.9
     #: A choice made for the same kind of run this recently is reused without the first trial,
-    #: and checked after :attr:`REMEMBERED_CHECK` steps in runs of :attr:`LONG_RUN` steps or more.
+    #: and checked after :attr:`REMEMBERED_CHECK` steps: the load it was made under may be gone
+    #: (a choice of one thread made while other jobs ran then halves the speed of an idle 2-core
+    #: machine, benchmarks/bench_training.py), and two steps on the other count cost little.
     REMEMBER_SECONDS = 600.0
-    REMEMBERED_CHECK = 16
-    LONG_RUN = 200
-    #: ``{key: (threads, time.monotonic() of the decision)}``, shared by the ``fit`` calls of a process.
-    choices: ClassVar[dict[Hashable, tuple[int, float]]] = {}
+    REMEMBERED_CHECK = 4
+    #: A remembered choice of PyTorch's own count is kept without that check while its steps take
+    #: at most this many times the step time it was chosen with (the machine as busy as then).
+    SAME_LOAD = 1.25
+    #: ``{key: (threads, time.monotonic() of the decision, median seconds of a step with them)}``,
+    #: shared by the ``fit`` calls of a process.
+    choices: ClassVar[dict[Hashable, tuple[int, float, float]]] = {}
 
     def __init__(
         self,
@@ -472,12 +537,13 @@ class _ThreadChooser:
         self.k = 0
         self.next_check = len(self.plan) + self.FIRST_CHECK
         self.interval = self.FIRST_CHECK
+        self.remembered_seconds: float | None = None
         remembered = self.choices.get(self.key)
         if self.enabled and key is not None and remembered and time.monotonic() - remembered[1] < self.REMEMBER_SECONDS:
-            # start with it; check it early in a long run (the load may have changed since), while a
-            # short run keeps it: two steps on the other count would cost it a few percent
+            # start with it, and check it early: the load may have changed since
             self.choice, self.plan = remembered[0], []
-            self.next_check = self.REMEMBERED_CHECK if total_steps >= self.LONG_RUN else self.FIRST_CHECK
+            self.next_check = self.REMEMBERED_CHECK
+            self.remembered_seconds = remembered[2]
         self.current: tuple[int, bool] = (self.default, False)
         self.start = 0.0
 
@@ -485,6 +551,12 @@ class _ThreadChooser:
         """Set the thread count for the next step (and start its clock)."""
         if not self.enabled:
             return
+        if self.k == self.next_check and self.remembered_seconds is not None and self.choice == self.default:
+            # one thread only gets faster than PyTorch's count when the machine got busier: skip the
+            # early check while the steps take what they took when the choice was made
+            if float(np.median(self.timings[self.choice])) <= self.SAME_LOAD * self.remembered_seconds:
+                self.next_check = self.FIRST_CHECK
+            self.remembered_seconds = None
         if self.k < len(self.plan):
             self.current = self.plan[self.k]
         elif self.k in (self.next_check, self.next_check + 1):
@@ -504,16 +576,20 @@ class _ThreadChooser:
             self.timings[threads] = [*self.timings[threads][-7:], seconds]
         if self.k == len(self.plan) - 1:
             self.choice = min(self.timings, key=lambda t: float(np.median(self.timings[t])))
-            self.choices[self.key] = (self.choice, time.monotonic())
+            self._remember()
         elif self.k == self.next_check + 1:
             other = self.other[self.choice]
             current = float(np.median(self.timings[self.choice]))
             if float(np.mean(self.timings[other][-2:])) < self.SWITCH_MARGIN * current:
                 self.choice = other
-            self.choices[self.key] = (self.choice, time.monotonic())
+            self._remember()
             self.interval *= 2
             self.next_check += self.interval
         self.k += 1
+
+    def _remember(self) -> None:
+        """Keep the choice, when it was made and its steps' median time, for the next run of this kind."""
+        self.choices[self.key] = (self.choice, time.monotonic(), float(np.median(self.timings[self.choice])))
 
     def restore(self) -> None:
         """Give PyTorch back the thread count it had before ``fit``."""
@@ -800,7 +876,7 @@ def fit(
     device = get_device() if device is None else torch.device(device)
     torch.manual_seed(seed + processes.rank)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    optimizer = adam(model.parameters(), lr, device)
     history = History()
     if checkpoint_path is not None:
         history = _resume(Path(checkpoint_path), model, optimizer, device, processes) or history
@@ -825,6 +901,8 @@ def fit(
         )
         history.precision, history.precision_trial = trial.chosen, asdict(trial)
     path = PRECISIONS[history.precision]
+    if path.channels_last and device.type in CHANNELS_LAST_DEVICES:
+        model.to(memory_format=torch.channels_last)  # in place: the optimiser keeps the same parameters
     # DistributedDataParallel broadcasts rank 0's weights, then averages the gradients in backward
     train_model = model
     if processes.distributed:
@@ -847,31 +925,36 @@ def fit(
                 if history.steps >= total_steps:
                     break
                 threads.before_step()
-                # (b, 3, 64, 64) float32 in [0, 1], channels-last or NCHW as the precision asks
-                x = _model_input(np.asarray(train_frames[share.index]), path, device)
-                step_beta = beta(history.steps, total_steps) if callable(beta) else beta
-                terms = _step_loss(path, loss_fn, step_beta, kl_tolerance, device.type)(train_model, x)
-                values = {key: float(value.detach()) for key, value in terms.items()}
-                finite = all(math.isfinite(v) for v in values.values())
-                if processes.distributed:
-                    values, finite = _global_terms(values, finite, share.weight)
+                with record_function(StepStage.BATCH):
+                    # (b, 3, 64, 64) float32 in [0, 1], channels-last or NCHW as the precision asks
+                    x = _model_input(np.asarray(train_frames[share.index]), path, device)
+                with record_function(StepStage.FORWARD):
+                    step_beta = beta(history.steps, total_steps) if callable(beta) else beta
+                    terms = _step_loss(path, loss_fn, step_beta, kl_tolerance, device.type)(train_model, x)
+                    values = {key: float(value.detach()) for key, value in terms.items()}
+                    finite = all(math.isfinite(v) for v in values.values())
+                    if processes.distributed:
+                        values, finite = _global_terms(values, finite, share.weight)
                 if not finite:
                     raise NonFiniteLossError(
                         f"loss became non-finite at step {history.steps} (epoch {history.epochs}): "
                         f"{values}. Try a lower learning rate (lr={lr}) or check the data and the model."
                     )
-                optimizer.zero_grad(set_to_none=True)
-                loss = terms["loss"]
-                scale = share.weight * processes.world_size
-                if processes.distributed and scale != 1.0:  # an uneven last batch: weigh by frames
-                    loss = loss * scale
-                loss.backward()
-                optimizer.step()
+                with record_function(StepStage.BACKWARD):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = terms["loss"]
+                    scale = share.weight * processes.world_size
+                    if processes.distributed and scale != 1.0:  # an uneven last batch: weigh by frames
+                        loss = loss * scale
+                    loss.backward()
+                with record_function(StepStage.OPTIMIZER):
+                    optimizer.step()
                 threads.after_step()
-                history.train.append({**values, "beta": float(step_beta)})
-                history.steps += 1
-                bar.set_postfix(loss=f"{values['loss']:.3g}", refresh=False)  # shown by update's own refresh
-                bar.update(1)
+                with record_function(StepStage.PROGRESS):
+                    history.train.append({**values, "beta": float(step_beta)})
+                    history.steps += 1
+                    bar.set_postfix(loss=f"{values['loss']:.3g}", refresh=False)  # shown by update's own refresh
+                    bar.update(1)
             else:
                 history.epochs += 1
                 if processes.is_main and val_frames is not None:

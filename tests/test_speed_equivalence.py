@@ -174,7 +174,11 @@ def plain_loop(model, frames, steps, batch_size, lr, seed, kl_tolerance=0.0):
 
 
 def test_fit_matches_plain_loop(cartpole_frames):
-    """Are fit's losses over 8 ConvVAE steps those of a plain PyTorch loop (to float32 rounding)?"""
+    """Are fit's losses over 8 ConvVAE steps, with the model's weights and input channels-last and Adam's
+    fused kernel, those of a plain PyTorch loop on NCHW tensors with the default Adam (to float32 rounding)?"""
+    from course_lib.train import adam
+
+    assert adam(ConvVAE().parameters(), 1e-4, torch.device("cpu")).defaults["fused"]  # what fit uses on a CPU
     torch.manual_seed(0)
     reference = ConvVAE()
     a, b = ConvVAE(), ConvVAE()
@@ -185,6 +189,7 @@ def test_fit_matches_plain_loop(cartpole_frames):
     )
     plain = plain_loop(b, cartpole_frames, 8, 32, 1e-4, 0, kl_tolerance=0.5)
     np.testing.assert_allclose([h["loss"] for h in history.train], plain, rtol=1e-4)
+    assert a.encoder[0].weight.is_contiguous(memory_format=torch.channels_last)  # fit's default path ran
 
 
 @pytest.mark.parametrize("model_fn", [ConvVAE, lambda: SmallVAE(z_size=8, width=8)], ids=["ConvVAE", "SmallVAE"])
@@ -249,6 +254,7 @@ def test_auto_precision_same_losses_as_the_path_it_picks(cartpole_frames, monkey
         return 0.01 if precision == PRECISIONS[winner] else 0.015  # all within the screening margin
 
     monkeypatch.setattr(train, "_timed_step", winner_fastest)
+    monkeypatch.setattr(train.cpu, "fast_bfloat16", lambda cpuinfo=None: True)  # try bfloat16 on any CPU
     monkeypatch.setattr(train, "TRIAL_MIN_STEPS", 0)  # measure even this short run
     monkeypatch.setattr(train, "_PRECISION_CHOICES", {})
     runs, models = [], []
@@ -395,19 +401,28 @@ def test_thread_chooser_follows_the_load(two_threads):
 
 
 def test_thread_chooser_remembers_per_key(two_threads):
-    """Does a second run of the same kind start with the remembered choice, skipping the trial?"""
+    """Does a second run of the same kind start with the remembered choice, skipping the trial, check
+    the other count early, and switch when the load that made the choice has gone?"""
     from course_lib.train import _ThreadChooser
 
     first = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
     run_chooser(first, 10)
     first.restore()
-    short = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
-    assert set(run_chooser(short, 48)) == {1}  # a short run: no trial, no check
-    short.restore()
-    long = _ThreadChooser(torch.device("cpu"), 500, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
-    used = run_chooser(long, 20)
-    assert used[:16] == [1] * 16 and used[16:18] == [2, 2] and set(used[18:]) == {1}  # one early check
-    long.restore()
+    same = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
+    used = run_chooser(same, 48)
+    assert used[:4] == [1] * 4 and used[4:6] == [2, 2] and set(used[6:]) == {1}  # one early check, kept
+    same.restore()
+    idle = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 0.5}), key=("ConvVAE", 100))
+    used = run_chooser(idle, 48)
+    assert used[:4] == [1] * 4 and set(used[4:]) == {2}  # two threads are faster now: switched at the check
+    idle.restore()
+    again = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 0.5}), key=("ConvVAE", 100))
+    assert run_chooser(again, 48) == [2] * 48  # starts with it; steps as fast as when chosen: no check
+    again.restore()
+    busy = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
+    used = run_chooser(busy, 48)
+    assert used[:4] == [2] * 4 and set(used[4:]) == {1}  # two threads got slower: checked one, switched
+    busy.restore()
     other = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("SmallVAE", 32))
     assert run_chooser(other, 6) == [2, 1, 2, 1, 2, 1]
 
