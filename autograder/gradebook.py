@@ -252,12 +252,8 @@ def sources(root: Path, gradebooks: dict[str, list[str]], url: str | None = None
 def export(
     assignment: str, root: Path, out: Path, gradebooks: dict[str, list[str]], url: str | None = None
 ) -> tuple[Path, Path]:
-    """Write ``<out>/grades.csv`` and ``<out>/cells.csv``, merging the gradebooks of all workers.
-
-    Args:
-        gradebooks: gradebook -> the students it holds. A gradebook is a sqlite file name in
-            ``root``, or a server URL recorded without its password (:func:`redact`).
-        url: the server's URL with its password, used for the server entries.
+    """Write ``<out>/grades.csv`` and ``<out>/cells.csv``, merging the gradebooks of all workers
+    (``gradebooks`` and ``url`` as :func:`sources` takes them).
 
     Raises:
         PipelineError: if ``gradebooks`` names a server and ``url`` is not given.

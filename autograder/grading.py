@@ -128,7 +128,11 @@ def grade_student(
     if tampered:
         zero_notebooks(assignment, report.student_id, url, tampered)
     # the likely bug, into the failing cell that generate_feedback renders (not for a tampered notebook)
-    report.hints = hints.annotate(assignment, autograded, [o for o in report.outcomes if o.notebook not in tampered])
+    library, unusable = hints.current_library()
+    if unusable:  # grading goes on without hints, and the report says why
+        report.add("hints_unavailable", f"no feedback hints: {unusable}")
+    outcomes = [o for o in report.outcomes if o.notebook not in tampered]
+    report.hints = hints.annotate(assignment, autograded, outcomes, library)
     if settings.feedback and autograded.exists():
         problem = generate_feedback(assignment, root, report.student_id, gradebook)
         if problem is not None:

@@ -230,6 +230,24 @@ def load_library(path: Path = LIBRARY_PATH) -> Library:
         raise ValueError(f"{path} is not a hint library ({type(err).__name__}: {err}); run {BUILD_COMMAND}") from err
 
 
+@cache
+def current_library() -> tuple[Library, str | None]:
+    """The library to grade with, read once per process: ``(library, None)`` when it was built from the
+    checks, notebooks and mutants as they are now; else ``(an empty library, why)``.
+
+    A stale library is not used: a judge's site is its line, and after an edit of the checks the
+    line a signature names may hold another test, whose failures would get another bug's hint.
+    """
+    try:
+        library = load_library()
+    except ValueError as err:
+        return Library(()), str(err)
+    if library.entries and library.fingerprint != fingerprint():
+        stale = "the hint library is out of date with the checks, notebooks or mutants"
+        return Library(()), f"{stale}; run {BUILD_COMMAND}"
+    return library, None
+
+
 # ---------------------------------------------------------------- into the feedback
 def annotate(
     assignment: str, autograded: Path, outcomes: Iterable[CellOutcome], library: Library | None = None
@@ -245,12 +263,12 @@ def annotate(
         assignment: the assignment's name.
         autograded: the student's autograded folder of the assignment.
         outcomes: how each graded test cell ended (:attr:`autograder.report.StudentReport.outcomes`).
-        library: the signatures to match; :func:`load_library` by default.
+        library: the signatures to match; :func:`current_library`'s by default.
 
     Returns:
         ``{grade_id: hint}`` for the cells that got one.
     """
-    library = library or load_library()
+    library = library or current_library()[0]
     by_notebook: dict[str, list[CellOutcome]] = {}
     for outcome in outcomes:
         by_notebook.setdefault(outcome.notebook, []).append(outcome)

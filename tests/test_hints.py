@@ -178,3 +178,27 @@ def test_every_hint_shown_meets_the_precision_threshold(library):
     for bug, tally in tallies.items():
         if bug not in shown:
             assert tally.precision is None or tally.precision < hints.PRECISION_THRESHOLD, bug
+
+
+def test_a_stale_or_broken_library_gives_no_hints(monkeypatch, tmp_path):
+    """After an edit of the checks (the library's fingerprint no longer matches) or with a corrupt
+    library file, does grading get an empty library and the reason, rather than hints whose sites may
+    name other tests?"""
+    real_load = hints.load_library
+    hints.current_library.cache_clear()
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(hints, "fingerprint", lambda: "edited")
+            library, why = hints.current_library()
+            assert library.entries == () and "out of date" in why and hints.BUILD_COMMAND in why
+        hints.current_library.cache_clear()
+        broken = tmp_path / "hint_library.json"
+        broken.write_text("{not json")
+        with monkeypatch.context() as patch:
+            patch.setattr(hints, "load_library", lambda: real_load(broken))
+            library, why = hints.current_library()
+            assert library.entries == () and f"{broken} is not a hint library" in why
+    finally:
+        hints.current_library.cache_clear()
+    library, why = hints.current_library()
+    assert why is None and library.entries  # the shipped library is current
