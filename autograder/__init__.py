@@ -18,5 +18,10 @@ Nothing in this package ships to students: the student kit holds the released no
 - :mod:`autograder.gradebook`: sqlite or PostgreSQL gradebooks and the CSVs;
 - :mod:`autograder.pipeline`: a class graded end to end; :mod:`autograder.watch`: each submission as
   it arrives;
+- :mod:`autograder.shards`: ``--shard auto`` from a Kubernetes Indexed Job or a Slurm job array;
+- :mod:`autograder.deadlines`, :mod:`autograder.late`: due dates, extensions, the late policy;
+- :mod:`autograder.hints`: the likely bug named in the feedback, from the mutant library;
+- :mod:`autograder.class_report`: ``course report``; :mod:`autograder.similarity`: ``course
+  similarity``; :mod:`autograder.lms`: ``course export --format canvas|moodle``;
 - :mod:`autograder.submissions`: known submissions (mutants, alternatives) for the self-tests.
 """
