@@ -28,8 +28,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autograder.course import PipelineError
-from autograder.gradebook import graded_students, read_gradebook, redact, sources
+from autograder.gradebook import graded_students, read_gradebook, read_index, redact, sources
 from autograder.report import RESULTS_DIR, StudentReport, load_report
 from autograder.tamper import REVIEW, TAMPERING
 
@@ -101,12 +100,7 @@ def gather(
         rows = read_gradebook(assignment, url, graded_students(assignment, url))[1]
     else:
         if gradebooks is None:
-            index = root / "gradebooks.json"
-            if not index.exists():
-                raise PipelineError(
-                    f"{out} holds no graded run (no {index}); run `course autograde` first or pass --db"
-                )
-            gradebooks = json.loads(index.read_text())
+            gradebooks = read_index(root)
         rows = [
             row for url_, students in sources(root, gradebooks) for row in read_gradebook(assignment, url_, students)[1]
         ]
@@ -172,9 +166,11 @@ def summarize(data: ClassData) -> dict:
             failures[(outcome.notebook, outcome.cell)][test] += 1
             examples[(outcome.notebook, outcome.cell, test)][outcome.message or ""] += 1
     cells = []
-    autograded = [r for r in data.cells if r["kind"] == "autograded"]
-    for notebook, grade_id in sorted({(r["notebook"], r["grade_id"]) for r in autograded}):
-        rows = [r for r in autograded if (r["notebook"], r["grade_id"]) == (notebook, grade_id)]
+    by_cell: dict[tuple[str, str], list[dict]] = defaultdict(list)  # the autograded rows of each cell
+    for row in data.cells:
+        if row["kind"] == "autograded":
+            by_cell[(row["notebook"], row["grade_id"])].append(row)
+    for (notebook, grade_id), rows in sorted(by_cell.items()):
         passed = sum(r["score"] >= r["max_score"] > 0 for r in rows)
         groups = failures.get((f"{notebook}.ipynb", grade_id), Counter())
         cells.append(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 from pathlib import Path
@@ -61,12 +60,9 @@ def _collect(args: argparse.Namespace) -> int:
 def _feedback(args: argparse.Namespace) -> int:
     out = Path(args.out)
     root = out / "course"
-    index = root / "gradebooks.json"
-    if not index.exists():
-        print(f"course: {out} holds no graded run (no {index}); run `course autograde` first", file=sys.stderr)
-        return 2
+    index = gradebook.read_index(root)
     if not args.no_generate:  # again, e.g. after manual grading in the formgrader
-        for book, students in json.loads(index.read_text()).items():
+        for book, students in index.items():
             for student in students:
                 problem = grading.generate_feedback(args.assignment, root, student, args.db or book)
                 print(f"{student}: {problem or 'feedback written'}")
@@ -140,11 +136,7 @@ def _export(args: argparse.Namespace) -> int:
         books = {gradebook.redact(args.db): students}
         source = f" ({len(students)} students from {gradebook.redact(args.db)})"
     else:
-        index = root / "gradebooks.json"
-        if not index.exists():
-            print(f"course: {out} holds no graded run (no {index}); run `course autograde` first", file=sys.stderr)
-            return 2
-        books, source = json.loads(index.read_text()), ""
+        books, source = gradebook.read_index(root), ""
     if args.format == "csv":
         grades, cells = gradebook.export(args.assignment, root, out, books, args.db)
         print(f"wrote {grades} and {cells}{source}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,6 +226,34 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+
+
+#: A run's index in its course root: each gradebook (a sqlite file name, or a server URL without its
+#: password) and the students graded into it. ``course autograde`` and ``course watch`` write it;
+#: ``course export``, ``feedback`` and ``report`` read it.
+INDEX = "gradebooks.json"
+
+
+def write_index(root: Path, gradebooks: dict[str, list[str]]) -> Path:
+    """Write the run's :data:`INDEX` into the course root ``root``; returns its path."""
+    path = Path(root) / INDEX
+    path.write_text(json.dumps(gradebooks, indent=1))
+    return path
+
+
+def read_index(root: Path) -> dict[str, list[str]]:
+    """The run's :data:`INDEX` in the course root ``root``: gradebook -> its students.
+
+    Raises:
+        PipelineError: if ``root`` holds no graded run.
+    """
+    path = Path(root) / INDEX
+    if not path.exists():
+        raise PipelineError(
+            f"{Path(root).parent} holds no graded run (no {path}); run `course autograde` first "
+            "or pass --db for a shared gradebook"
+        )
+    return json.loads(path.read_text())
 
 
 def sources(root: Path, gradebooks: dict[str, list[str]], url: str | None = None) -> list[tuple[str, list[str]]]:

@@ -14,7 +14,6 @@ The steps, each in its own module:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import multiprocessing
 import shutil
 from concurrent.futures import ProcessPoolExecutor
@@ -23,7 +22,7 @@ from pathlib import Path
 from autograder.class_report import write_class_report
 from autograder.course import PipelineError, prepare_course, step_dir
 from autograder.deadlines import set_due
-from autograder.gradebook import check_db_url, export, redact
+from autograder.gradebook import check_db_url, export, redact, write_index
 from autograder.grading import GradingSettings, grade_batch
 from autograder.release import generate_assignment
 from autograder.report import StudentReport, write_report
@@ -140,7 +139,7 @@ def autograde(
     held: dict[str, list[str]] = {}
     for gradebook, batch in zip(gradebooks, batches, strict=True):  # a server's URL without its password
         held.setdefault(redact(gradebook), []).extend(p.name for p in batch)
-    (root / "gradebooks.json").write_text(json.dumps(held, indent=1))
+    write_index(root, held)
     export(assignment, root, out, held, db_url)
     write_report(reports, out / "report.txt")
     write_class_report(assignment, out, gradebooks=held if db_url is None else None, url=db_url)

@@ -39,6 +39,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.course import ASSIGNMENTS, PipelineError, source_dir, step_dir
+from autograder.pipeline import students_in
 
 #: Tokens in one n-gram (fingerprint). Longer n-grams make chance matches of common idioms rarer.
 NGRAM = 8
@@ -383,7 +384,7 @@ def submission_folders(assignment: str, out: Path, submissions: Path | None = No
     if submissions is not None:
         if not Path(submissions).is_dir():
             raise PipelineError(f"{submissions} is not a folder (expected one sub-folder of notebooks per student)")
-        folders = {p.name: p for p in Path(submissions).iterdir() if p.is_dir() and not p.name.startswith(".")}
+        folders = {p.name: p for p in students_in(submissions)}  # as course autograde reads them
         where = str(submissions)
     else:
         submitted = Path(out) / "course" / "submitted"

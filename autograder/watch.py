@@ -37,7 +37,7 @@ from autograder import exchange
 from autograder.class_report import write_class_report
 from autograder.course import COURSE_ID, prepare_course
 from autograder.deadlines import format_utc, spread_due
-from autograder.gradebook import add_course, db_url, export, holds_assignment, read_gradebook
+from autograder.gradebook import add_course, db_url, export, holds_assignment, read_gradebook, write_index
 from autograder.grading import GradingSettings, grade_student
 from autograder.pipeline import copy_feedback
 from autograder.release import generate_assignment
@@ -265,5 +265,5 @@ def _write_class_files(assignment: str, root: Path, out: Path, ledger: Ledger) -
         StudentReport(s, [Problem(**p) for p in g.problems], g.seconds) for s, g in sorted(ledger.latest.items())
     ]
     write_report(reports, out / "report.txt")
-    (root / "gradebooks.json").write_text(json.dumps(held, indent=1))  # for course report/export/feedback
+    write_index(root, held)  # for course report, export and feedback
     write_class_report(assignment, out, gradebooks=held)
