@@ -5,9 +5,12 @@
   forward, loss, backward, Adam; timed from the call to the return (data loading included), with
   each of its precisions (``float32``, the default; ``bfloat16``; ``bfloat16-channels-last``) and
   with ``precision="auto"``, which trains with the path its start-of-run trial picked
-  (:func:`course_lib.train.choose_precision`: run once first and reported under ``auto.trial``,
-  with its cost against a run of ``TRIAL_MIN_STEPS`` steps, the shortest that pays for one;
-  ``fit`` calls shorter than that, as the timed ones are, reuse its choice). On a CPU without
+  (:func:`course_lib.train.choose_precision`: run once first and reported under ``auto.trial``;
+  ``fit`` calls shorter than ``TRIAL_MIN_STEPS``, as the timed ones are, reuse its choice). The
+  trial's cost to a run is measured apart, in fresh processes with and without it
+  (:mod:`training_trial`), against a run of ``TRIAL_MIN_STEPS`` steps, the shortest that pays for one.
+- **course train-vae**: the command itself with its defaults, in fresh processes of two lengths
+  (:mod:`training_cli`), against the same plain loop and matmul rate. On a CPU without
   native bfloat16 (no ``avx512_bf16`` or ``amx_bf16`` flag) the bfloat16 paths and levers are not
   timed: they run at about 1/40 of float32 there, and ``auto`` never tries them.
 - **baseline**: a plain PyTorch loop on ``float32 (N, 3, 64, 64)`` NCHW tensors already in memory,
@@ -21,7 +24,9 @@
   batches and checked to give the plain loop's losses over its first steps (float32 levers to
   ``rtol=1e-4``, bfloat16 ones to 3%, the tolerances of tests/test_speed_equivalence.py):
   channels-last input, channels-last model and input, Adam's fused kernel (alone and with
-  channels-last: what ``fit`` does by default), ``torch.compile`` (inductor) of the model
+  channels-last), the first transposed convolution (of a 1x1 map) as a matrix product (alone,
+  with channels-last and fused Adam: what ``fit`` does by default, and under bf16 autocast;
+  :mod:`course_lib.kernels`), ``torch.compile`` (inductor) of the model
   and the loss together (NCHW, channels-last, and with the ``uint8`` to float conversion inside
   the compiled graph), bf16 autocast, batch size (50 and 200), one thread, a DataLoader worker;
   and the data path alone (per-frame vs batched conversion).
@@ -40,6 +45,7 @@ Usage: ``python benchmarks/bench_training.py [--rounds 3] [--steps 8] [--quick] 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 import tempfile
@@ -53,12 +59,15 @@ import numpy as np
 import torch
 from _common import OthersLoad, conditions, emit, log, machine, matmul_gflops, quiet_median, timed
 from torch.utils.flop_counter import FlopCounterMode
+from training_cli import LONG, train_vae_rate
 from training_cuda import NoGPUError, cuda_benchmark
 from training_profile import profile_fit
+from training_trial import trial_cost
 
 from course_lib.cpu import fast_bfloat16
 from course_lib.data import ShardDataset, save_shard
 from course_lib.frames import to_tensor
+from course_lib.kernels import dense_transposed_convolutions
 from course_lib.solutions.conv_vae import ConvVAE
 from course_lib.train import PRECISIONS, TRIAL_MIN_STEPS, PrecisionTrial, choose_precision, fit
 
@@ -87,6 +96,8 @@ class PlainLoop:
         compile: ``torch.compile`` the step's conversion, forward pass and loss as one function.
         uint8: the batches are ``uint8`` frames (inside the compiled graph with ``compile``).
         fused_adam: Adam's fused kernel (``fused=True``) instead of its default implementation.
+        dense: transposed convolutions of 1x1 maps as matrix products
+            (:func:`course_lib.kernels.dense_transposed_convolutions`, as ``fit`` runs them on the CPU).
     """
 
     def __init__(
@@ -98,8 +109,10 @@ class PlainLoop:
         compile: bool = False,
         uint8: bool = False,
         fused_adam: bool = False,
+        dense: bool = False,
     ):
         self.model = model
+        self.dense = dense
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
             if not uint8:
@@ -116,7 +129,8 @@ class PlainLoop:
         """The loss of one batch (``uint8`` frames converted first)."""
         if self.uint8:
             x = x.permute(0, 3, 1, 2).float().div(255.0)  # (B, 3, 64, 64), channels-last strides
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+        kernels = dense_transposed_convolutions(self.model) if self.dense else contextlib.nullcontext()
+        with kernels, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             x_hat, mu, logvar = self.model(x)
         return seed000_loss(x, x_hat.float(), mu.float(), logvar.float())
 
@@ -333,6 +347,11 @@ def lever_loops(
             PlainLoop(fresh(), batches, channels_last=True, fused_adam=True),
             FLOAT32_RTOL,
         ),
+        "dense_first_transposed_convolution": (PlainLoop(fresh(), batches, dense=True), FLOAT32_RTOL),
+        "dense_channels_last_and_fused_adam": (
+            PlainLoop(fresh(), batches, channels_last=True, fused_adam=True, dense=True),
+            FLOAT32_RTOL,
+        ),
         "batch_50": (PlainLoop(fresh(), [b[:50] for b in batches]), math.nan),
         "batch_200": (PlainLoop(fresh(), [torch.cat([b, b.flip(0)]) for b in batches]), math.nan),
     }
@@ -341,6 +360,10 @@ def lever_loops(
             "bf16_autocast": (PlainLoop(fresh(), batches, autocast=True), BFLOAT16_RTOL),
             "bf16_autocast_channels_last_model_and_input": (
                 PlainLoop(fresh(), batches, autocast=True, channels_last=True),
+                BFLOAT16_RTOL,
+            ),
+            "bf16_autocast_dense_first_transposed_convolution": (
+                PlainLoop(fresh(), batches, autocast=True, dense=True),
                 BFLOAT16_RTOL,
             ),
         }
@@ -413,6 +436,22 @@ def best_matmul(dtype: torch.dtype, seconds: float = 1.0) -> float:
     finally:
         torch.set_num_threads(threads)
     return max(rates)
+
+
+def train_vae_targets(row: dict[str, Any]) -> dict[str, Any]:
+    """``course train-vae``'s targets: those of ``fit``'s defaults, which it runs."""
+    return {
+        "train_vae_vs_plain_loop": {
+            "ratio": row["speedup_vs_baseline"],
+            "target": 1.1,
+            "met": row["speedup_vs_baseline"] >= 1.1,
+        },
+        "train_vae_fraction_of_fp32_matmul": {
+            "fraction": row["fraction_of_own_matmul"],
+            "target": 0.75,
+            "met": row["fraction_of_own_matmul"] >= 0.75,
+        },
+    }
 
 
 def main() -> None:
@@ -515,6 +554,17 @@ def main() -> None:
         THREADS_USED.clear()
         rates, others, matmul_sizes = measure(configs, args.rounds, matmul_seconds=1.0, bfloat16=bfloat16)
         data_ms = data_path_ms(data)
+        log("the trial's cost to a run: fresh processes with and without it")
+        cost = trial_cost(Path(tmp), BATCH, LR, KL_TOLERANCE, rounds=1 if args.quick else 3)
+        log(f"trial: {cost['seconds']:.2f} s more than a run without it ({cost['trial_seconds']:.2f} s of its own)")
+        cli = None
+        if not args.smoke:
+            log("course train-vae: fresh processes of two lengths")
+            cli_shards = Path(tmp) / "train_vae"
+            cli_shards.mkdir()
+            write_shards(cli_shards, 2 * BATCH * LONG, n_shards=40)  # one of 40 held out: LONG steps in epoch 1
+            cli = train_vae_rate(cli_shards, BATCH, rounds=1 if args.quick else 2)
+            log(f"course train-vae: {cli['images_per_s']:.0f} images/s")
         log("profile of one short fit epoch")
         matmul_rate = max(quiet_median(rates[n], others[n])[0] for n in ("matmul", "matmul_1_thread"))
         profiled = profile_fit(
@@ -564,8 +614,20 @@ def main() -> None:
         levers_out.setdefault(name, {}).update(check)
     step_ms = 1e3 * BATCH / package["float32"]["images_per_s"]
     package["auto"]["trial"] = asdict(trial)
-    trial_share = trial.seconds / (TRIAL_MIN_STEPS * step_ms / 1e3)
+    # against the shortest run that pays for a trial, at the rate of the path auto trains with
+    auto_step_s = BATCH / package["auto"]["images_per_s"]
+    trial_share = cost["seconds"] / (TRIAL_MIN_STEPS * auto_step_s)
+    package["auto"]["trial_cost"] = cost
     package["auto"]["trial_share_of_shortest_measured_run"] = round(trial_share, 4)
+    train_vae = None
+    if cli is not None:
+        gflops = flops * cli["images_per_s"] / 1e9
+        train_vae = {
+            **cli,
+            "gflop_per_s": round(gflops, 1),
+            "fraction_of_own_matmul": round(gflops / matmul_rate, 3),
+            "speedup_vs_baseline": round(cli["images_per_s"] / base, 3),
+        }
     default = package["float32"]
     holds = profiled["holds_back"][0]
     emit(
@@ -588,6 +650,7 @@ def main() -> None:
             "package_threads_used": {k: {str(t): v.count(t) for t in sorted(set(v))} for k, v in THREADS_USED.items()},
             "baseline": results["baseline"],
             "package": package,
+            "train_vae": train_vae,
             "levers": {
                 **levers_out,
                 "data_path_ms_per_batch": {k: round(v, 3) for k, v in data_ms.items()},
@@ -609,8 +672,10 @@ def main() -> None:
                     "held_back_seconds_at_matmul_rate": holds["seconds_at_matmul_rate"],
                     "held_back_excess_share_of_epoch": holds["excess_share_of_epoch"],
                 },
+                **({} if train_vae is None else train_vae_targets(train_vae)),
                 "auto_trial_share_of_shortest_measured_run": {
                     "run_steps": TRIAL_MIN_STEPS,
+                    "seconds": cost["seconds"],
                     "share": round(trial_share, 4),
                     "target": 0.05,
                     "met": trial_share <= 0.05,

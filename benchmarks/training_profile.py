@@ -3,8 +3,10 @@
 ``torch.profiler`` records one epoch of :func:`course_lib.train.fit` (after a two-step warm-up, as
 oneDNN builds its kernels for each shape first); every operator's own time (self CPU time, on the
 calling thread) is given to the innermost of: a convolution or transposed convolution (forward:
-``aten::conv2d`` / ``aten::conv_transpose2d``; backward: ``aten::convolution_backward``, told apart
-by its weight's shape, looked up among the model's own ``Conv2d`` and ``ConvTranspose2d`` layers),
+``aten::conv2d`` / ``aten::conv_transpose2d``, or ``fit``'s matrix product for a 1x1 map,
+:data:`course_lib.kernels.DENSE_LABEL`; backward: ``aten::convolution_backward``, told apart by
+its weight's shape, looked up among the model's own ``Conv2d`` and ``ConvTranspose2d`` layers; the
+matrix product's backward is autograd's ``AddmmBackward0`` and counts as the rest of backward),
 else the stage of ``fit``'s step it ran in (:class:`course_lib.train.StepStage`), else "outside
 the steps" (fit's setup, and the profiler's own bookkeeping). The convolutions' FLOPs (forward and
 backward, ``torch.utils.flop_counter`` per layer) over their time give each kind's GFLOP/s, set
@@ -22,6 +24,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from course_lib.kernels import DENSE_LABEL
 from course_lib.train import StepStage, fit
 
 CONVOLUTION = "convolutions"
@@ -74,7 +77,7 @@ def _category(event: Any, kinds: dict[tuple[int, ...], str]) -> str | None:
     """The category ``event`` itself names (None: it takes its parent's)."""
     if event.name == "aten::conv2d":
         return CONVOLUTION
-    if event.name == "aten::conv_transpose2d":
+    if event.name in ("aten::conv_transpose2d", DENSE_LABEL):
         return TRANSPOSED
     if event.name == "aten::convolution_backward" and len(event.input_shapes) > 2:
         return kinds.get(tuple(event.input_shapes[2]))

@@ -49,3 +49,11 @@ def fast_bfloat16(cpuinfo: Path = CPUINFO) -> bool:
     """
     flags = cpu_flags(cpuinfo)
     return not flags or bool(flags & BFLOAT16_FLAGS)
+
+
+def native_bfloat16(cpuinfo: Path = CPUINFO) -> bool:
+    """Whether the CPU's flags are known and list native bfloat16 (:data:`BFLOAT16_FLAGS`).
+
+    Unlike :func:`fast_bfloat16`, False where ``cpuinfo`` cannot be read: the CPU did not say.
+    """
+    return bool(cpu_flags(cpuinfo) & BFLOAT16_FLAGS)

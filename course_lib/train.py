@@ -7,7 +7,10 @@ bounded by the batch. It stops with :class:`NonFiniteLossError` when the loss go
 
 Speed (benchmarks/bench_training.py): the float batch keeps the channels-last layout of the
 ``uint8`` frames (``to_tensor`` permutes without copying) and the model's weights are made
-channels-last too, which oneDNN's convolutions prefer; Adam runs PyTorch's fused kernel (:func:`adam`);
+channels-last too, which oneDNN's convolutions prefer; on the CPU a transposed convolution of a
+1x1 map (the ConvVAE's first decoder layer) runs as one matrix product (:mod:`course_lib.kernels`:
+6x faster than oneDNN's kernel in float32 and 15x under bfloat16 on a Xeon with AMX); Adam runs
+PyTorch's fused kernel (:func:`adam`);
 ``precision="bfloat16"`` runs the model's forward pass under ``torch.autocast`` (about 1.5x faster
 on CPUs with AVX512-BF16 or AMX) while the loss, the gradients' accumulation into float32
 weights and the optimiser stay in float32; ``"bfloat16-channels-last"`` also keeps the input
@@ -21,6 +24,7 @@ batch, rank 0 alone validates, saves and shows progress.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import io
@@ -42,7 +46,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import record_function
 from tqdm.auto import tqdm
 
-from course_lib import cpu, distributed
+from course_lib import cpu, distributed, kernels
 from course_lib.frames import to_tensor
 from course_lib.losses import per_pixel_mse, vae_loss
 
@@ -79,6 +83,10 @@ CHANNELS_LAST_DEVICES = frozenset({"cpu", "cuda"})
 #: Where ``fit``'s Adam runs PyTorch's fused kernel (one pass over each parameter instead of a
 #: dozen elementwise operations; bench_training.py, lever ``fused_adam``).
 FUSED_ADAM_DEVICES = frozenset({"cpu", "cuda"})
+#: Where ``fit`` runs transposed convolutions of 1x1 maps as matrix products
+#: (:func:`course_lib.kernels.dense_transposed_convolutions`; bench_training.py, lever
+#: ``dense_first_transposed_convolution``). GPUs are left to cuDNN: not measured.
+DENSE_TRANSPOSED_DEVICES = frozenset({"cpu"})
 #: ``fit(precision=AUTO)`` measures the :data:`PRECISIONS` and trains with the fastest.
 AUTO = "auto"
 
@@ -98,6 +106,13 @@ class StepStage(StrEnum):
 
 class NonFiniteLossError(RuntimeError):
     """Raised by :func:`fit` when a loss term becomes NaN or infinite."""
+
+
+def _fast_kernels(model: nn.Module, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The kernels ``fit`` swaps into ``model`` on ``device`` while it trains (see :data:`DENSE_TRANSPOSED_DEVICES`)."""
+    if device.type in DENSE_TRANSPOSED_DEVICES:
+        return kernels.dense_transposed_convolutions(model)
+    return contextlib.nullcontext()
 
 
 def adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -223,11 +238,12 @@ def _synchronize(device: torch.device) -> None:
 
 
 #: ``fit(precision="auto")`` measures the paths only in runs of at least this many steps, so that
-#: the trial (the screening, then up to :data:`TRIAL_ROUNDS` + 1 steps per path: 9 steps with three
-#: paths) stays a small part of the run: 3.1 s, 7% of a 300-step ConvVAE run at batch 100 on a 2-core
-#: AMD EPYC with AVX512-BF16 (benchmarks/results/training.json); shorter runs use the choice of an
-#: earlier trial in the process for the same kind of run, else float32.
-TRIAL_MIN_STEPS = 300
+#: the trial (one untimed and :data:`TRIAL_ROUNDS` timed steps per path, after a screening where the
+#: CPU does not list native bfloat16) stays a small part of the run: it added 2.5 s to a run on a
+#: 2-core Xeon with AMX, 2.9% of a 500-step ConvVAE run at batch 100 (``bench_training.py --quick``,
+#: fresh processes with and without it); shorter runs use the choice of an earlier trial in the
+#: process for the same kind of run, else float32.
+TRIAL_MIN_STEPS = 500
 #: Frames of the screening pass, a forward and backward pass that every path makes first.
 SCREEN_FRAMES = 4
 #: Paths whose screening pass took more than this many times the fastest one's are not measured
@@ -250,13 +266,13 @@ class PrecisionTrial:
             for a run too short to be worth a trial) or ``"not measured: ..."`` (float32 then).
         images_per_s: training images per second of all processes together at the run's batch
             size (conversion to float, forward, loss, backward, Adam; reading excluded), for each
-            path that passed the screening: the median of :data:`TRIAL_ROUNDS` timed steps, or its
-            warm-up step if that was already too slow (see ``dropped``).
+            path timed: the median of :data:`TRIAL_ROUNDS` steps, after one untimed step each.
         screen_images_per_s: images per second of every path's screening pass (forward and
             backward of :data:`SCREEN_FRAMES` frames on one CPU thread: the fastest of
-            :data:`TRIAL_ROUNDS`, after one to warm up).
+            :data:`TRIAL_ROUNDS`, after one to warm up); empty where there was no screening (a
+            CPU whose flags list native bfloat16).
         dropped: paths left out before the end, and where: ``"cpu flags"`` (bfloat16 on a CPU
-            without AVX512-BF16 or AMX, never run), ``"screen"`` or ``"warm-up"`` (more than
+            without AVX512-BF16 or AMX, never run), ``"screen"`` (more than
             :data:`SCREEN_MARGIN` times slower than the fastest there) or ``"error"``.
         seconds: wall time of the trial.
         errors: paths that failed to run (e.g. no bfloat16 on this device), with the error.
@@ -315,15 +331,17 @@ def choose_precision(
 
     On a CPU whose flags show no native bfloat16 (neither AVX512-BF16 nor AMX,
     :func:`course_lib.cpu.fast_bfloat16`) the bfloat16 paths are not tried at all: float32 is chosen
-    without a measurement. Otherwise three stages, each dropping the paths more than
-    :data:`SCREEN_MARGIN` times slower than the fastest (so that a path 10x slower costs little): a
-    screening pass of forward and backward on :data:`SCREEN_FRAMES` frames (one to warm up, as
-    oneDNN builds its kernels for each shape, then the fastest of :data:`TRIAL_ROUNDS`; on one
-    thread on a CPU, since with several threads on a machine that other processes keep busy each
-    pass waits for descheduled threads, which measured 20x slower on a busy 2-core machine and hides
-    the paths' own differences); one warm-up training step at ``batch_size``; :data:`TRIAL_ROUNDS`
-    timed steps, whose lowest median wins. Every stage interleaves the paths, so that a burst of
-    load from other processes hits them alike. Under ``torchrun`` every process must call it: the
+    without a measurement. Where the device cannot say (a GPU, a CPU without a flags line), a
+    screening pass first drops the paths more than :data:`SCREEN_MARGIN` times slower than the
+    fastest, so that a path 10x slower costs little: forward and backward on :data:`SCREEN_FRAMES`
+    frames (one to warm up, as oneDNN builds its kernels for each shape, then the fastest of
+    :data:`TRIAL_ROUNDS`; on one thread on a CPU, since with several threads on a machine that
+    other processes keep busy each pass waits for descheduled threads, which measured 20x slower on
+    a busy 2-core machine and hides the paths' own differences). Then one untimed training step
+    per path at ``batch_size`` (the first step of a process pays its one-time setup) and
+    :data:`TRIAL_ROUNDS` timed steps, whose lowest median wins. Every stage interleaves the paths,
+    so that a burst of load from other processes hits them alike. The steps run the kernels
+    ``fit``'s steps run (:mod:`course_lib.kernels`). Under ``torchrun`` every process must call it: the
     times are the slowest process's (a step waits for it), so all choose the same path.
 
     Args:
@@ -357,9 +375,11 @@ def choose_precision(
     cuda_devices = []
     if device.type == "cuda":
         cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    with torch.random.fork_rng(devices=cuda_devices):  # the CPU's generator and this GPU's
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.random.fork_rng(devices=cuda_devices))  # the CPU's generator and this GPU's
         trial_model = copy.deepcopy(model).to(device).train()
         optimizer = adam(trial_model.parameters(), lr, device)
+        stack.enter_context(_fast_kernels(trial_model, device))  # the kernels fit's steps run
 
         def run(name: str, frames: np.ndarray, step: bool) -> float:
             """Seconds of one pass (``step``: a full training step) along path ``name``; inf if it fails."""
@@ -385,7 +405,7 @@ def choose_precision(
             return {name: round(frames * world_size / t, 1) for name, t in zip(names, seconds, strict=True) if t > 0}
 
         names = _runnable_precisions(device, trial)
-        if len(names) > 1:
+        if len(names) > 1 and _needs_screening(device):
             threads = torch.get_num_threads()
             if device.type == "cpu":  # what the instructions make slow, without the noise of threads waiting
                 torch.set_num_threads(1)
@@ -400,13 +420,15 @@ def choose_precision(
             trial.screen_images_per_s = rates(names, screen, len(screen_batch))
             names = keep(names, screen, "screen")
         if len(names) > 1:
-            warm_up = distributed.all_reduce([run(name, batch, step=True) for name in names], op="max")
-            trial.images_per_s = rates(names, warm_up, len(batch))
-            names = keep(names, warm_up, "warm-up")
+            # untimed: the first full step of a process also pays its one-time setup (memory, threads,
+            # oneDNN's kernels for the shapes), which would make whichever path runs first look slow
+            for name in names:
+                run(name, batch, step=True)
+            names = [name for name in names if name not in trial.errors]
         if len(names) > 1:
             steps = [[run(name, batch, step=True) for name in names] for _ in range(TRIAL_ROUNDS)]
             medians = distributed.all_reduce([statistics.median(c) for c in zip(*steps, strict=True)], op="max")
-            trial.images_per_s.update(rates(names, medians, len(batch)))
+            trial.images_per_s = rates(names, medians, len(batch))
             names = [names[int(np.argmin(medians))]]
     trial.chosen = names[0] if names else "float32"  # nothing ran: float32, whose first step will raise the error
     trial.seconds = round(time.perf_counter() - start, 3)
@@ -433,6 +455,18 @@ def _runnable_precisions(device: torch.device, trial: PrecisionTrial) -> list[st
     if len(names) == 1:
         trial.reason = f"not measured: the CPU has none of {sorted(cpu.BFLOAT16_FLAGS)}, so only {names[0]} is fast"
     return names
+
+
+def _needs_screening(device: torch.device) -> bool:
+    """Whether :func:`choose_precision` screens the paths before timing full steps on ``device``.
+
+    Not on a CPU whose flags list native bfloat16 (:func:`course_lib.cpu.native_bfloat16`): no path
+    is many times slower there, so the screening would only add its cost. Elsewhere (GPUs, CPUs
+    that do not say) it does. Under ``torchrun`` the processes agree (one all-reduce).
+    """
+    if device.type != "cpu":
+        return True
+    return distributed.all_reduce([0.0 if cpu.native_bfloat16() else 1.0], op="max")[0] > 0
 
 
 def _precision_key(model: nn.Module, batch_size: int, device: torch.device, world_size: int) -> Hashable:
@@ -918,64 +952,67 @@ def fit(
     threads = _ThreadChooser(
         device, total_steps - history.steps, key=(type(model).__qualname__, local_batch, history.precision)
     )
-    try:
-        while history.epochs < num_epochs and history.steps < total_steps:
-            model.train()
-            for share in batches:
-                if history.steps >= total_steps:
-                    break
-                threads.before_step()
-                with record_function(StepStage.BATCH):
-                    # (b, 3, 64, 64) float32 in [0, 1], channels-last or NCHW as the precision asks
-                    x = _model_input(np.asarray(train_frames[share.index]), path, device)
-                with record_function(StepStage.FORWARD):
-                    step_beta = beta(history.steps, total_steps) if callable(beta) else beta
-                    terms = _step_loss(path, loss_fn, step_beta, kl_tolerance, device.type)(train_model, x)
-                    values = {key: float(value.detach()) for key, value in terms.items()}
-                    finite = all(math.isfinite(v) for v in values.values())
-                    if processes.distributed:
-                        values, finite = _global_terms(values, finite, share.weight)
-                if not finite:
-                    raise NonFiniteLossError(
-                        f"loss became non-finite at step {history.steps} (epoch {history.epochs}): "
-                        f"{values}. Try a lower learning rate (lr={lr}) or check the data and the model."
-                    )
-                with record_function(StepStage.BACKWARD):
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = terms["loss"]
-                    scale = share.weight * processes.world_size
-                    if processes.distributed and scale != 1.0:  # an uneven last batch: weigh by frames
-                        loss = loss * scale
-                    loss.backward()
-                with record_function(StepStage.OPTIMIZER):
-                    optimizer.step()
-                threads.after_step()
-                with record_function(StepStage.PROGRESS):
-                    history.train.append({**values, "beta": float(step_beta)})
-                    history.steps += 1
-                    bar.set_postfix(loss=f"{values['loss']:.3g}", refresh=False)  # shown by update's own refresh
-                    bar.update(1)
-            else:
-                history.epochs += 1
-                if processes.is_main and val_frames is not None:
-                    scores = evaluate(model, val_frames, loss_fn or make_vae_loss(1.0, kl_tolerance), device=device)
-                    history.val.append({"epoch": history.epochs, "step": history.steps, **scores})
-                if processes.is_main and checkpoint_path is not None:
-                    history.seconds = seconds_before + time.perf_counter() - start_time  # a killed run keeps its time
-                    save_checkpoint(checkpoint_path, model, optimizer, history)
-                continue
-            break
-        bar.close()
-        history.seconds = seconds_before + time.perf_counter() - start_time
-        if (
-            processes.is_main
-            and val_frames is not None
-            and (not history.val or history.val[-1]["step"] != history.steps)
-        ):
-            scores = evaluate(model, val_frames, loss_fn or make_vae_loss(1.0, kl_tolerance), device=device)
-            history.val.append({"epoch": history.epochs, "step": history.steps, **scores})
-    finally:
-        threads.restore()
+    with _fast_kernels(model, device):  # 1x1 transposed convolutions as matrix products on the CPU
+        try:
+            while history.epochs < num_epochs and history.steps < total_steps:
+                model.train()
+                for share in batches:
+                    if history.steps >= total_steps:
+                        break
+                    threads.before_step()
+                    with record_function(StepStage.BATCH):
+                        # (b, 3, 64, 64) float32 in [0, 1], channels-last or NCHW as the precision asks
+                        x = _model_input(np.asarray(train_frames[share.index]), path, device)
+                    with record_function(StepStage.FORWARD):
+                        step_beta = beta(history.steps, total_steps) if callable(beta) else beta
+                        terms = _step_loss(path, loss_fn, step_beta, kl_tolerance, device.type)(train_model, x)
+                        values = {key: float(value.detach()) for key, value in terms.items()}
+                        finite = all(math.isfinite(v) for v in values.values())
+                        if processes.distributed:
+                            values, finite = _global_terms(values, finite, share.weight)
+                    if not finite:
+                        raise NonFiniteLossError(
+                            f"loss became non-finite at step {history.steps} (epoch {history.epochs}): "
+                            f"{values}. Try a lower learning rate (lr={lr}) or check the data and the model."
+                        )
+                    with record_function(StepStage.BACKWARD):
+                        optimizer.zero_grad(set_to_none=True)
+                        loss = terms["loss"]
+                        scale = share.weight * processes.world_size
+                        if processes.distributed and scale != 1.0:  # an uneven last batch: weigh by frames
+                            loss = loss * scale
+                        loss.backward()
+                    with record_function(StepStage.OPTIMIZER):
+                        optimizer.step()
+                    threads.after_step()
+                    with record_function(StepStage.PROGRESS):
+                        history.train.append({**values, "beta": float(step_beta)})
+                        history.steps += 1
+                        bar.set_postfix(loss=f"{values['loss']:.3g}", refresh=False)  # shown by update's own refresh
+                        bar.update(1)
+                else:
+                    history.epochs += 1
+                    if processes.is_main and val_frames is not None:
+                        scores = evaluate(model, val_frames, loss_fn or make_vae_loss(1.0, kl_tolerance), device=device)
+                        history.val.append({"epoch": history.epochs, "step": history.steps, **scores})
+                    if processes.is_main and checkpoint_path is not None:
+                        history.seconds = (
+                            seconds_before + time.perf_counter() - start_time
+                        )  # a killed run keeps its time
+                        save_checkpoint(checkpoint_path, model, optimizer, history)
+                    continue
+                break
+            bar.close()
+            history.seconds = seconds_before + time.perf_counter() - start_time
+            if (
+                processes.is_main
+                and val_frames is not None
+                and (not history.val or history.val[-1]["step"] != history.steps)
+            ):
+                scores = evaluate(model, val_frames, loss_fn or make_vae_loss(1.0, kl_tolerance), device=device)
+                history.val.append({"epoch": history.epochs, "step": history.steps, **scores})
+        finally:
+            threads.restore()
     if processes.is_main and checkpoint_path is not None:
         save_checkpoint(checkpoint_path, model, optimizer, history)
     model.eval()

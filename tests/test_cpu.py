@@ -28,6 +28,7 @@ def test_fast_bfloat16_reads_the_flags(tmp_path, text, fast):
     path = tmp_path / "cpuinfo"
     path.write_text(text)
     assert cpu.fast_bfloat16(path) is fast
+    assert cpu.native_bfloat16(path) is (fast and text != "processor : 0\n")  # native only where the flags say so
 
 
 def test_model_and_flags(tmp_path):

@@ -255,6 +255,7 @@ def test_auto_precision_same_losses_as_the_path_it_picks(cartpole_frames, monkey
 
     monkeypatch.setattr(train, "_timed_step", winner_fastest)
     monkeypatch.setattr(train.cpu, "fast_bfloat16", lambda cpuinfo=None: True)  # try bfloat16 on any CPU
+    monkeypatch.setattr(train.cpu, "native_bfloat16", lambda cpuinfo=None: False)  # and screen, on any CPU
     monkeypatch.setattr(train, "TRIAL_MIN_STEPS", 0)  # measure even this short run
     monkeypatch.setattr(train, "_PRECISION_CHOICES", {})
     runs, models = [], []

@@ -339,6 +339,7 @@ def fake_steps(monkeypatch):
     monkeypatch.setattr(train, "_timed_step", fake)
     monkeypatch.setattr(train, "_PRECISION_CHOICES", {})
     monkeypatch.setattr(train.cpu, "fast_bfloat16", lambda cpuinfo=None: True)  # try bfloat16 on any CPU
+    monkeypatch.setattr(train.cpu, "native_bfloat16", lambda cpuinfo=None: False)  # a CPU that cannot say: screen
     return costs, calls
 
 
@@ -376,9 +377,9 @@ def test_auto_precision_picks_the_fastest_full_step(fake_steps, small_frames):
     assert calls == [(p, "screen", 1) for p in screen * 3] + [(p, "step", 2) for p in steps * 3]
 
 
-def test_auto_precision_drops_a_slow_warm_up_and_a_failing_path(fake_steps, small_frames):
-    """Is a path whose full warm-up step is over 2x slower dropped before its timed steps, and one
-    that raises recorded as an error?"""
+def test_auto_precision_times_after_an_untimed_step_and_records_a_failing_path(fake_steps, small_frames):
+    """Is a path slow at full steps timed and not chosen (its untimed first step never decides),
+    and one that raises recorded as an error and not run again?"""
     from course_lib.train import choose_precision
 
     costs, calls = fake_steps
@@ -390,11 +391,24 @@ def test_auto_precision_drops_a_slow_warm_up_and_a_failing_path(fake_steps, smal
     )
     trial = choose_precision(small_model(), small_frames, batch_size=16)
     assert trial.chosen == "float32"
-    assert trial.dropped == {"bfloat16": "error", "bfloat16-channels-last": "warm-up"}
+    assert trial.dropped == {"bfloat16": "error"}
     assert trial.errors == {"bfloat16": "RuntimeError: no bf16 here"}
-    assert trial.images_per_s == {"float32": 32.0, "bfloat16-channels-last": 10.7}  # the warm-up steps
+    assert trial.images_per_s == {"float32": 32.0, "bfloat16-channels-last": 10.7}  # medians of the timed steps
     assert [c[:2] for c in calls].count(("bfloat16", "screen")) == 1  # failed at its warm-up: not run again
-    assert [c[:2] for c in calls].count(("bfloat16-channels-last", "step")) == 1
+    assert [c[:2] for c in calls].count(("bfloat16-channels-last", "step")) == 3  # untimed, then two timed
+
+
+def test_auto_precision_skips_the_screening_on_a_cpu_with_native_bfloat16(fake_steps, small_frames, monkeypatch):
+    """Where the CPU's flags list native bfloat16, are the paths timed at full steps only (no screening)?"""
+    from course_lib import train
+
+    costs, calls = fake_steps
+    monkeypatch.setattr(train.cpu, "native_bfloat16", lambda cpuinfo=None: True)
+    costs.update(_costs({}, {"float32": 0.5, "bfloat16": 0.25, "bfloat16-channels-last": 0.4}))
+    trial = train.choose_precision(small_model(), small_frames, batch_size=16)
+    assert trial.chosen == "bfloat16" and trial.screen_images_per_s == {} and trial.dropped == {}
+    assert trial.images_per_s == {"float32": 32.0, "bfloat16": 64.0, "bfloat16-channels-last": 40.0}
+    assert [c[:2] for c in calls] == [(p, "step") for p in train.PRECISIONS] * 3
 
 
 def test_short_auto_run_uses_a_remembered_choice(fake_steps, small_frames):

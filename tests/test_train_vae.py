@@ -110,6 +110,7 @@ def test_precision_auto_reports_its_choice(shards, tmp_path, capsys, monkeypatch
     monkeypatch.setattr(train, "TRIAL_MIN_STEPS", 0)
     monkeypatch.setattr(train, "_PRECISION_CHOICES", {})
     monkeypatch.setattr(train.cpu, "fast_bfloat16", lambda cpuinfo=None: True)  # measure on any CPU
+    monkeypatch.setattr(train.cpu, "native_bfloat16", lambda cpuinfo=None: False)  # and screen first
     (tmp_path / "my_vae.py").write_text(TINY_MODEL)
     out, spec = tmp_path / "auto.pt", f"{tmp_path / 'my_vae.py'}:TinyVAE"
     assert main(_args(shards, out, "--epochs", "1", "--z-size", "8", "--model", spec, "--precision", "auto")) == 0
