@@ -91,6 +91,30 @@ def quiet_median(samples: list[float], others: list[float | None], threshold: fl
     return float(statistics.median(chosen)), len(chosen)
 
 
+def paired_median_ratio(
+    samples: list[float],
+    anchor: list[float],
+    others: list[float | None],
+    anchor_others: list[float | None],
+    threshold: float = 20.0,
+) -> tuple[float, int]:
+    """Median over the rounds of ``samples[r] / anchor[r]``, both measured in round ``r``.
+
+    A ratio within one round holds when the machine's speed drifts between rounds (a virtual
+    machine's host busy for a minute) where a ratio of two medians does not. Only the rounds
+    during which other processes used < ``threshold`` % of the CPUs for both count (all if none).
+    Returns ``(median, n_used)``.
+    """
+    ratios = [s / a for s, a in zip(samples, anchor, strict=True)]
+    quiet = [
+        r
+        for r, o, ao in zip(ratios, others, anchor_others, strict=True)
+        if o is not None and ao is not None and max(o, ao) < threshold
+    ]
+    chosen = quiet or ratios
+    return float(statistics.median(chosen)), len(chosen)
+
+
 def conditions() -> dict[str, Any]:
     """The machine's load right now: load averages and the CPU busy percentage of other processes."""
     return {"load_average": load_average(), "cpu_busy_percent_others": cpu_busy_percent()}

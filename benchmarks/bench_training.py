@@ -45,9 +45,9 @@ Usage: ``python benchmarks/bench_training.py [--rounds 3] [--steps 8] [--quick] 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import math
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -57,7 +57,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import OthersLoad, conditions, emit, log, machine, matmul_gflops, quiet_median, timed
+from _common import (
+    OthersLoad,
+    conditions,
+    emit,
+    log,
+    machine,
+    matmul_gflops,
+    paired_median_ratio,
+    quiet_median,
+    timed,
+)
 from torch.utils.flop_counter import FlopCounterMode
 from training_cli import LONG, train_vae_rate
 from training_cuda import NoGPUError, cuda_benchmark
@@ -67,7 +77,7 @@ from training_trial import trial_cost
 from course_lib.cpu import fast_bfloat16
 from course_lib.data import ShardDataset, save_shard
 from course_lib.frames import to_tensor
-from course_lib.kernels import dense_transposed_convolutions
+from course_lib.kernels import fast_transposed_convolutions
 from course_lib.solutions.conv_vae import ConvVAE
 from course_lib.train import PRECISIONS, TRIAL_MIN_STEPS, PrecisionTrial, choose_precision, fit
 
@@ -97,7 +107,9 @@ class PlainLoop:
         uint8: the batches are ``uint8`` frames (inside the compiled graph with ``compile``).
         fused_adam: Adam's fused kernel (``fused=True``) instead of its default implementation.
         dense: transposed convolutions of 1x1 maps as matrix products
-            (:func:`course_lib.kernels.dense_transposed_convolutions`, as ``fit`` runs them on the CPU).
+            (:func:`course_lib.kernels.dense_forward`, as ``fit`` runs them on the CPU).
+        phase: transposed convolutions with few output channels as phase convolutions
+            (:func:`course_lib.kernels.phase_forward`, as ``fit`` runs them on the CPU).
     """
 
     def __init__(
@@ -110,9 +122,10 @@ class PlainLoop:
         uint8: bool = False,
         fused_adam: bool = False,
         dense: bool = False,
+        phase: bool = False,
     ):
         self.model = model
-        self.dense = dense
+        self.dense, self.phase = dense, phase
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
             if not uint8:
@@ -129,7 +142,7 @@ class PlainLoop:
         """The loss of one batch (``uint8`` frames converted first)."""
         if self.uint8:
             x = x.permute(0, 3, 1, 2).float().div(255.0)  # (B, 3, 64, 64), channels-last strides
-        kernels = dense_transposed_convolutions(self.model) if self.dense else contextlib.nullcontext()
+        kernels = fast_transposed_convolutions(self.model, dense=self.dense, phase=self.phase)
         with kernels, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             x_hat, mu, logvar = self.model(x)
         return seed000_loss(x, x_hat.float(), mu.float(), logvar.float())
@@ -348,8 +361,9 @@ def lever_loops(
             FLOAT32_RTOL,
         ),
         "dense_first_transposed_convolution": (PlainLoop(fresh(), batches, dense=True), FLOAT32_RTOL),
-        "dense_channels_last_and_fused_adam": (
-            PlainLoop(fresh(), batches, channels_last=True, fused_adam=True, dense=True),
+        "phase_last_transposed_convolution": (PlainLoop(fresh(), batches, phase=True), FLOAT32_RTOL),
+        "fast_kernels_channels_last_and_fused_adam": (
+            PlainLoop(fresh(), batches, channels_last=True, fused_adam=True, dense=True, phase=True),
             FLOAT32_RTOL,
         ),
         "batch_50": (PlainLoop(fresh(), [b[:50] for b in batches]), math.nan),
@@ -364,6 +378,10 @@ def lever_loops(
             ),
             "bf16_autocast_dense_first_transposed_convolution": (
                 PlainLoop(fresh(), batches, autocast=True, dense=True),
+                BFLOAT16_RTOL,
+            ),
+            "bf16_autocast_fast_kernels_channels_last_and_fused_adam": (
+                PlainLoop(fresh(), batches, autocast=True, channels_last=True, fused_adam=True, dense=True, phase=True),
                 BFLOAT16_RTOL,
             ),
         }
@@ -407,7 +425,7 @@ def check_losses(loops: dict[str, tuple[PlainLoop, float]], baseline: PlainLoop)
 def parse_args() -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved measurement rounds")
     parser.add_argument("--steps", type=int, default=8, help="optimiser steps per plain-loop configuration and round")
     parser.add_argument(
         "--fit-steps",
@@ -566,8 +584,11 @@ def main() -> None:
             log("course train-vae: fresh processes of two lengths")
             cli_shards = Path(tmp) / "train_vae"
             cli_shards.mkdir()
-            write_shards(cli_shards, 2 * BATCH * LONG, n_shards=40)  # one of 40 held out: LONG steps in epoch 1
-            cli = train_vae_rate(cli_shards, BATCH, rounds=1 if args.quick else 2)
+            # 2 of 40 shards held out (--val-fraction 0.05): LONG steps within the first epoch
+            write_shards(cli_shards, math.ceil(BATCH * LONG / 0.9), n_shards=40)
+            cli = train_vae_rate(
+                cli_shards, BATCH, rounds=1 if args.quick else 3, anchor=lambda: loops["baseline"].run(args.steps)
+            )
             log(f"course train-vae: {cli['images_per_s']:.0f} images/s")
         log("profile of one short fit epoch")
         matmul_rate = max(quiet_median(rates[n], others[n])[0] for n in ("matmul", "matmul_1_thread"))
@@ -582,38 +603,45 @@ def main() -> None:
         )
 
     matmuls = {name: matmul_summary(name, rates, others, matmul_sizes[name]) for name in matmul_sizes}
-    for name in matmul_sizes:
-        rates.pop(name), others.pop(name)
+    probes = {name: (rates.pop(name), others.pop(name)) for name in matmul_sizes}
     matmul_bf16_rate = (
         max(matmuls["matmul_bf16"]["median"], matmuls["matmul_bf16_1_thread"]["median"]) if bfloat16 else None
     )
 
-    def summary(name: str, limit: float) -> dict[str, Any]:
+    def round_limits(bf16: bool) -> tuple[list[float], list[float | None]]:
+        """Each round's matmul rate (the faster of both thread counts) and the others' CPU share then."""
+        pair = [probes[n] for n in (("matmul_bf16", "matmul_bf16_1_thread") if bf16 else ("matmul", "matmul_1_thread"))]
+        limits = [max(a, b) for a, b in zip(pair[0][0], pair[1][0], strict=True)]
+        busy = [None if None in (a, b) else max(a, b) for a, b in zip(pair[0][1], pair[1][1], strict=True)]
+        return limits, busy
+
+    def summary(name: str, bf16_limit: bool) -> dict[str, Any]:
         ips, used = quiet_median(rates[name], others[name])
-        gflops = flops * ips / 1e9
+        gflops = [flops * x / 1e9 for x in rates[name]]
+        limits, busy = round_limits(bf16_limit)
+        fraction, _ = paired_median_ratio(gflops, limits, others[name], busy)
+        speedup, _ = paired_median_ratio(rates[name], rates["baseline"], others[name], others["baseline"])
         return {
             "images_per_s": round(ips, 1),
-            "gflop_per_s": round(gflops, 1),
-            "fraction_of_own_matmul": round(gflops / limit, 3),
+            "gflop_per_s": round(flops * ips / 1e9, 1),
+            "fraction_of_own_matmul": round(fraction, 3),
+            "speedup_vs_baseline": round(speedup, 3),
             "samples": [round(x, 1) for x in rates[name]],
             "others_cpu_percent": others[name],
             "quiet_samples_used": used,
         }
 
-    def limit_of(name: str) -> float:
-        """The matmul rate of the dtype configuration ``name`` multiplies in."""
+    def multiplies_in_bf16(name: str) -> bool:
+        """Whether configuration ``name`` multiplies in bfloat16 (its limit is the bfloat16 matmul rate)."""
         path = name.removeprefix("package_")
         path = trial.chosen if path == "auto" else path
         in_loop = name in loops and loops[name].autocast
         bf16 = PRECISIONS[path].autocast is not None if path in PRECISIONS else in_loop
-        return matmul_bf16_rate if bf16 and matmul_bf16_rate else matmul_rate
+        return bool(bf16 and matmul_bf16_rate)
 
-    results = {name: summary(name, limit_of(name)) for name in rates}
-    base = results["baseline"]["images_per_s"]
+    results = {name: summary(name, multiplies_in_bf16(name)) for name in rates}
     package = {k.removeprefix("package_"): v for k, v in results.items() if k.startswith("package_")}
     levers_out = {k: v for k, v in results.items() if k != "baseline" and not k.startswith("package_")}
-    for v in [*package.values(), *levers_out.values()]:
-        v["speedup_vs_baseline"] = round(v["images_per_s"] / base, 3)
     for name, check in checks.items():
         levers_out.setdefault(name, {}).update(check)
     step_ms = 1e3 * BATCH / package["float32"]["images_per_s"]
@@ -630,7 +658,10 @@ def main() -> None:
             **cli,
             "gflop_per_s": round(gflops, 1),
             "fraction_of_own_matmul": round(gflops / matmul_rate, 3),
-            "speedup_vs_baseline": round(cli["images_per_s"] / base, 3),
+            # against the plain loop measured just before each round
+            "speedup_vs_baseline": round(
+                statistics.median(a / b for a, b in zip(cli["samples"], cli["anchor_samples"], strict=True)), 3
+            ),
         }
     default = package["float32"]
     targets = speed_targets("fit_defaults", default)
@@ -657,7 +688,8 @@ def main() -> None:
             "matmul_fp32_gflop_per_s": round(matmul_rate, 1),
             "matmul_bf16_gflop_per_s": None if matmul_bf16_rate is None else round(matmul_bf16_rate, 1),
             "matmul": matmuls,
-            "medians_over": "rounds during which other processes used < 20% of the CPUs (all rounds if none)",
+            "medians_over": "rounds during which other processes used < 20% of the CPUs (all rounds if none); "
+            "ratios to the plain loop and to the matmul rate are medians of each round's own ratio",
             "package_threads_used": {k: {str(t): v.count(t) for t in sorted(set(v))} for k, v in THREADS_USED.items()},
             "baseline": results["baseline"],
             "package": package,

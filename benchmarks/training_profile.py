@@ -4,9 +4,11 @@
 oneDNN builds its kernels for each shape first); every operator's own time (self CPU time, on the
 calling thread) is given to the innermost of: a convolution or transposed convolution (forward:
 ``aten::conv2d`` / ``aten::conv_transpose2d``, or ``fit``'s matrix product for a 1x1 map,
-:data:`course_lib.kernels.DENSE_LABEL`; backward: ``aten::convolution_backward``, told apart by
-its weight's shape, looked up among the model's own ``Conv2d`` and ``ConvTranspose2d`` layers; the
-matrix product's backward is autograd's ``AddmmBackward0`` and counts as the rest of backward),
+:data:`course_lib.kernels.DENSE_LABEL`, and its phase convolution, :data:`course_lib.kernels.PHASE_LABEL`,
+whose ``aten::conv2d`` inside counts as transposed; backward: ``aten::convolution_backward``, told apart by
+its weight's shape, looked up among the model's own ``Conv2d`` and ``ConvTranspose2d`` layers, and
+the backward of every op inside a transposed convolution's forward, found by autograd's sequence
+number, which the profiler records on both: the matrix product's ``AddmmBackward0``),
 else the stage of ``fit``'s step it ran in (:class:`course_lib.train.StepStage`), else "outside
 the steps" (fit's setup, and the profiler's own bookkeeping). The convolutions' FLOPs (forward and
 backward, ``torch.utils.flop_counter`` per layer) over their time give each kind's GFLOP/s, set
@@ -24,7 +26,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_lib.kernels import DENSE_LABEL
+from course_lib.kernels import DENSE_LABEL, PHASE_LABEL
 from course_lib.train import StepStage, fit
 
 CONVOLUTION = "convolutions"
@@ -77,7 +79,7 @@ def _category(event: Any, kinds: dict[tuple[int, ...], str]) -> str | None:
     """The category ``event`` itself names (None: it takes its parent's)."""
     if event.name == "aten::conv2d":
         return CONVOLUTION
-    if event.name in ("aten::conv_transpose2d", DENSE_LABEL):
+    if event.name in ("aten::conv_transpose2d", DENSE_LABEL, PHASE_LABEL):
         return TRANSPOSED
     if event.name == "aten::convolution_backward" and len(event.input_shapes) > 2:
         return kinds.get(tuple(event.input_shapes[2]))
@@ -87,16 +89,31 @@ def _category(event: Any, kinds: dict[tuple[int, ...], str]) -> str | None:
 def split_by_category(events: Any, kinds: dict[tuple[int, ...], str]) -> dict[str, float]:
     """Seconds of own CPU time per category over a profiler's ``events()`` (see the module docstring)."""
     seconds = {category: 0.0 for category in [CONVOLUTION, TRANSPOSED, *STAGE_CATEGORIES.values(), OUTSIDE]}
+    roots = [event for event in events if event.cpu_parent is None]
+    transposed_ops: set[int] = set()  # autograd sequence numbers of the ops inside transposed convolutions
+
+    def collect(event: Any, inside: bool) -> None:
+        inside = inside or _category(event, kinds) == TRANSPOSED
+        if inside and event.sequence_nr >= 0:
+            transposed_ops.add(event.sequence_nr)
+        for child in event.cpu_children:
+            collect(child, inside)
 
     def visit(event: Any, inherited: str) -> None:
-        category = _category(event, kinds) or inherited
+        # inside a transposed convolution (the phase path's aten::conv2d) all is the transposed one's;
+        # so is the backward of its ops (the matrix product's AddmmBackward0: same sequence number)
+        if inherited == TRANSPOSED or event.sequence_nr in transposed_ops:
+            category = TRANSPOSED
+        else:
+            category = _category(event, kinds) or inherited
         seconds[category] += event.self_cpu_time_total / 1e6
         for child in event.cpu_children:
             visit(child, category)
 
-    for event in events:
-        if event.cpu_parent is None:
-            visit(event, OUTSIDE)
+    for event in roots:
+        collect(event, False)
+    for event in roots:
+        visit(event, OUTSIDE)
     return seconds
 
 

@@ -83,10 +83,11 @@ CHANNELS_LAST_DEVICES = frozenset({"cpu", "cuda"})
 #: Where ``fit``'s Adam runs PyTorch's fused kernel (one pass over each parameter instead of a
 #: dozen elementwise operations; bench_training.py, lever ``fused_adam``).
 FUSED_ADAM_DEVICES = frozenset({"cpu", "cuda"})
-#: Where ``fit`` runs transposed convolutions of 1x1 maps as matrix products
-#: (:func:`course_lib.kernels.dense_transposed_convolutions`; bench_training.py, lever
-#: ``dense_first_transposed_convolution``). GPUs are left to cuDNN: not measured.
-DENSE_TRANSPOSED_DEVICES = frozenset({"cpu"})
+#: Where ``fit`` runs transposed convolutions of 1x1 maps as matrix products and those with few
+#: output channels as phase convolutions (:func:`course_lib.kernels.fast_transposed_convolutions`;
+#: bench_training.py, levers ``dense_first_transposed_convolution`` and
+#: ``phase_last_transposed_convolution``). GPUs are left to cuDNN: not measured.
+FAST_TRANSPOSED_DEVICES = frozenset({"cpu"})
 #: ``fit(precision=AUTO)`` measures the :data:`PRECISIONS` and trains with the fastest.
 AUTO = "auto"
 
@@ -109,9 +110,9 @@ class NonFiniteLossError(RuntimeError):
 
 
 def _fast_kernels(model: nn.Module, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """The kernels ``fit`` swaps into ``model`` on ``device`` while it trains (see :data:`DENSE_TRANSPOSED_DEVICES`)."""
-    if device.type in DENSE_TRANSPOSED_DEVICES:
-        return kernels.dense_transposed_convolutions(model)
+    """The kernels ``fit`` swaps into ``model`` on ``device`` while it trains (see :data:`FAST_TRANSPOSED_DEVICES`)."""
+    if device.type in FAST_TRANSPOSED_DEVICES:
+        return kernels.fast_transposed_convolutions(model)
     return contextlib.nullcontext()
 
 
@@ -952,7 +953,7 @@ def fit(
     threads = _ThreadChooser(
         device, total_steps - history.steps, key=(type(model).__qualname__, local_batch, history.precision)
     )
-    with _fast_kernels(model, device):  # 1x1 transposed convolutions as matrix products on the CPU
+    with _fast_kernels(model, device):  # transposed convolutions as a matrix product, a phase convolution (CPU)
         try:
             while history.epochs < num_epochs and history.steps < total_steps:
                 model.train()
