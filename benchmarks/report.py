@@ -93,28 +93,9 @@ def training_rows(data: dict, others: dict[str, dict]) -> list[Row]:
     fp32, bf16 = data["matmul_fp32_gflop_per_s"], data.get("matmul_bf16_gflop_per_s")
     targets = data["targets"]
     package = data["package"]
-    default = package["float32"]
-    vs_loop = targets["fit_defaults_vs_plain_loop"]
-    vs_matmul = targets["fit_defaults_fraction_of_fp32_matmul"]
-    rows = [
-        Row(
-            "`fit`, every default (float32), images/s",
-            f"plain loop {_num(base)}",
-            _num(default["images_per_s"]),
-            _times(vs_loop["ratio"]),
-            f">= {vs_loop['target']}x",
-            vs_loop["met"],
-        ),
-        Row(
-            "`fit`, every default, GFLOP/s",
-            f"float32 matmul {_num(fp32)}",
-            _num(default["gflop_per_s"]),
-            f"{vs_matmul['fraction']:.2f}",
-            f">= {vs_matmul['target']}",
-            vs_matmul["met"],
-        ),
-    ]
-    rows += _train_vae_rows(data.get("train_vae"), targets, base, fp32)
+    rows = _speed_rows("`fit`, every default (float32)", package["float32"], targets, "fit_defaults", base, fp32)
+    if data.get("train_vae"):
+        rows += _speed_rows("`course train-vae`, every default", data["train_vae"], targets, "train_vae", base, fp32)
     for name, path in package.items():
         if name == "float32":
             continue
@@ -174,25 +155,24 @@ def training_rows(data: dict, others: dict[str, dict]) -> list[Row]:
     return rows
 
 
-def _train_vae_rows(train_vae: dict | None, targets: dict, base: float, fp32: float) -> list[Row]:
-    """``course train-vae`` with its defaults (fresh processes) against the same targets as ``fit``."""
-    if train_vae is None:
-        return []
-    vs_loop = targets["train_vae_vs_plain_loop"]
-    vs_matmul = targets["train_vae_fraction_of_fp32_matmul"]
+def _speed_rows(what: str, figures: dict, targets: dict, name: str, base: float, fp32: float) -> list[Row]:
+    """``figures`` against the plain loop and the float32 matmul rate, with the targets
+    ``{name}_vs_plain_loop`` and ``{name}_fraction_of_fp32_matmul`` (``bench_training.speed_targets``)."""
+    vs_loop = targets[f"{name}_vs_plain_loop"]
+    vs_matmul = targets[f"{name}_fraction_of_fp32_matmul"]
     return [
         Row(
-            "`course train-vae`, every default, images/s",
+            f"{what}, images/s",
             f"plain loop {_num(base)}",
-            _num(train_vae["images_per_s"]),
+            _num(figures["images_per_s"]),
             _times(vs_loop["ratio"]),
             f">= {vs_loop['target']}x",
             vs_loop["met"],
         ),
         Row(
-            "`course train-vae`, every default, GFLOP/s",
+            f"{what}, GFLOP/s",
             f"float32 matmul {_num(fp32)}",
-            _num(train_vae["gflop_per_s"]),
+            _num(figures["gflop_per_s"]),
             f"{vs_matmul['fraction']:.2f}",
             f">= {vs_matmul['target']}",
             vs_matmul["met"],

@@ -18,6 +18,20 @@ from course_lib.solutions.conv_vae import ConvVAE
 from course_lib.train import fit
 
 
+def assert_same_as_layer(forward, layer: nn.Module, x: torch.Tensor, tol: float) -> torch.Tensor:
+    """``forward(layer, x)`` gives the layer's own output and the same gradients of input, weight, bias."""
+    expected = layer(x)
+    grad = torch.randn_like(expected)
+    params = [x, *(t for t in (layer.weight, layer.bias) if t is not None)]
+    want = torch.autograd.grad(expected, params, grad)
+    got = forward(layer, x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
+    for a, b in zip(torch.autograd.grad(got, params, grad), want, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    return got
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize(("kernel", "stride", "bias"), [(5, 2, True), (3, 1, False), (6, 3, True)])
 def test_dense_forward_equals_conv_transpose(kernel, stride, bias, channels_last):
@@ -27,21 +41,9 @@ def test_dense_forward_equals_conv_transpose(kernel, stride, bias, channels_last
     if channels_last:
         layer = layer.to(memory_format=torch.channels_last)
     x = torch.randn(4, 16, 1, 1, requires_grad=True)
-    grad = torch.randn(4, 8, kernel, kernel)
-    expected = layer(x)
-    expected.backward(grad)
-    want = [x.grad.clone(), layer.weight.grad.clone(), *([layer.bias.grad.clone()] if bias else [])]
-    x.grad, layer.weight.grad = None, None
-    if bias:
-        layer.bias.grad = None
-    got = dense_forward(layer, x)
-    assert got.shape == expected.shape == (4, 8, kernel, kernel)
+    got = assert_same_as_layer(dense_forward, layer, x, 1e-5)
+    assert got.shape == (4, 8, kernel, kernel)
     assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    got.backward(grad)
-    have = [x.grad, layer.weight.grad, *([layer.bias.grad] if bias else [])]
-    for a, b in zip(have, want, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_swap_only_for_1x1_input_and_undone():
@@ -99,21 +101,8 @@ def test_phase_forward_equals_conv_transpose(c_out, kernel, stride, bias, size, 
         x = x.contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     assert is_phase_eligible(layer)
-    expected = layer(x)
-    grad = torch.randn_like(expected)
-    expected.backward(grad)
-    want = [x.grad.clone(), layer.weight.grad.clone(), *([layer.bias.grad.clone()] if bias else [])]
-    x.grad, layer.weight.grad = None, None
-    if bias:
-        layer.bias.grad = None
-    got = phase_forward(layer, x)
-    assert got.shape == expected.shape
+    got = assert_same_as_layer(phase_forward, layer, x, 1e-10)
     assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
-    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
-    got.backward(grad)
-    have = [x.grad, layer.weight.grad, *([layer.bias.grad] if bias else [])]
-    for a, b in zip(have, want, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 def test_phase_gradcheck():
