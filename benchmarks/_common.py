@@ -94,21 +94,22 @@ def quiet_median(samples: list[float], others: list[float | None], threshold: fl
 def paired_median_ratio(
     samples: list[float],
     anchor: list[float],
-    others: list[float | None],
-    anchor_others: list[float | None],
+    others: list[float | None] | None = None,
+    anchor_others: list[float | None] | None = None,
     threshold: float = 20.0,
 ) -> tuple[float, int]:
     """Median over the rounds of ``samples[r] / anchor[r]``, both measured in round ``r``.
 
     A ratio within one round holds when the machine's speed drifts between rounds (a virtual
     machine's host busy for a minute) where a ratio of two medians does not. Only the rounds
-    during which other processes used < ``threshold`` % of the CPUs for both count (all if none).
-    Returns ``(median, n_used)``.
+    during which other processes used < ``threshold`` % of the CPUs for both count (all if none,
+    or if the shares were not measured). Returns ``(median, n_used)``.
     """
     ratios = [s / a for s, a in zip(samples, anchor, strict=True)]
+    unknown = [None] * len(ratios)
     quiet = [
         r
-        for r, o, ao in zip(ratios, others, anchor_others, strict=True)
+        for r, o, ao in zip(ratios, others or unknown, anchor_others or unknown, strict=True)
         if o is not None and ao is not None and max(o, ao) < threshold
     ]
     chosen = quiet or ratios

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -608,17 +607,21 @@ def main() -> None:
         max(matmuls["matmul_bf16"]["median"], matmuls["matmul_bf16_1_thread"]["median"]) if bfloat16 else None
     )
 
-    def round_limits(bf16: bool) -> tuple[list[float], list[float | None]]:
+    def round_limits(multi: str, single: str) -> tuple[list[float], list[float | None]]:
         """Each round's matmul rate (the faster of both thread counts) and the others' CPU share then."""
-        pair = [probes[n] for n in (("matmul_bf16", "matmul_bf16_1_thread") if bf16 else ("matmul", "matmul_1_thread"))]
-        limits = [max(a, b) for a, b in zip(pair[0][0], pair[1][0], strict=True)]
-        busy = [None if None in (a, b) else max(a, b) for a, b in zip(pair[0][1], pair[1][1], strict=True)]
+        (rate_m, busy_m), (rate_s, busy_s) = probes[multi], probes[single]
+        limits = [max(a, b) for a, b in zip(rate_m, rate_s, strict=True)]
+        busy = [None if None in (a, b) else max(a, b) for a, b in zip(busy_m, busy_s, strict=True)]
         return limits, busy
+
+    limits_of = {False: round_limits("matmul", "matmul_1_thread")}  # by "multiplies in bfloat16"
+    if bfloat16:
+        limits_of[True] = round_limits("matmul_bf16", "matmul_bf16_1_thread")
 
     def summary(name: str, bf16_limit: bool) -> dict[str, Any]:
         ips, used = quiet_median(rates[name], others[name])
         gflops = [flops * x / 1e9 for x in rates[name]]
-        limits, busy = round_limits(bf16_limit)
+        limits, busy = limits_of[bf16_limit]
         fraction, _ = paired_median_ratio(gflops, limits, others[name], busy)
         speedup, _ = paired_median_ratio(rates[name], rates["baseline"], others[name], others["baseline"])
         return {
@@ -659,9 +662,7 @@ def main() -> None:
             "gflop_per_s": round(gflops, 1),
             "fraction_of_own_matmul": round(gflops / matmul_rate, 3),
             # against the plain loop measured just before each round
-            "speedup_vs_baseline": round(
-                statistics.median(a / b for a, b in zip(cli["samples"], cli["anchor_samples"], strict=True)), 3
-            ),
+            "speedup_vs_baseline": round(paired_median_ratio(cli["samples"], cli["anchor_samples"])[0], 3),
         }
     default = package["float32"]
     targets = speed_targets("fit_defaults", default)
