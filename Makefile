@@ -10,7 +10,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND := Agg
 
-.PHONY: install sandbox postgres browser demo test lint lab bench clean
+.PHONY: install sandbox postgres browser accounts cluster demo test lint lab bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,52 +21,51 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The grading sandbox (autograder/sandbox.py) needs bubblewrap; prlimit and setpriv come with
-# util-linux. Debian's package is installed when we can; otherwise grading stops with a clear
-# error and `course autograde --no-sandbox` is the explicit opt-out.
+# Debian packages the grader and the tests need, installed when we can (as root, or with sudo):
+# $(call debian,PACKAGES,COMMAND THAT SUCCEEDS ONCE THEY ARE THERE,WHAT NEEDS THEM).
+define debian
+@$(2) >/dev/null 2>&1 || { \
+  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+    apt-get update -qq >/dev/null; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null \
+      || echo "apt-get install $(1) reported an error (often only a service's start); checking"; \
+  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+  fi; \
+  $(2) >/dev/null 2>&1 || { echo "Install $(1) (apt-get install $(1)) for $(3)."; exit 1; }; }
+endef
+
+# The grading sandbox (autograder/sandbox.py): bubblewrap; prlimit and setpriv come with util-linux.
+# Without it grading stops with a clear error; `course autograde --no-sandbox` is the explicit opt-out.
 sandbox:
-	@command -v bwrap >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null; \
-	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
-	    sudo apt-get install -y -qq bubblewrap; \
-	  else \
-	    echo "Install bubblewrap (apt-get install bubblewrap) for the grading sandbox."; exit 1; \
-	  fi; }
+	$(call debian,bubblewrap,command -v bwrap,the grading sandbox)
 
 # The tests grade into a real PostgreSQL gradebook (course autograde --db postgresql://...): they
-# start a throwaway server from Debian's binaries (tests/pg_server.py). Installed when we can.
+# start a throwaway server from Debian's binaries (tests/pg_server.py).
 postgres:
-	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq >/dev/null; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null \
-	      || echo "apt-get install postgresql reported an error (often only the service start); checking initdb"; \
-	    ls /usr/lib/postgresql/*/bin/initdb >/dev/null || exit 1; \
-	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
-	    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
-	  else \
-	    echo "Install PostgreSQL's server (apt-get install postgresql) for the gradebook tests."; exit 1; \
-	  fi; }
+	$(call debian,postgresql,ls /usr/lib/postgresql/*/bin/initdb,the gradebook tests)
 
 # The browser tests (tests/test_browser.py) drive Debian's chromium with the Python playwright package
-# (pinned in pyproject's dev extras); no browser is downloaded. Installed when we can.
+# (pinned in pyproject's dev extras); no browser is downloaded.
 browser:
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then \
-	    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  else \
-	    echo "Install Debian's chromium (apt-get install chromium) for the browser tests."; exit 1; \
-	  fi; }
+	$(call debian,chromium,test -x /usr/bin/chromium,the browser tests)
+
+# The tests grade as ordinary users of the machine, who install the course with Debian's Python
+# (tests/accounts.py); they submit docs/cluster/grade.sbatch to a real one-node Slurm with munge
+# (tests/slurm_cluster.py), and grade under the Kubernetes manifest's seccomp profile, compiled with
+# libseccomp's Python binding (tests/test_kubernetes.py).
+accounts:
+	$(call debian,python3.11-venv,/usr/bin/python3.11 -c "import ensurepip",the tests' ordinary users)
+cluster:
+	$(call debian,slurm-wlm munge,test -x /usr/sbin/slurmctld -a -x /usr/sbin/munged -a -x /usr/sbin/slurmd,the cluster tests)
+	$(call debian,python3-seccomp,/usr/bin/python3 -c "import seccomp",the cluster tests)
 
 demo: $(STAMP) sandbox  ## release hw1, grade three submissions through nbgrader, print the table
 	$(BIN)/course demo --out demo_out
 
-test: $(STAMP) sandbox postgres browser  ## ruff, then the whole pytest suite (notebooks, nbgrader, PostgreSQL, a browser)
+test: $(STAMP) sandbox postgres browser accounts cluster  ## ruff, then the whole suite (notebooks, nbgrader, PostgreSQL, Slurm, users, a browser)
 	$(BIN)/ruff check .
-	COURSE_REQUIRE_POSTGRES=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+	COURSE_REQUIRE_SYSTEM=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,9 +8,12 @@ Nothing in this package ships to students: the student kit holds the released no
 - :mod:`autograder.release`: ``generate_assignment`` and the student kit;
 - :mod:`autograder.exchange`: nbgrader's exchange (release, collect, release feedback);
 - :mod:`autograder.intake`: submissions from an LMS zip;
+- :mod:`autograder.student_files`: reading a student's files: regular files only, never through a link;
 - :mod:`autograder.repairs`: staging a submission, repairing careless uploads;
 - :mod:`autograder.tamper`: the static scan of students' cells;
-- :mod:`autograder.grading`: grading one student in the sandbox (:mod:`autograder.sandbox`);
+- :mod:`autograder.preflight`: ``course doctor``, and the check before grading that the sandbox can start;
+- :mod:`autograder.grading`: grading one student in the sandbox (:mod:`autograder.sandbox`), within
+  :mod:`autograder.budgets`;
 - :mod:`autograder.nbgrader_ext`, :mod:`autograder.judging`, :mod:`autograder.checks`,
   :mod:`autograder.records`: what runs inside nbgrader: nonces into test cells, probes in the
   student's kernel, judges in nbgrader's process;

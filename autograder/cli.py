@@ -1,4 +1,4 @@
-"""The ``course`` command: release, collect, autograde, feedback, watch, export and demo.
+"""The ``course`` command: release, collect, autograde, feedback, watch, export, doctor and demo.
 
 Examples::
 
@@ -15,6 +15,7 @@ Examples::
     course release hw1_vae --out build/hw1 --due "2027-02-01 23:59 America/Los_Angeles"
     course extend alice hw1_vae --hours 48 --out build/hw1
     course similarity hw1_vae --out build/hw1 --threshold 0.5                  # build/hw1/similarity.json
+    course doctor --exchange /srv/nbgrader/exchange --course-id vae101 --db postgresql://grader@db/course
     course demo --out demo_out
     course train-vae --shards data/carracing --out runs/conv_vae.pt --epochs 10
 """
@@ -27,9 +28,23 @@ import os
 import sys
 from pathlib import Path
 
-from autograder import course, demo, exchange, gradebook, grading, intake, lms, pipeline, release, shards, watch
+from autograder import (
+    course,
+    demo,
+    exchange,
+    gradebook,
+    grading,
+    intake,
+    lms,
+    pipeline,
+    preflight,
+    release,
+    shards,
+    watch,
+)
 from autograder.class_report import write_class_report
 from autograder.deadlines import DUE_EXAMPLE, course_gradebooks, format_utc, grant_extension, parse_due
+from autograder.report import report_line
 from autograder.sandbox import SandboxUnavailableError
 from autograder.similarity import DEFAULT_THRESHOLD, describe, review
 from course_lib import lab_setup
@@ -92,6 +107,17 @@ def _watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    checks = preflight.doctor(
+        Path(args.exchange) if args.exchange else None, args.course_id, args.db
+    )
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    print("grading can run here" if not failed else f"grading cannot run here: {len(failed)} check(s) failed")
+    return 1 if failed else 0
+
+
 def _student_config(args: argparse.Namespace) -> int:
     print(lab_setup.student_config(Path(args.exchange), args.course_id), end="")
     return 0
@@ -111,8 +137,12 @@ def _autograde(args: argparse.Namespace) -> int:
         shard=args.shard,
         due=args.due,
     )
+    if not reports:
+        k, n = args.shard
+        print(f"shard {k}/{n}: no students to grade (there are fewer students than shards); nothing changed")
+        return 0
     for r in reports:
-        print(f"{r.student_id}: {r.summary()} ({r.seconds:.1f} s)")
+        print(report_line(r))
     print(gradebook.format_table(gradebook.activity_scores(out / "cells.csv")))
     print(f"wrote {out / 'grades.csv'}, {out / 'cells.csv'}, {out / 'report.txt'} and {out / 'feedback'}/")
     return 0
@@ -167,7 +197,7 @@ def _report(args: argparse.Namespace) -> int:
 def _extend(args: argparse.Namespace) -> int:
     root = Path(args.out) / "course"
     books = [args.db] if args.db else course_gradebooks(root)
-    grant_extension(args.assignment, args.student, args.hours, root, books)
+    grant_extension(args.assignment, args.student, args.hours, root, books, new_student=args.new_student)
     given = f"{args.hours:g} more hours" if args.hours else "no extension (removed)"
     print(f"{args.student}: {given} for {args.assignment} in {', '.join(gradebook.redact(b) for b in books)}")
     print("it counts from the next grading of the submission (course autograde, or the watcher's next grading)")
@@ -275,6 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     due_option(p)
     p.set_defaults(func=_watch)
 
+    p = sub.add_parser(
+        "doctor", help="can this machine grade? the sandbox, a kernel, the exchange and the gradebook, with fixes"
+    )
+    p.add_argument("--exchange", metavar="DIR", help="also check nbgrader's exchange folder")
+    p.add_argument("--course-id", default=course.COURSE_ID, help=f"the exchange's course id ({course.COURSE_ID})")
+    p.add_argument("--db", metavar="URL", help="also check that this gradebook opens (PGPASSWORD for its password)")
+    p.set_defaults(func=_doctor)
+
     p = sub.add_parser("student-config", help="print an nbgrader_config.py for students (exchange and course id)")
     exchange_options(p, required=True)
     p.set_defaults(func=_student_config)
@@ -310,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hours", type=float, required=True, help="hours after the due date (0 removes the extension)")
     p.add_argument("--out", required=True, help="the run whose gradebooks (OUT/course/gradebook*.db) get it")
     p.add_argument("--db", metavar="URL", help="a shared gradebook instead, e.g. postgresql://USER@HOST/DB")
+    p.add_argument("--new-student", action="store_true", help="the student has not submitted yet: enter them")
     p.set_defaults(func=_extend)
 
     p = sub.add_parser(

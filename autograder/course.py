@@ -33,6 +33,11 @@ class PipelineError(RuntimeError):
     """A step failed in a way that stops the whole run (not one student's problem)."""
 
 
+class GraderFaultError(PipelineError):
+    """The machine or the grader failed while grading a student (a kernel that cannot start): not the
+    student's doing, so the run stops and names the cause, and no score is written for that student."""
+
+
 def source_dir(assignment: str) -> Path:
     """``assignments/source/<assignment>``.
 

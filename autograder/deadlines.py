@@ -18,6 +18,7 @@ submission was and what it cost.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import html
 import re
 from dataclasses import dataclass
@@ -117,20 +118,25 @@ def spread_due(
     return due
 
 
-def grant_extension(assignment: str, student: str, hours: float, root: Path, gradebooks: list[str]) -> None:
+def grant_extension(
+    assignment: str, student: str, hours: float, root: Path, gradebooks: list[str], new_student: bool = False
+) -> None:
     """Give ``student`` ``hours`` more hours for ``assignment`` in each gradebook (nbgrader's ``grant_extension``).
 
     Extensions replace each other (nbgrader's rule): a second call sets, not adds; ``hours=0`` removes it.
-    A student who has not submitted yet is entered with an empty submission (nbgrader keeps
-    extensions on submissions), which their submission then fills in.
+    With ``new_student``, a student no gradebook knows yet (who has not submitted) is entered with an
+    empty submission (nbgrader keeps extensions on submissions), which their submission then fills in.
 
     Raises:
-        PipelineError: if ``hours`` is negative or a gradebook does not hold ``assignment``.
+        PipelineError: if ``hours`` is negative, a gradebook does not hold ``assignment``, or no
+            gradebook knows ``student`` and ``new_student`` is not set (the message lists the students
+            it knows, closest first), before any gradebook is changed.
     """
     from nbgrader.api import Gradebook, MissingEntry
 
     if hours < 0:
         raise PipelineError(f"--hours {hours:g}: expected a number of hours >= 0 (0 removes the extension)")
+    known: set[str] = set()
     for name in gradebooks:
         url = db_url(root, name)
         with Gradebook(url, COURSE_ID) as gb:
@@ -138,6 +144,16 @@ def grant_extension(assignment: str, student: str, hours: float, root: Path, gra
                 gb.find_assignment(assignment)
             except MissingEntry:
                 raise PipelineError(f"the gradebook {redact(url)} holds no assignment {assignment!r}") from None
+            known |= {s.id for s in gb.students}
+    if student not in known and not new_student:
+        close = difflib.get_close_matches(student, sorted(known), n=5, cutoff=0.5)
+        listed = ", ".join(close or sorted(known)[:10]) or "none yet"
+        raise PipelineError(
+            f"no gradebook of this course knows a student {student!r} (known: {listed}); nothing was changed. "
+            "For a student who has not submitted yet, pass --new-student."
+        )
+    for name in gradebooks:
+        with Gradebook(db_url(root, name), COURSE_ID) as gb:
             gb.update_or_create_student(student)
             gb.update_or_create_submission(assignment, student)
             gb.grant_extension(assignment, student, hours=hours)

@@ -8,7 +8,8 @@ which :mod:`autograder.grading` sets for each run and reads back. Kinds of event
   was cut;
 - ``finding``: what a judge found (:class:`autograder.judging.Finding`);
 - ``outcome``: how a graded test cell ended (:class:`autograder.report.CellOutcome`);
-- ``timing``: the seconds the judges took on a notebook.
+- ``timing``: the seconds the judges took on a notebook;
+- ``fault``: a kernel that could not start: the machine's or the grader's fault, never the student's.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ CELL_MESSAGES = {
     "sys_exit": "called sys.exit(), which the kernel caught",
     "kernel_died": "killed its kernel (kernel died); it failed, and the cells after it ran in a restarted kernel",
     "sandbox": "was refused by the sandbox ({detail})",
-    "hidden_file": "was refused by the sandbox, which hides the course's files ({detail})",
+    "hidden_file": "was refused by the sandbox, which hides the course's files and all but the kernel's own "
+    "folder ({detail})",
     "output_truncated": "printed more than the grader keeps; its output was truncated",
+    "output_dropped": "produced {detail}; the grader dropped it (Budgets, docs/grading.md)",
+    "judge_timeout": "could not be judged within the grader's time for a judge (Budgets.judge_seconds); it failed",
 }
 
 
@@ -68,6 +72,10 @@ class EventLog:
     def outcome(self, outcome: Any) -> None:
         """Append how a graded test cell ended (a :class:`~autograder.report.CellOutcome`)."""
         self.write("outcome", **asdict(outcome))
+
+    def fault(self, notebook: str, detail: str) -> None:
+        """Append that a kernel of ``notebook`` could not start (``detail``: nbclient's error)."""
+        self.write("fault", notebook=notebook, detail=detail)
 
     def timing(self, notebook: str, judge_seconds: float, cells: int) -> None:
         """Append the time the judges took on one notebook."""

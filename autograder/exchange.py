@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -65,6 +66,11 @@ def release_assignment(assignment: str, root: Path, exchange: Path, course_id: s
     _run(
         ["release_assignment", assignment, "--force", *_exchange_args(exchange, course_id)], root, "release_assignment"
     )
+    inbound = Path(exchange).resolve() / course_id / "inbound"
+    if inbound.is_dir() and inbound.stat().st_uid == os.geteuid():
+        # nbgrader's mode (students write it, cannot list it) and the sticky bit: no student can
+        # remove or rename another's submission, even by guessing its name
+        os.chmod(inbound, inbound.stat().st_mode | stat.S_ISVTX)
     return Path(exchange).resolve() / course_id / "outbound" / assignment
 
 
@@ -96,7 +102,9 @@ def inbound(exchange: Path, course_id: str, assignment: str) -> list[Submission]
 
 def collect(assignment: str, root: Path, exchange: Path, course_id: str, student: str | None = None) -> Path:
     """``nbgrader collect --update``: the latest submission of each student (or of ``student``) into
-    ``<root>/collected/<student>/<assignment>/``, with its ``timestamp.txt`` and ``submission_secret.txt``.
+    ``<root>/collected/<student>/<assignment>/``, with its ``timestamp.txt`` and ``submission_secret.txt``,
+    copied by :class:`autograder.nbgrader_ext.SafeCollect` (links, special files and oversized files
+    refused and listed).
 
     A newer submission replaces an older one already collected; ``course autograde ASSIGNMENT
     <root>/collected`` grades them.
@@ -106,6 +114,7 @@ def collect(assignment: str, root: Path, exchange: Path, course_id: str, student
     """
     args = ["collect", assignment, "--update", *_exchange_args(exchange, course_id)]
     args += [f"--CourseDirectory.submitted_directory={COLLECTED}"]
+    args += ["--ExchangeFactory.collect=autograder.nbgrader_ext.SafeCollect"]  # no link followed
     if student is not None:
         args.append(f"--CourseDirectory.student_id={student}")
     _run(args, root, "collect")

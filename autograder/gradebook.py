@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import hashlib
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,11 +237,59 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
 INDEX = "gradebooks.json"
 
 
+@contextlib.contextmanager
+def course_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the course root ``root`` while the block runs (``<root>/.lock``), so that
+    two grading runs into one ``--out`` (shards of a class) prepare it and update its index in turn."""
+    Path(root).mkdir(parents=True, exist_ok=True)
+    with open(Path(root) / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def write_index(root: Path, gradebooks: dict[str, list[str]]) -> Path:
-    """Write the run's :data:`INDEX` into the course root ``root``; returns its path."""
+    """Write the run's :data:`INDEX` into the course root ``root`` (atomically); returns its path."""
     path = Path(root) / INDEX
-    path.write_text(json.dumps(gradebooks, indent=1))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(gradebooks, indent=1))
+    tmp.replace(path)
     return path
+
+
+def merge_index(root: Path, graded: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Add the students just ``graded`` (gradebook -> students) to the :data:`INDEX` of ``root`` and
+    return the whole class's: a regraded student moves to the gradebook of their new grading, every
+    other student stays where they are. Call it holding :func:`course_lock`."""
+    path = Path(root) / INDEX
+    index = json.loads(path.read_text()) if path.exists() else {}
+    regraded = {student for students in graded.values() for student in students}
+    merged: dict[str, list[str]] = {}
+    for book, students in index.items():
+        kept = [s for s in students if s not in regraded]
+        if kept:
+            merged[book] = kept
+    for book, students in graded.items():
+        merged[book] = sorted({*merged.get(book, []), *students})
+    write_index(root, merged)
+    return merged
+
+
+def free_gradebooks(root: Path, count: int) -> list[str]:
+    """``count`` names ``gradebook_<k>.db`` in ``root`` that no file has yet, created as copies of
+    ``gradebook.db``: a run's workers never write over the gradebook of an earlier run's students.
+    Call it holding :func:`course_lock`."""
+    names: list[str] = []
+    k = 0
+    while len(names) < count:
+        name = f"gradebook_{k}.db"
+        if not (Path(root) / name).exists():
+            shutil.copy(Path(root) / "gradebook.db", Path(root) / name)
+            names.append(name)
+        k += 1
+    return names
 
 
 def read_index(root: Path) -> dict[str, list[str]]:

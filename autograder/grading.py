@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import html
-import importlib.util
-import os
 import shutil
 import time
 from contextlib import ExitStack
@@ -20,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder import events, hints
-from autograder.course import REPO, run_nbgrader, step_dir, summarize_failure
+from autograder.budgets import Budgets
+from autograder.course import GraderFaultError, run_nbgrader, step_dir, summarize_failure
 from autograder.deadlines import annotate_feedback
 from autograder.gradebook import db_url, record_empty_submission, zero_notebooks
 from autograder.repairs import SUBMISSION_FILES, stage_submission
 from autograder.report import CellOutcome, StudentReport, save_report
-from autograder.sandbox import HIDDEN_ENV, Limits, sandbox_user
+from autograder.sandbox import Limits, View
 from autograder.sandbox import prepare as prepare_sandbox
 from autograder.tamper import TAMPERING, scan_notebook
 
@@ -40,6 +39,7 @@ class GradingSettings:
         feedback: also run ``nbgrader generate_feedback``.
         sandbox: run each kernel in the sandbox of :mod:`autograder.sandbox`.
         limits: the sandbox's resource limits.
+        budgets: what a submission may cost the grader's own side (:class:`autograder.budgets.Budgets`).
     """
 
     cell_timeout: int = 300
@@ -47,26 +47,23 @@ class GradingSettings:
     feedback: bool = True
     sandbox: bool = True
     limits: Limits = field(default_factory=Limits)
+    budgets: Budgets = field(default_factory=Budgets)
 
 
 @functools.cache
-def sandbox_paths() -> tuple[tuple[Path, ...], tuple[Path, ...]]:
-    """``(readonly, hidden)`` folders of the sandbox: the two packages the kernel imports are shown;
-    the reference answers, and the rest of the repository they come from (source notebooks, git
-    history), are hidden."""
-    spec = importlib.util.find_spec("course_lib")  # found without importing it (and torch)
-    course_lib = Path(next(iter(spec.submodule_search_locations))).resolve()
-    readonly = (course_lib, Path(__file__).resolve().parent)
-    hidden = [course_lib / "solutions"]
-    if (REPO / "pyproject.toml").exists():  # a source checkout, not site-packages
-        hidden.append(REPO)
-    return readonly, tuple(hidden)
+def kernel_view() -> View:
+    """What every grading kernel sees (:meth:`autograder.sandbox.View.of_this_python`), computed once."""
+    return View.of_this_python()
 
 
 def grade_batch(
     assignment: str, students: list[Path], root: Path, gradebook: str, settings: GradingSettings
 ) -> list[StudentReport]:
-    """Grade ``students`` one after another into ``<root>/<gradebook>`` (one worker's share)."""
+    """Grade ``students`` one after another into ``<root>/<gradebook>`` (one worker's share).
+
+    A submission on which a step of the grader fails fails only itself (:func:`grade_student`); a
+    fault of the machine (:class:`~autograder.course.GraderFaultError`) stops the batch.
+    """
     return [grade_student(assignment, d, root, gradebook, settings) for d in students]
 
 
@@ -75,16 +72,22 @@ def grade_student(
 ) -> StudentReport:
     """Stage, scan, autograde and give feedback to one student's submission; never raises for it.
 
-    The report is also saved to ``<root>/results/<student>.json`` (:func:`~autograder.report.save_report`)
-    for ``course report``.
+    Each step that reads what the student handed in (staging, the scan, hints, feedback) fails only
+    this submission, with its cause in the report; the whole of it, staging included, runs within
+    ``settings.submission_timeout``. The report is also saved to ``<root>/results/<student>.json``
+    (:func:`~autograder.report.save_report`) for ``course report``.
+
+    Raises:
+        GraderFaultError: if a grading kernel could not start (the machine's fault); nothing is scored.
     """
     start = time.perf_counter()
     url = db_url(root, gradebook)
-    report = stage_submission(assignment, student_dir, root)
+    unstaged = StudentReport(student_dir.name)  # what is reported if staging itself fails
+    report = _step(unstaged, "staging", stage_submission, assignment, student_dir, root, settings.budgets) or unstaged
     submitted = step_dir(root, "submitted", report.student_id, assignment)
     autograded = step_dir(root, "autograded", report.student_id, assignment)
     feedback = step_dir(root, "feedback", report.student_id, assignment)
-    findings = [finding for path in sorted(submitted.glob("*.ipynb")) for finding in scan_notebook(path)]
+    findings = [f for path in sorted(submitted.glob("*.ipynb")) for f in _step(report, "the scan", scan_notebook, path)]
     for f in findings:
         label = (
             "tampering suspected, its notebook's autograded points set to zero"
@@ -92,31 +95,32 @@ def grade_student(
             else "for review"
         )
         report.add(f.severity, f"{label}: {f}", f.notebook, f.cell)
-    if not any(submitted.glob("*.ipynb")):
+    left = settings.submission_timeout - (time.perf_counter() - start)
+    if not any(submitted.glob("*.ipynb")) or left < 1:
+        if left < 1:
+            report.add("grading_timeout", f"staging ran past the {settings.submission_timeout} s limit; not graded")
         record_empty_submission(assignment, report.student_id, url)
-        if settings.feedback:
-            write_problem_pages(report, submitted, feedback)
-        report.seconds = time.perf_counter() - start
-        save_report(report, root)
-        return report
+        return _finish(report, settings, submitted, feedback, root, start)
     log = root / ".events" / f"{report.student_id}.jsonl"
     log.parent.mkdir(exist_ok=True)
     log.unlink(missing_ok=True)
-    hidden = (root, *sandbox_paths()[1]) if settings.sandbox else ()
-    env = {events.EVENTS_ENV: str(log), HIDDEN_ENV: os.pathsep.join(map(str, hidden))}  # read in nbgrader's process
+    env = {events.EVENTS_ENV: str(log)}  # read in nbgrader's process
     args = ["autograde", assignment, f"--student={report.student_id}", "--force", f"--CourseDirectory.db_url={url}"]
-    args.append(f"--Execute.timeout={settings.cell_timeout}")
+    args += [f"--Execute.timeout={settings.cell_timeout}", *settings.budgets.nbgrader_flags()]
     with ExitStack() as cleanup:
-        if settings.sandbox:  # a user of its own, so that no other kernel's processes count against its limit
-            uid = cleanup.enter_context(sandbox_user())
-            readonly, masked = sandbox_paths()
-            box = prepare_sandbox(
-                root / ".sandbox" / report.student_id, autograded, settings.limits, uid, readonly, masked
-            )
-            cleanup.callback(shutil.rmtree, box["ipc_dir"], ignore_errors=True)
+        if settings.sandbox:
+            box = prepare_sandbox(root / ".sandbox" / report.student_id, settings.limits, kernel_view(), assignment)
+            cleanup.callback(shutil.rmtree, box["scratch"], ignore_errors=True)
             args, env = args + box["args"], {**env, **box["env"]}
-        result = run_nbgrader(args, root, timeout=settings.submission_timeout, env=env)
+        result = run_nbgrader(args, root, timeout=left, env=env)
     output = result.stdout + result.stderr
+    faults = [e for e in events.read_events(log) if e["event"] == "fault"]
+    if faults:
+        raise GraderFaultError(
+            f"{report.student_id}: a grading kernel could not start ({faults[0]['notebook']}: {faults[0]['detail']})"
+            f"{launch_errors(output)}. This is the machine's fault, not the submission's: nothing was scored for "
+            "it. `course doctor` checks the sandbox; run the same command again once it passes."
+        )
     if result.returncode == -9:
         report.add("grading_timeout", f"grading ran past the {settings.submission_timeout} s limit and was stopped")
     elif result.returncode != 0 and ("DeadKernelError" in output or "Kernel died" in output):
@@ -132,16 +136,63 @@ def grade_student(
     if unusable:  # grading goes on without hints, and the report says why
         report.add("hints_unavailable", f"no feedback hints: {unusable}")
     outcomes = [o for o in report.outcomes if o.notebook not in tampered]
-    report.hints = hints.annotate(assignment, autograded, outcomes, library)
+    report.hints = _step(report, "the hints", hints.annotate, assignment, autograded, outcomes, library) or {}
     if settings.feedback and autograded.exists():
-        problem = generate_feedback(assignment, root, report.student_id, gradebook)
+        problem = _step(report, "the feedback", generate_feedback, assignment, root, report.student_id, gradebook)
         if problem is not None:
             report.add("feedback_failed", problem)
+        _step(report, "capping the feedback", cap_feedback, report, feedback, settings.budgets.feedback_bytes)
+    return _finish(report, settings, submitted, feedback, root, start)
+
+
+def _finish(
+    report: StudentReport, settings: GradingSettings, submitted: Path, feedback: Path, root: Path, start: float
+) -> StudentReport:
+    """The pages of the notebooks nbgrader could not grade, the time, and the saved report."""
     if settings.feedback:
-        write_problem_pages(report, submitted, feedback)
+        _step(report, "the feedback pages", write_problem_pages, report, submitted, feedback)
     report.seconds = time.perf_counter() - start
     save_report(report, root)
     return report
+
+
+def _step(report: StudentReport, step: str, run, *args):
+    """``run(*args)``: a step of the grader on this submission. If it fails, the failure is this
+    submission's alone: the report names the step and the error, and the step's result is ``None``
+    (a fault of the machine still stops the run)."""
+    try:
+        return run(*args)
+    except GraderFaultError:
+        raise
+    except Exception as err:
+        report.add("grader_step_failed", f"{step} failed on this submission ({type(err).__name__}: {str(err)[:200]})")
+        return None
+
+
+def cap_feedback(report: StudentReport, feedback: Path, limit: int) -> None:
+    """Replace each feedback page over ``limit`` bytes with a page that says so, and report it."""
+    for page in sorted(Path(feedback).glob("*.html")):
+        size = page.stat().st_size
+        if size > limit:
+            notebook = f"{page.stem}.ipynb"
+            message = f"{notebook}: its feedback page is {size / 1e6:.0f} MB, over the {limit / 1e6:g} MB limit"
+            report.add("feedback_too_large", message, notebook)
+            page.write_text(
+                f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(notebook)}</title></head>"
+                f"<body><h1>{html.escape(notebook)}</h1><p>{html.escape(message)}; your score stands. Ask your "
+                "instructor for the graded notebook.</p></body></html>\n"
+            )
+
+
+#: Programs of the sandbox's launch chain (:func:`autograder.sandbox.sandboxed`), whose own error lines
+#: say why a kernel did not start.
+LAUNCH_PROGRAMS = ("bwrap", "setpriv", "prlimit", "env", "sh", "find")
+
+
+def launch_errors(output: str) -> str:
+    """``"; bwrap: ..."``: the error lines of the sandbox's launch chain in nbgrader's output, or ``""``."""
+    lines = [line.strip() for line in output.splitlines() if line.split(":")[0].strip() in LAUNCH_PROGRAMS]
+    return "".join(f"; {line[:300]}" for line in dict.fromkeys(lines))
 
 
 def generate_feedback(assignment: str, root: Path, student: str, gradebook: str) -> str | None:

@@ -9,12 +9,14 @@ Submissions from nbgrader's exchange come in through :func:`autograder.exchange.
 from __future__ import annotations
 
 import re
-import shutil
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
 
+from autograder.budgets import Budgets
 from autograder.course import PipelineError, notebook_names, prepare_course, run_nbgrader, summarize_failure
+from autograder.student_files import read_regular
 
 #: File names of an LMS export as nbgrader's zip_collect sees them (Canvas style):
 #: ``<student>_[late_]<numbers>_..._<notebook>[-<n>].ipynb``, e.g.
@@ -25,7 +27,9 @@ LMS_REGEXP = (
 )
 
 
-def import_submissions(assignment: str, archive: Path, dest: Path, regexp: str = LMS_REGEXP) -> list[str]:
+def import_submissions(
+    assignment: str, archive: Path, dest: Path, regexp: str = LMS_REGEXP, budgets: Budgets | None = None
+) -> list[str]:
     """Unpack an LMS zip into one folder per student with ``nbgrader zip_collect``.
 
     Args:
@@ -33,10 +37,12 @@ def import_submissions(assignment: str, archive: Path, dest: Path, regexp: str =
         archive: the zip exported by the LMS.
         dest: where to create ``<dest>/<student_id>/<notebook>.ipynb``.
         regexp: nbgrader's ``FileNameCollectorPlugin.named_regexp`` with ``student_id`` and ``file_id``.
+        budgets: the largest notebook taken (:attr:`autograder.budgets.Budgets.notebook_bytes`).
 
     Returns:
         Problems, each naming the file and, when known, the student (files that do not follow the
-        naming, notebooks the assignment does not have); nothing else is lost.
+        naming, notebooks the assignment does not have, links, files over the size limit); nothing
+        else is lost.
 
     Raises:
         PipelineError: if ``archive`` is not a zip file or zip_collect fails.
@@ -45,18 +51,32 @@ def import_submissions(assignment: str, archive: Path, dest: Path, regexp: str =
     if not zipfile.is_zipfile(archive):
         raise PipelineError(f"{archive} is not a zip archive")
     expected = set(notebook_names(assignment))
+    limit = (budgets or Budgets()).notebook_bytes
     problems = []
-    with zipfile.ZipFile(archive) as zf:
-        for name in zf.namelist():
-            if not name.endswith("/") and not name.endswith(".ipynb"):
-                problems.append(f"{name}: not a notebook, skipped")
-            elif name.endswith(".ipynb") and not re.match(regexp, Path(name).name):
-                problems.append(f"{name}: does not follow the LMS naming <student>_..._<notebook>.ipynb, skipped")
     with tempfile.TemporaryDirectory() as tmp:
         root = prepare_course(assignment, Path(tmp))
         folder = root / "downloaded" / assignment / "archive"
         folder.mkdir(parents=True)
-        shutil.copy(archive, folder / archive.name)
+        # only what can be graded reaches nbgrader: notebooks named as the LMS names them, stored as
+        # files (not links), within the size limit; everything else is named and left in the zip
+        with zipfile.ZipFile(archive) as zf, zipfile.ZipFile(folder / archive.name, "w") as kept:
+            for info in zf.infolist():
+                name = info.filename
+                if info.is_dir():
+                    continue
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    problems.append(f"{name}: a symbolic link, refused")
+                elif not name.endswith(".ipynb"):
+                    problems.append(f"{name}: not a notebook, skipped")
+                elif not re.match(regexp, Path(name).name):
+                    problems.append(f"{name}: does not follow the LMS naming <student>_..._<notebook>.ipynb, skipped")
+                else:
+                    with zf.open(info) as member:
+                        data = member.read(limit + 1)  # a zip may state a size smaller than it unpacks to
+                    if len(data) > limit:
+                        problems.append(f"{name}: over the {limit / 1e6:g} MB limit for a notebook, refused")
+                    else:
+                        kept.writestr(name, data)
         result = run_nbgrader(
             ["zip_collect", assignment, "--force", f"--FileNameCollectorPlugin.named_regexp={regexp}"], root, 600
         )
@@ -68,5 +88,5 @@ def import_submissions(assignment: str, archive: Path, dest: Path, regexp: str =
             for nb in sorted((student / assignment).glob("*.ipynb")):
                 if nb.name not in expected:
                     problems.append(f"{student.name}: {nb.name} is not a notebook of {assignment}, kept but not graded")
-                shutil.copy(nb, target / nb.name)
+                (target / nb.name).write_bytes(read_regular(nb, limit=limit))
     return problems

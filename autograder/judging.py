@@ -25,7 +25,10 @@ from __future__ import annotations
 import ast
 import importlib
 import secrets
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from nbformat import NotebookNode
@@ -230,6 +233,42 @@ def judge_cell(
         _fail(cell, failure)
     site = verdict.site if failure == verdict.failure else None
     return findings, _outcome(cell, notebook, grade_id, site)
+
+
+class JudgeTimeoutError(BaseException):
+    """A judge ran past its budget (:func:`budget`); a ``BaseException``, so that no judge's own
+    ``except Exception`` can swallow it."""
+
+
+@contextmanager
+def budget(seconds: float | None) -> Iterator[None]:
+    """Stop the block with :class:`JudgeTimeoutError` after ``seconds`` of wall-clock time.
+
+    Uses ``SIGALRM``, so only in the main thread (where nbgrader's process judges); elsewhere, or with
+    ``None``, the block runs unbounded. A single long operation in C ends before the signal is handled.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise JudgeTimeoutError(seconds)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def fail_unjudged(cell: NotebookNode, armed: Armed, notebook: str, message: str) -> CellOutcome | None:
+    """Fail a graded cell that could not be judged (its judge ran past its budget): its records are
+    dropped, it gets a ``CheckFailed`` error with ``message``; returns how it ended."""
+    cell.outputs = records.without_records(cell.get("outputs", []))
+    _fail(cell, message)
+    return _outcome(cell, notebook, armed.grade_id)
 
 
 def _outcome(cell: NotebookNode, notebook: str, grade_id: str | None, site: str | None = None) -> CellOutcome | None:

@@ -1,4 +1,4 @@
-"""nbgrader preprocessors of the course.
+"""nbgrader preprocessors of the course, and its collect from the exchange.
 
 ``RestartingExecute`` is nbgrader's ``Execute`` with two additions:
 
@@ -20,6 +20,7 @@ execution and keeps only the exception's name and message for errors raised insi
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -27,14 +28,19 @@ from pathlib import Path
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
+from nbgrader.exchange.default.collect import ExchangeCollect
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Integer
+from nbgrader.utils import ignore_patterns
+from traitlets import Float, Integer
 
-from autograder import events, judging
-from autograder.sandbox import HIDDEN_ENV
+from autograder import events, judging, records
+from autograder.budgets import Budgets
+from autograder.sandbox import VIEW_ENV, View
+from autograder.student_files import copy_tree
 
 #: ``ename`` of the error output given to a cell whose kernel died.
 KERNEL_DIED = "KernelDied"
+_BUDGETS = Budgets()  # the defaults of RestartingExecute's budgets
 
 
 class RestartingExecute(Execute):
@@ -46,6 +52,11 @@ class RestartingExecute(Execute):
     """
 
     max_restarts = Integer(3, help="kernel deaths survived per notebook").tag(config=True)
+    judge_seconds = Float(_BUDGETS.judge_seconds, help="seconds a judge may take on one cell").tag(config=True)
+    output_bytes = Integer(_BUDGETS.output_bytes, help="largest output kept").tag(config=True)
+    stream_bytes = Integer(_BUDGETS.stream_bytes, help="printed text kept per cell").tag(config=True)
+    notebook_output_bytes = Integer(_BUDGETS.notebook_output_bytes, help="outputs kept per notebook").tag(config=True)
+    record_bytes = Integer(_BUDGETS.record_bytes, help="check records received per cell").tag(config=True)
 
     def preprocess(self, nb, resources, *args, **kwargs):
         judging.prefetch()  # the judges' imports load while the kernel starts
@@ -55,6 +66,8 @@ class RestartingExecute(Execute):
         self._events = events.EventLog()
         self._judging = events.Stopwatch()
         self._judged = 0
+        self._kept: dict[str, int] = {}  # bytes of outputs kept: per notebook, and per cell and kind
+        self._dropped: set[int] = set()  # cells whose outputs were cut
         try:
             return super().preprocess(nb, resources, *args, **kwargs)
         finally:
@@ -78,13 +91,21 @@ class RestartingExecute(Execute):
             self.log.warning(
                 "kernel died in cell %s; restarting it (%d/%d)", cell_index, self._deaths, self.max_restarts
             )
-            await ensure_async(self.km.restart_kernel(now=True))
-            await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
+            await self._restart()
         finally:
             if armed is not None:
                 cell.source = armed.source  # the instructor's code, without the nonce
         with self._judging:  # a cell that raised (or killed its kernel) has failed: its records are only dropped
-            findings, outcome = judging.judge_cell(cell, armed, self._notebook)
+            try:
+                with judging.budget(self.judge_seconds):
+                    findings, outcome = judging.judge_cell(cell, armed, self._notebook)
+            except judging.JudgeTimeoutError:
+                message = (
+                    f"the hidden check could not judge this cell within the grader's {self.judge_seconds:g} s "
+                    "(the model or data it describes is too large to check); it earns no points"
+                )
+                findings, outcome = [], judging.fail_unjudged(cell, armed, self._notebook, message)
+                self._events.problem(self._notebook, cell_name(cell, cell_index), "judge_timeout")
             for finding in findings:
                 self._events.finding(finding)
             if outcome is not None:
@@ -96,6 +117,71 @@ class RestartingExecute(Execute):
 
     # nbclient binds the synchronous wrapper to its own coroutine; bind it to this one
     execute_cell = run_sync(async_execute_cell)
+
+    def output(self, outs, msg, display_id, cell_index):
+        """nbclient's handling of an output message, within the budgets: an output over
+        ``output_bytes``, printed text past ``stream_bytes`` per cell, outputs past
+        ``notebook_output_bytes`` per notebook and records past ``record_bytes`` per cell are dropped
+        as they arrive (nbgrader's process never holds them), with one note in the cell and the report."""
+        size, record = _output_bytes(msg)
+        kind = "record" if record else "stream" if msg["msg_type"] == "stream" else "output"
+        cell_key, cap = f"{kind}:{cell_index}", {"record": self.record_bytes, "stream": self.stream_bytes}
+        over = None
+        if kind == "output" and size > self.output_bytes:
+            over = f"an output of {size / 1e6:.1f} MB, over the {self.output_bytes / 1e6:g} MB limit"
+        elif kind in cap and self._kept.get(cell_key, 0) + size > cap[kind]:
+            over = f"more than {cap[kind] / 1e6:g} MB of {'probe records' if record else 'printed text'}"
+        elif not record and self._kept.get("notebook", 0) + size > self.notebook_output_bytes:
+            over = f"more than {self.notebook_output_bytes / 1e6:g} MB of outputs in the notebook"
+        if over is None:
+            self._kept[cell_key] = self._kept.get(cell_key, 0) + size
+            if not record:
+                self._kept["notebook"] = self._kept.get("notebook", 0) + size
+            return super().output(outs, msg, display_id, cell_index)
+        if cell_index not in self._dropped:
+            self._dropped.add(cell_index)
+            outs.append(NotebookNode(output_type="stream", name="stderr", text=f"[the grader dropped {over}]\n"))
+            cell = self.nb.cells[cell_index]
+            self._events.problem(self._notebook, cell_name(cell, cell_index), "output_dropped", over)
+        return None
+
+    async def async_start_new_kernel(self, **kwargs):
+        try:
+            return await super().async_start_new_kernel(**kwargs)
+        except Exception as err:
+            self._events.fault(self._notebook, f"{type(err).__name__}: {err}")
+            raise
+
+    async def async_start_new_kernel_client(self):
+        try:
+            return await super().async_start_new_kernel_client()
+        except Exception as err:
+            self._events.fault(self._notebook, f"{type(err).__name__}: {err}")
+            raise
+
+    # nbclient binds these synchronous wrappers (which setup_kernel calls) to its own coroutines too
+    start_new_kernel = run_sync(async_start_new_kernel)
+    start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    async def _restart(self) -> None:
+        """A fresh kernel after one died; a kernel that cannot start is the machine's fault (each start is
+        a new sandbox, which nothing of the notebook's reaches)."""
+        try:
+            await ensure_async(self.km.restart_kernel(now=True))
+            await ensure_async(self.kc.wait_for_ready(timeout=self.startup_timeout))
+        except Exception as err:
+            self._events.fault(self._notebook, f"restarting it: {type(err).__name__}: {err}")
+            raise
+
+
+def _output_bytes(msg: dict) -> tuple[int, bool]:
+    """The size of an output message's content (characters of its texts), and whether it is a probe record."""
+    content = msg.get("content", {})
+    if "text" in content:
+        return len(content["text"]), False
+    data = content.get("data", {})
+    size = sum(len(v) if isinstance(v, str) else len(json.dumps(v)) for v in data.values())
+    return size, records.MIME in data
 
 
 def cell_name(cell: NotebookNode, index: int) -> str:
@@ -124,11 +210,12 @@ def _quoted_path(evalue: object) -> Path | None:
 
 
 def _hidden(path: Path | None, workdir: Path) -> bool:
-    """Whether ``path`` lies in a folder the sandbox hides, outside the kernel's own working folder."""
-    hidden = [Path(p) for p in os.environ.get(HIDDEN_ENV, "").split(os.pathsep) if p]  # set by autograder.grading
-    if path is None or path == workdir or workdir in path.parents:
+    """Whether ``path`` is a file the sandbox hides from the kernel (outside its view, or the reference
+    answers); never one of the kernel's own working folder ``workdir``."""
+    view = os.environ.get(VIEW_ENV)  # set by autograder.grading for a sandboxed run
+    if path is None or view is None or path == workdir or workdir in path.parents:
         return False
-    return any(path == h or h in path.parents for h in hidden)
+    return View.from_json(view).hides(path)
 
 
 def cell_problems(cell: NotebookNode, workdir: Path) -> list[tuple[str, str]]:
@@ -209,3 +296,23 @@ class CapOutputs(NbGraderPreprocessor):
             notebook = f"{resources.get('unique_key') or 'notebook'}.ipynb"
             events.EventLog().problem(notebook, cell_name(cell, cell_index), "output_truncated")
         return cell, resources
+
+
+#: The largest file of a submission that collect copies (bytes); larger ones are refused by size.
+MAX_SUBMITTED_FILE_BYTES = 50_000_000
+
+
+class SafeCollect(ExchangeCollect):
+    """nbgrader's collect, copying a submission as :func:`autograder.student_files.copy_tree` does:
+    regular files of the submitting student only, never a link followed, a FIFO opened or a file over
+    :data:`MAX_SUBMITTED_FILE_BYTES` read. What it refuses is listed in the collected folder and
+    reported when the submission is staged (nbgrader's own copy follows links with the grader's rights).
+    """
+
+    def do_copy(self, src, dest, log=None):
+        owner = os.lstat(src).st_uid
+        ignore = ignore_patterns(
+            exclude=self.coursedir.ignore, include=self.coursedir.include, max_file_size=self.coursedir.max_file_size
+        )
+        for path, why in copy_tree(Path(src), Path(dest), owner, MAX_SUBMITTED_FILE_BYTES, ignore).items():
+            self.log.warning("refused %s of %s: it %s", path, src, why)

@@ -19,14 +19,16 @@ import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from autograder.budgets import Budgets
 from autograder.class_report import write_class_report
 from autograder.course import PipelineError, prepare_course, step_dir
 from autograder.deadlines import set_due
-from autograder.gradebook import check_db_url, export, redact, write_index
+from autograder.gradebook import check_db_url, course_lock, export, free_gradebooks, merge_index, redact
 from autograder.grading import GradingSettings, grade_batch
+from autograder.preflight import require_sandbox
 from autograder.release import generate_assignment
-from autograder.report import StudentReport, write_report
-from autograder.sandbox import Limits, require_bwrap
+from autograder.report import StudentReport, saved_reports, write_report
+from autograder.sandbox import Limits
 
 
 def students_in(submissions: Path) -> list[Path]:
@@ -41,16 +43,16 @@ def students_in(submissions: Path) -> list[Path]:
     return everyone
 
 
-def worker_gradebooks(root: Path, workers: int, db_url: str | None) -> list[str]:
-    """One gradebook per worker: the shared server for all, or ``gradebook.db`` copied to
-    ``gradebook_<k>.db`` (sqlite does not take concurrent writers)."""
+def worker_gradebooks(root: Path, workers: int, db_url: str | None, alone: bool = True) -> list[str]:
+    """One gradebook per worker: the shared server for all; ``gradebook.db`` for one worker grading
+    alone into ``root``; else sqlite copies of it of their own (sqlite takes no concurrent writers),
+    never one that holds an earlier run's grades. Call it holding
+    :func:`~autograder.gradebook.course_lock`."""
     if db_url:
         return [db_url] * workers
-    if workers == 1:
+    if workers == 1 and alone:
         return ["gradebook.db"]
-    for k in range(workers):
-        shutil.copy(root / "gradebook.db", root / f"gradebook_{k}.db")
-    return [f"gradebook_{k}.db" for k in range(workers)]
+    return free_gradebooks(root, workers)
 
 
 def autograde(
@@ -66,8 +68,14 @@ def autograde(
     db_url: str | None = None,
     shard: tuple[int, int] = (1, 1),
     due: dt.datetime | None = None,
+    budgets: Budgets | None = None,
 ) -> list[StudentReport]:
     """Autograde every student folder in ``submissions`` through nbgrader; write CSVs and feedback.
+
+    Grading into an ``out`` that holds a graded class regrades only these students (after an
+    extension, a repaired upload, a changed check): the others keep their grades, feedback and saved
+    reports, and ``grades.csv``, ``cells.csv``, ``report.txt`` and the class report show the whole class.
+    Shards of a class may write into one ``out``.
 
     Args:
         assignment: e.g. ``"hw1_vae"``.
@@ -93,35 +101,47 @@ def autograde(
         due: the assignment's due date (naive UTC, :func:`autograder.deadlines.parse_due`), set in the
             gradebook before grading; ``None`` keeps the one it holds (``course release --due`` into
             the same ``out``). Submissions with a later ``timestamp.txt`` get the late penalty.
+        budgets: what one submission may cost the grader's own side (default
+            :class:`autograder.budgets.Budgets`).
 
     Returns:
-        One :class:`~autograder.report.StudentReport` per student graded here, sorted by student id.
+        One :class:`~autograder.report.StudentReport` per student graded here, sorted by student id;
+        none for a shard without students (more shards than students), which changes nothing.
 
     Raises:
         PipelineError: if ``submissions`` has no student folders, ``shard`` or ``db_url`` is not
             valid, or the assignment cannot be generated.
-        SandboxUnavailableError: if ``sandbox`` is set and bubblewrap is missing.
+        GraderFaultError: if a kernel could not start for a reason of the machine: the run stops, and the
+            student being graded gets no score (:class:`~autograder.course.GraderFaultError`).
+        SandboxUnavailableError: if ``sandbox`` is set and the sandbox cannot start here (the message
+            names the cause and the fix, :func:`autograder.preflight.require_sandbox`).
     """
     if sandbox:
-        require_bwrap()
+        require_sandbox()  # a machine that cannot run the sandbox stops here, not as every student's zero
     check_db_url(db_url)
     k, n = shard
     if not 1 <= k <= n:
         raise PipelineError(f"shard {k}/{n}: expected 1 <= k <= n, e.g. 2/3 for the second of three machines")
     settings = GradingSettings(
-        cell_timeout, submission_timeout, feedback, sandbox, limits or Limits(cpu_seconds=submission_timeout)
+        cell_timeout,
+        submission_timeout,
+        feedback,
+        sandbox,
+        limits or Limits(cpu_seconds=submission_timeout),
+        budgets or Budgets(),
     )
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
-    everyone = students_in(submissions)
-    students = everyone[k - 1 :: n]
-    if not students:
-        raise PipelineError(f"shard {k}/{n} of {len(everyone)} students is empty; use fewer shards")
-    root = prepare_course(assignment, out)
-    generate_assignment(assignment, root, db_url)
-    if due is not None:  # before the workers' copies of gradebook.db are made
-        set_due(assignment, due, root, [db_url or "gradebook.db"])
+    students = students_in(submissions)[k - 1 :: n]
+    if not students:  # more pods or array tasks than students: nothing to do is not a failure
+        return []
     workers = max(1, min(workers, len(students)))
-    gradebooks = worker_gradebooks(root, workers, db_url)
+    root = out / "course"
+    with course_lock(root):  # shards writing into one --out prepare it in turn
+        root = prepare_course(assignment, out)
+        generate_assignment(assignment, root, db_url)
+        if due is not None:  # before the workers' copies of gradebook.db are made
+            set_due(assignment, due, root, [db_url or "gradebook.db"])
+        gradebooks = worker_gradebooks(root, workers, db_url, alone=shard == (1, 1))
     batches = [students[w::workers] for w in range(workers)]
     if workers == 1:
         reports = grade_batch(assignment, students, root, gradebooks[0], settings)
@@ -136,13 +156,14 @@ def autograde(
     if feedback:
         for report in reports:
             copy_feedback(root, assignment, report.student_id, out / "feedback" / report.student_id)
-    held: dict[str, list[str]] = {}
+    graded: dict[str, list[str]] = {}
     for gradebook, batch in zip(gradebooks, batches, strict=True):  # a server's URL without its password
-        held.setdefault(redact(gradebook), []).extend(p.name for p in batch)
-    write_index(root, held)
-    export(assignment, root, out, held, db_url)
-    write_report(reports, out / "report.txt")
-    write_class_report(assignment, out, gradebooks=held if db_url is None else None, url=db_url)
+        graded.setdefault(redact(gradebook), []).extend(p.name for p in batch)
+    with course_lock(root):  # the whole class: a regrade of some students keeps the others
+        index = merge_index(root, graded)
+        export(assignment, root, out, index, db_url)
+        write_report(saved_reports(root, sorted(s for group in index.values() for s in group)), out / "report.txt")
+        write_class_report(assignment, out, gradebooks=index if db_url is None else None, url=db_url)
     return reports
 
 

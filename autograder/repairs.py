@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shutil
 import warnings
@@ -20,32 +21,43 @@ from pathlib import Path
 
 import nbformat
 
+from autograder.budgets import Budgets
 from autograder.course import notebook_names, source_dir, step_dir
 from autograder.report import StudentReport
+from autograder.student_files import RefusedFileError, read_regular, real_folder, refusal, refused_in
 
 #: A submitted notebook whose file is larger than this has its stored outputs dropped before
 #: grading (autograding runs every cell again; stored outputs only cost time and memory).
 MAX_STORED_BYTES = 5_000_000
+
 #: Files of an exchange submission that nbgrader needs to hand the feedback back.
 SUBMISSION_FILES = ("timestamp.txt", "submission_secret.txt")
 
 
 def read_submitted(
-    path: Path, source_ids: dict[str, str] | None = None
+    path: Path, source_ids: dict[str, str] | None = None, owner: int | None = None, limit: int | None = None
 ) -> tuple[nbformat.NotebookNode | None, list[tuple[str, str]]]:
     """Read a submitted notebook and repair what can be repaired without changing its answers.
 
     Args:
-        path: the submitted file.
+        path: the submitted file, read as :func:`autograder.student_files.read_regular` reads (a
+            link, a special file or a file over ``limit`` bytes is refused, unread).
         source_ids: ``grade_id -> cell id`` of the assignment's notebook, to tell a grade cell from
             its copies (:func:`drop_grade_cell_copies`).
+        owner: the uid owning the submission (a hard link to another owner's file is refused).
+        limit: the largest notebook read, bytes (:attr:`autograder.budgets.Budgets.notebook_bytes`).
 
     Returns:
         ``(notebook, notes)``: the notebook (nbformat 4, unique cell ids) or ``None`` when the file
-        is not a notebook, and ``(kind, message)`` for what was done or went wrong, naming the file.
+        is not a notebook or is refused, and ``(kind, message)`` for what was done or went wrong,
+        naming the file.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_regular(path, owner, limit)
+    except RefusedFileError as err:
+        return None, [("refused", f"{err}; it was refused, not read")]
+    try:
+        text = raw.decode("utf-8")
         raw_ids = [c.get("id") for c in json.loads(text).get("cells", []) if isinstance(c, dict) and c.get("id")]
         with warnings.catch_warnings():  # nbformat renames duplicate cell ids itself, with a warning
             warnings.simplefilter("ignore")
@@ -63,7 +75,7 @@ def read_submitted(
     duplicates = len(raw_ids) - len(set(raw_ids))
     if duplicates:
         notes.append(("repaired", f"{path.name} had {duplicates} duplicate cell id(s); nbformat renamed them"))
-    size = path.stat().st_size
+    size = len(raw)
     if size > MAX_STORED_BYTES:
         for cell in nb.cells:
             if cell.cell_type == "code":
@@ -108,14 +120,14 @@ def find_submitted(name: str, folder: Path, expected: list[str]) -> Path | None:
     Browsers and LMSs rename downloads (``05_other_environment (1).ipynb``, ``-1`` suffixes,
     changed case); such a file is taken when it matches ``name`` and no other expected notebook.
     """
-    if (folder / name).exists():
+    if os.path.lexists(folder / name):  # a link too, to be refused by name
         return folder / name
 
     def key(filename: str) -> str:
         stem = re.sub(r"(\s*\(\d+\)|-\d+|\s+copy)$", "", Path(filename).stem.strip(), flags=re.IGNORECASE)
         return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_")
 
-    others = [p for p in folder.glob("*.ipynb") if p.name not in expected]
+    others = [p for p in folder.glob("*.ipynb") if p.name not in expected]  # glob lists links without following
     matches = [p for p in others if key(p.name) == key(name)]
     return matches[0] if len(matches) == 1 else None
 
@@ -134,22 +146,37 @@ def grade_cell_ids(assignment: str, name: str) -> dict[str, str]:
     }
 
 
-def stage_submission(assignment: str, student_dir: Path, root: Path) -> StudentReport:
+def stage_submission(assignment: str, student_dir: Path, root: Path, budgets: Budgets | None = None) -> StudentReport:
     """Copy one student's notebooks into ``<root>/submitted/<id>/<assignment>``, reporting problems.
 
     Notebooks that are missing or unreadable are left out (nbgrader scores a missing notebook
     zero); repairable damage is repaired (:func:`read_submitted`); other files are ignored, except
-    the exchange's :data:`SUBMISSION_FILES`, which are kept.
+    the exchange's :data:`SUBMISSION_FILES`, which are kept. Nothing is read through a link: a
+    student folder, an ``<assignment>`` folder or a file that is a link, a special file or a hard link
+    to another owner's file is refused by name (:mod:`autograder.student_files`), as are the files
+    nbgrader's collect refused. A notebook over ``budgets.notebook_bytes`` is refused by its size, unread.
     """
+    budgets = budgets or Budgets()
     report = StudentReport(student_dir.name)
-    folder = student_dir / assignment if (student_dir / assignment).is_dir() else student_dir
     dest = step_dir(root, "submitted", student_dir.name, assignment)
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
+    inner = student_dir / assignment
+    for folder in (student_dir, inner):
+        if (folder == student_dir or os.path.lexists(folder)) and not real_folder(folder):
+            report.add("refused", f"the submission's folder {folder.name} {refusal(folder)}; it was refused, not read")
+            return report
+    folder = inner if inner.is_dir() else student_dir
+    owner = os.lstat(folder).st_uid
+    for path, why in refused_in(folder).items():
+        report.add("refused", f"{path} {why}; it was refused when collected, not read")
     for name in SUBMISSION_FILES:
-        if (folder / name).is_file():
-            shutil.copy(folder / name, dest / name)
+        if os.path.lexists(folder / name):
+            try:
+                (dest / name).write_bytes(read_regular(folder / name, owner, 10_000))
+            except RefusedFileError as err:
+                report.add("refused", f"{err}; it was refused, not read")
     expected = notebook_names(assignment)
     used: set[str] = set()
     for name in expected:
@@ -160,7 +187,7 @@ def stage_submission(assignment: str, student_dir: Path, root: Path) -> StudentR
         if path.name != name:
             report.add("repaired", f"{path.name} was graded as {name}", name)
         used.add(path.name)
-        nb, notes = read_submitted(path, grade_cell_ids(assignment, name))
+        nb, notes = read_submitted(path, grade_cell_ids(assignment, name), owner, budgets.notebook_bytes)
         if nb is None:
             kind, message = notes[0]
             report.add(kind, f"{message} (scored zero)", name)

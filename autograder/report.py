@@ -95,12 +95,25 @@ class StudentReport:
         return "; ".join(map(str, self.problems)) if self.problems else "ok"
 
 
+def printable(text: str) -> str:
+    """``text`` as one line that nothing in it can break or disguise: newlines, terminal escapes, other
+    control characters and invisible formatting (a right-to-left override) are written as escapes
+    (``\\n``, ``\\x1b``, ``\\u202e``). Text a submission controls (a file name, an error message)
+    goes through it before it reaches a report line, so it can never start a line of its own."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def report_line(report: StudentReport) -> str:
+    """One student's line of ``report.txt``: ``<student>: <problems or ok> (<seconds> s)``."""
+    return f"{printable(report.student_id)}: {printable(report.summary())} ({report.seconds:.1f} s)"
+
+
 def write_report(reports: list[StudentReport], path: Path) -> None:
-    """A plain-text report: each student's problems (or "ok") and grading time; the students to
-    review listed first."""
-    review = [r.student_id for r in reports if any(p.for_review for p in r.problems)]
+    """A plain-text report, one line per student (:func:`report_line`), built from the structured
+    reports: each student's problems (or "ok") and grading time; the students to review listed first."""
+    review = [printable(r.student_id) for r in reports if any(p.for_review for p in r.problems)]
     lines = [f"for review: {', '.join(review)}" if review else "for review: none"]
-    lines += [f"{r.student_id}: {r.summary()} ({r.seconds:.1f} s)" for r in reports]
+    lines += [report_line(r) for r in reports]
     Path(path).write_text("\n".join(lines) + "\n")
 
 
@@ -119,6 +132,18 @@ def save_report(report: StudentReport, root: Path) -> Path:
     tmp.write_text(json.dumps(asdict(report), indent=1))
     tmp.replace(path)
     return path
+
+
+def saved_reports(root: Path, students: list[str]) -> list[StudentReport]:
+    """The saved :class:`StudentReport` of each of ``students`` in the course root ``root``; a student
+    without a readable one gets a report that says so."""
+    reports = []
+    for student in students:
+        try:
+            reports.append(load_report(Path(root) / RESULTS_DIR / f"{student}.json"))
+        except ValueError as err:
+            reports.append(StudentReport(student, [Problem("no_report", f"no saved grading report ({err})")]))
+    return reports
 
 
 def load_report(path: Path) -> StudentReport:

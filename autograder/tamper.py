@@ -209,7 +209,12 @@ def _replaces_code(name: str | None) -> bool:
 
 
 class _Scanner(ast.NodeVisitor):
-    """Collects ``(line, reason, severity)`` for one cell, resolving names through its aliases."""
+    """Collects ``(line, reason, severity)`` for one cell, resolving names through its aliases.
+
+    :meth:`scan` visits the tree depth first, in source order, with a stack of its own rather than
+    recursion, so that no code (a sum of thousands of terms) can reach Python's recursion limit: each
+    ``visit_<Node>`` method says whether to go on into the node's children.
+    """
 
     def __init__(self, aliases: dict[str, str]):
         self.aliases = aliases  # shared by the cells of a notebook, in order
@@ -218,14 +223,31 @@ class _Scanner(ast.NodeVisitor):
     def hit(self, node: ast.AST, reason: str, severity: str) -> None:
         self.hits.append((getattr(node, "lineno", 1), reason, severity))
 
+    def scan(self, tree: ast.AST) -> None:
+        """Visit every node of ``tree`` that its ancestors' visitors go into, parents before children."""
+        stack = [tree]
+        while stack:
+            node = stack.pop()
+            visit = getattr(self, f"visit_{type(node).__name__}", None)
+            if visit is None or visit(node):
+                stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
     # -- names
     def resolve(self, node: ast.AST) -> str | None:
-        """The dotted name an expression refers to (``p.loads`` -> ``pickle.loads``), if it is one."""
+        """The dotted name an expression refers to (``p.loads`` -> ``pickle.loads``), if it is one.
+
+        An attribute chain is followed in a loop, so its length reaches no recursion limit."""
+        attributes = []
+        while isinstance(node, ast.Attribute):
+            attributes.append(node.attr)
+            node = node.value
+        base = self._resolve_base(node)
+        return ".".join([base, *reversed(attributes)]) if base else None
+
+    def _resolve_base(self, node: ast.AST) -> str | None:
+        """What a name or a call at the root of an attribute chain refers to."""
         if isinstance(node, ast.Name):
             return self.aliases.get(node.id, node.id)
-        if isinstance(node, ast.Attribute):
-            base = self.resolve(node.value)
-            return f"{base}.{node.attr}" if base else None
         if isinstance(node, ast.Call):
             func = self.resolve(node.func)
             if func in SHELL_GETTERS or _is_shell_class(func, "instance"):
@@ -277,22 +299,24 @@ class _Scanner(ast.NodeVisitor):
         self.hit(node, f"hands {what} to other code", TAMPERING)
 
     # -- imports bind aliases
-    def visit_Import(self, node: ast.Import) -> None:
+    def visit_Import(self, node: ast.Import) -> bool:
         for alias in node.names:
             self.aliases[alias.asname or alias.name.split(".")[0]] = (
                 alias.name if alias.asname else alias.name.split(".")[0]
             )
             self.check_name(node, alias.name)
+        return False
 
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> bool:
         module = node.module or ""
         for alias in node.names:
             full = f"{module}.{alias.name}" if module else alias.name
             self.aliases[alias.asname or alias.name] = full
             self.check_name(node, full)
+        return False
 
     # -- uses
-    def visit_Attribute(self, node: ast.Attribute) -> None:
+    def visit_Attribute(self, node: ast.Attribute) -> bool:
         if node.attr in CODE_ATTRIBUTES:
             self.hit(node, f"reaches into an object's internals ({node.attr})", TAMPERING)
         if node.attr in FRAME_ATTRIBUTES:
@@ -304,18 +328,18 @@ class _Scanner(ast.NodeVisitor):
             self.check_shell_use(node)
         if name is not None:
             self.check_name(node, name)
-        else:
-            self.generic_visit(node)
+        return name is None  # a name is judged whole; an expression's parts one by one
 
-    def visit_Name(self, node: ast.Name) -> None:
+    def visit_Name(self, node: ast.Name) -> bool:
         name = self.aliases.get(node.id, node.id)
         if name == "IPython.shell" or name in SHELL_GETTERS:
             self.check_shell_use(node)
         if name in REVIEW_CALLS or name in ("globals", "locals", "vars"):
-            return  # judged where they are called
+            return False  # judged where they are called
         self.check_name(node, name)
+        return False
 
-    def visit_Call(self, node: ast.Call) -> None:
+    def visit_Call(self, node: ast.Call) -> bool:
         func = self.resolve(node.func)
         if self.resolve(node) == "IPython.shell":
             self.check_shell_use(node)
@@ -350,9 +374,9 @@ class _Scanner(ast.NodeVisitor):
             k.arg == "allow_pickle" and getattr(k.value, "value", False) is True for k in node.keywords
         ):
             self.hit(node, "unpickles data (np.load(allow_pickle=True))", REVIEW)
-        self.generic_visit(node)
+        return True
 
-    def visit_Constant(self, node: ast.Constant) -> None:
+    def visit_Constant(self, node: ast.Constant) -> bool:
         if isinstance(node.value, str):
             if RECORD_STRINGS.search(node.value):
                 self.hit(node, "writes records of the hidden checks (their MIME type)", TAMPERING)
@@ -360,6 +384,7 @@ class _Scanner(ast.NodeVisitor):
                 self.hit(node, "names the grader's files", TAMPERING)
             elif FILE_STRINGS.search(node.value):
                 self.hit(node, "names the grader's files", REVIEW)
+        return False
 
     # -- assignments
     def _protected(self, node: ast.AST) -> bool:
@@ -392,23 +417,24 @@ class _Scanner(ast.NodeVisitor):
             for element in target.elts:
                 self._target(element)
 
-    def visit_Assign(self, node: ast.Assign) -> None:
+    def visit_Assign(self, node: ast.Assign) -> bool:
         for target in node.targets:
             self._target(target)
         source = self.resolve(node.value)
         if source is not None and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             self.aliases[node.targets[0].id] = source  # t = torch; setattr(t, ...)
-        self.generic_visit(node)
+        return True
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+    def visit_AugAssign(self, node: ast.AugAssign) -> bool:
         self._target(node.target)
-        self.generic_visit(node)
+        return True
 
 
 def scan_notebook(path: Path) -> list[Finding]:
     """Findings in the student-editable code cells of one notebook, in order (empty when clean).
 
-    A cell that does not parse as Python (it will fail when it runs) is skipped.
+    A cell that does not parse as Python (it will fail when it runs) is skipped; one nested too deeply
+    for Python's parser (the kernel cannot compile it either) is reported for review, unread.
     """
     nb = nbformat.read(path, as_version=4)
     findings: list[Finding] = []
@@ -420,11 +446,17 @@ def scan_notebook(path: Path) -> list[Finding]:
                 tree = ast.parse(code)
             except SyntaxError:
                 continue
+            except (RecursionError, MemoryError):
+                if _editable(cell):
+                    name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"#{index}"
+                    reason = "is nested too deeply for the scan (and Python's compiler) to read"
+                    findings.append(Finding(path.name, name, 1, cell.source.split("\n", 1)[0][:80], reason, REVIEW))
+                continue
             for node in ast.walk(tree):
                 for child in ast.iter_child_nodes(node):
                     child.parent = node  # type: ignore[attr-defined]
             scanner = _Scanner(aliases)
-            scanner.visit(tree)  # locked cells too: their imports bind names the answers use
+            scanner.scan(tree)  # locked cells too: their imports bind names the answers use
             if not _editable(cell):
                 continue
             name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"#{index}"

@@ -35,13 +35,14 @@ from pathlib import Path
 
 from autograder import exchange
 from autograder.class_report import write_class_report
-from autograder.course import COURSE_ID, prepare_course
+from autograder.course import COURSE_ID, GraderFaultError, prepare_course
 from autograder.deadlines import format_utc, spread_due
 from autograder.gradebook import add_course, db_url, export, holds_assignment, read_gradebook, write_index
 from autograder.grading import GradingSettings, grade_student
 from autograder.pipeline import copy_feedback
+from autograder.preflight import require_sandbox
 from autograder.release import generate_assignment
-from autograder.report import Problem, StudentReport, write_report
+from autograder.report import Problem, StudentReport, printable, write_report
 from autograder.sandbox import Limits
 
 #: Grader failures (not the student's: nbgrader or the machine) after which a submission is left alone
@@ -168,12 +169,20 @@ def watch(
 
     Returns:
         The ledger.
+
+    Raises:
+        SandboxUnavailableError: if the sandbox cannot start on this machine (before anything is graded).
+        GraderFaultError: if a kernel could not start for a reason of the machine; the submission is
+            left ungraded, to be graded when the watcher is started again.
     """
     settings = settings or WatchSettings()
+    if settings.sandbox:
+        require_sandbox()  # a machine that cannot run the sandbox stops here, not as every student's zero
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
     def note(message: str) -> None:  # each line goes to ``log`` and to <out>/watch.log
+        message = printable(message)  # what a submission wrote stays on its own line
         log(message)
         with (out / "watch.log").open("a") as f:
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
@@ -235,6 +244,9 @@ def watch(
                 free.append(slot)
                 try:
                     graded = future.result()
+                except GraderFaultError as err:  # the machine's fault: stop, say why, score nothing
+                    note(f"{student}: {err}; the watcher stops")
+                    raise
                 except Exception as err:  # a grader failure (not the student's): retried a few times
                     tries = failures[student, timestamp] = failures.get((student, timestamp), 0) + 1
                     then = "it will be retried" if tries < MAX_FAILURES else "left until the student submits again"

@@ -36,23 +36,50 @@ def small_frames(cartpole_frames: np.ndarray) -> np.ndarray:
     return cartpole_frames[:64].copy()
 
 
+def _unavailable(err: Exception) -> None:
+    """Skip a test whose system part (PostgreSQL, Slurm, users of the machine) is missing here, unless
+    ``COURSE_REQUIRE_SYSTEM=1`` (set by `make test`, which installs them), where that is a failure."""
+    if os.environ.get("COURSE_REQUIRE_SYSTEM") == "1":
+        pytest.fail(f"required here: {err}")
+    pytest.skip(str(err))
+
+
 @pytest.fixture(scope="session")
 def postgres():
-    """A PostgreSQL server started for this test session (:mod:`tests.pg_server`).
-
-    Skipped where PostgreSQL is not installed, unless ``COURSE_REQUIRE_POSTGRES=1`` (set by
-    `make test`, which installs it), where that is a failure.
-    """
+    """A PostgreSQL server started for this test session (:mod:`tests.pg_server`)."""
     from pg_server import PostgresServer, PostgresUnavailableError
 
     try:
         server = PostgresServer().start()
     except PostgresUnavailableError as err:
-        if os.environ.get("COURSE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required here: {err}")
-        pytest.skip(str(err))
+        _unavailable(err)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A one-node Slurm cluster started for this test session (:mod:`tests.slurm_cluster`)."""
+    from slurm_cluster import SlurmCluster, SlurmUnavailableError
+
+    try:
+        cluster = SlurmCluster().start()
+    except SlurmUnavailableError as err:
+        _unavailable(err)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def installation():
+    """The course installed by the ordinary grader account as a new instructor would (:mod:`tests.accounts`)."""
+    from accounts import AccountsUnavailableError
+    from accounts import installation as install
+
+    try:
+        return install()
+    except AccountsUnavailableError as err:
+        _unavailable(err)
 
 
 def _module_seconds(item: pytest.Item) -> float:

@@ -1,7 +1,7 @@
 """A throwaway PostgreSQL server for the tests: Debian's binaries, a private data folder, loopback only.
 
 `make test` installs Debian's ``postgresql`` package (`make postgres`) and sets
-``COURSE_REQUIRE_POSTGRES=1``, so in CI a missing server fails the tests instead of skipping them.
+``COURSE_REQUIRE_SYSTEM=1``, so in CI a missing server fails the tests instead of skipping them.
 The server runs as the ``postgres`` user when the tests run as root (PostgreSQL refuses root).
 """
 

@@ -14,6 +14,7 @@ import copy
 import inspect
 import json
 import secrets
+import time
 
 import nbformat
 import numpy as np
@@ -551,3 +552,21 @@ def test_the_checks_constants_agree_with_the_reference():
         assert hw1.encoder_parameter_count(args[0], args[1], dims) == sum(
             p.numel() for m in layers for p in m.parameters()
         )
+
+
+def test_a_judge_past_its_budget_is_stopped_and_fails_its_cell(vae_loss):
+    """Is code that runs past the judge's budget stopped, even inside the judge's own ``except Exception``,
+    and does the cell it was judging then fail with the reason, its records dropped?"""
+    start = time.perf_counter()
+    with pytest.raises(judging.JudgeTimeoutError), judging.budget(0.2):
+        try:
+            while True:  # a judge that never ends
+                pass
+        except Exception:  # what a judge catches cannot hold the budget back
+            pass
+    assert time.perf_counter() - start < 5
+    cell = _test_cell("w2_recon", "checks.w2_recon(vae_loss)")
+    armed = _ran(cell, record_of("w2_recon", vae_loss, nonce="0" * 16))
+    outcome = judging.fail_unjudged(cell, armed, "02_vae_loss.ipynb", "could not be judged in time")
+    assert not records.records_in(cell.outputs) and outcome.passed is False and outcome.ename == "CheckFailed"
+    assert outcome.message == "could not be judged in time"

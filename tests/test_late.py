@@ -166,7 +166,7 @@ def test_extension_makes_a_late_submission_on_time(run, capsys):
     """Does ``course extend`` give the extension in every gradebook of the run (nbgrader's grant_extension),
     so that the submission 2.5 h after the due date is on time with 3 h more, and late again without?"""
     root = run / "course"
-    assert cli.main(["extend", "bob", "hw", "--hours", "3", "--out", str(run)]) == 0
+    assert cli.main(["extend", "bob", "hw", "--hours", "3", "--out", str(run), "--new-student"]) == 0
     assert "gradebook.db, gradebook_0.db" in capsys.readouterr().out
     for book in course_gradebooks(root):  # granted before bob submitted: held by his (empty) submission
         assert record(root, book, "bob", DUE + dt.timedelta(hours=2.5)) == 0
@@ -184,7 +184,7 @@ def test_extension_goes_to_a_shared_gradebook(run, tmp_path):
     shared = shutil.copy(run / "course" / "gradebook_0.db", tmp_path / "shared.db")
     url = f"sqlite:///{shared}"
     (run / "course" / "gradebook_0.db").unlink()
-    assert cli.main(["extend", "carol", "hw", "--hours", "24", "--out", str(run), "--db", url]) == 0
+    assert cli.main(["extend", "carol", "hw", "--hours", "24", "--out", str(run), "--db", url, "--new-student"]) == 0
     with Gradebook(url, course.COURSE_ID) as gb:
         assert [(s.student_id, s.extension) for s in gb.find_assignment("hw").submissions] == [
             ("carol", dt.timedelta(hours=24))
@@ -201,6 +201,19 @@ def test_extension_of_an_unknown_assignment_or_run_is_refused(run, tmp_path, cap
     assert "holds no assignment 'nope'" in capsys.readouterr().err
     assert cli.main(["extend", "bob", "hw", "--hours", "-1", "--out", str(run)]) == 2
     assert "expected a number of hours >= 0" in capsys.readouterr().err
+
+
+def test_extension_of_a_student_nobody_knows_is_refused(run, capsys):
+    """Is ``course extend`` of a student no gradebook knows (a typo) an error that lists the close names and
+    changes nothing, while --new-student enters a student who has not submitted yet?"""
+    root = run / "course"
+    record(root, "gradebook.db", "alice", DUE)
+    before = {book: (root / book).read_bytes() for book in course_gradebooks(root)}
+    assert cli.main(["extend", "alcie", "hw", "--hours", "3", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "no gradebook of this course knows a student 'alcie'" in err and "alice" in err and "--new-student" in err
+    assert {book: (root / book).read_bytes() for book in course_gradebooks(root)} == before
+    assert cli.main(["extend", "alice", "hw", "--hours", "3", "--out", str(run)]) == 0
 
 
 def test_workers_gradebooks_get_the_due_date(run):

@@ -605,25 +605,35 @@ def test_import_submissions_rejects_a_file_that_is_not_a_zip(tmp_path):
         intake.import_submissions(ASSIGNMENT, bogus, tmp_path / "subs")
 
 
-def test_only_missing_files_in_hidden_folders_are_reported_as_refused(tmp_path, monkeypatch):
-    """Is a FileNotFoundError reported as the sandbox's refusal only for a hidden folder, not for a
-    file the notebook itself failed to write in its own folder?"""
+def test_only_files_the_sandbox_hides_are_reported_as_refused(tmp_path, monkeypatch):
+    """Is a FileNotFoundError reported as the sandbox's refusal only for a file outside the kernel's view
+    (the course, the repository) or inside its hidden folders (the reference answers), not for a file
+    the notebook itself failed to write in its own folder or in /tmp?"""
     from autograder.nbgrader_ext import cell_problems
-    from autograder.sandbox import HIDDEN_ENV
+    from autograder.sandbox import KERNEL_HOME, VIEW_ENV, View
 
-    root = tmp_path / "course"
-    autograded = course.step_dir(root, "autograded", "someone", ASSIGNMENT)
-    monkeypatch.setenv(HIDDEN_ENV, str(root))
+    view = View.of_this_python()
+    monkeypatch.setenv(VIEW_ENV, view.to_json())
+    workdir = KERNEL_HOME / ASSIGNMENT
+    (tmp_path / "course" / "source").mkdir(parents=True)
+    (tmp_path / "course" / "source" / "x.ipynb").write_text("{}")  # on the machine, not in the kernel's /tmp
     found = {}
-    for name, path in [("hidden", root / "source" / "x.ipynb"), ("own", autograded / "a1_generated_0.png")]:
+    for name, path in [
+        ("course", tmp_path / "course" / "source" / "x.ipynb"),
+        ("repository", Path(course.REPO) / "assignments" / "source"),
+        ("reference", view.hidden[0] / "hw1.py"),
+        ("own", workdir / "a1_generated_0.png"),
+        ("tmp", Path("/tmp/frames.npz")),
+    ]:
         cell = new_code_cell("open(...)")
         cell.outputs = [
             nbformat.v4.new_output(
                 "error", ename="FileNotFoundError", evalue=f"[Errno 2] No such file or directory: '{path}'"
             )
         ]
-        found[name] = cell_problems(cell, autograded)
-    assert [kind for kind, _ in found["hidden"]] == ["hidden_file"] and found["own"] == []
+        found[name] = [kind for kind, _ in cell_problems(cell, workdir)]
+    expected = {"course": ["hidden_file"], "repository": ["hidden_file"], "reference": ["hidden_file"]}
+    assert found == {**expected, "own": [], "tmp": []}
 
 
 def test_emptied_test_cells_earn_nothing_and_are_named(tampered):
