@@ -26,7 +26,7 @@ from autograder.repairs import SUBMISSION_FILES, stage_submission
 from autograder.report import CellOutcome, StudentReport, save_report
 from autograder.sandbox import Limits, View
 from autograder.sandbox import prepare as prepare_sandbox
-from autograder.tamper import TAMPERING, scan_notebook
+from autograder.tamper import REVIEW, TAMPERING, scan_notebook
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def grade_student(
     submitted = step_dir(root, "submitted", report.student_id, assignment)
     autograded = step_dir(root, "autograded", report.student_id, assignment)
     feedback = step_dir(root, "feedback", report.student_id, assignment)
-    findings = [f for path in sorted(submitted.glob("*.ipynb")) for f in _step(report, "the scan", scan_notebook, path)]
+    findings = [f for path in sorted(submitted.glob("*.ipynb")) for f in _scan(report, path)]
     for f in findings:
         label = (
             "tampering suspected, its notebook's autograded points set to zero"
@@ -167,6 +167,15 @@ def _step(report: StudentReport, step: str, run, *args):
     except Exception as err:
         report.add("grader_step_failed", f"{step} failed on this submission ({type(err).__name__}: {str(err)[:200]})")
         return None
+
+
+def _scan(report: StudentReport, notebook: Path) -> list:
+    """The scan's findings in one staged notebook; one it could not read is for review (the scan is one
+    layer of the defense, the judges decide)."""
+    found = _step(report, "the scan", scan_notebook, notebook)
+    if found is None:
+        report.add(REVIEW, f"for review: the scan could not read {notebook.name}", notebook.name)
+    return found or []
 
 
 def cap_feedback(report: StudentReport, feedback: Path, limit: int) -> None:

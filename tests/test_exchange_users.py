@@ -94,7 +94,7 @@ def test_the_student_fetches_feedback_graded_by_the_grader_account(loop):
     assert [p.name for p in pages] == ["05_other_environment.html"], loop["log"]
     assert pages[0].stat().st_uid == loop["student"].uid
     grades = (loop["runs"] / "watch" / "grades.csv").read_text()
-    assert f"{STUDENT},05_other_environment,6.0,6.0" in grades, grades
+    assert f"{STUDENT},05_other_environment,6.0,8.0" in grades, grades  # 6 autograded, 2 graded by hand
 
 
 def test_the_exchange_has_nbgraders_permissions(loop):
@@ -128,7 +128,7 @@ def test_links_in_a_submission_are_refused_at_collect(loop):
     read and the student could not), with a FIFO beside it, collected without following the link or
     opening the FIFO: zero points, the refusal on the attacker's line of the report, the watcher done?"""
     grades = (loop["runs"] / "watch" / "grades.csv").read_text()
-    assert f"{THIRD_STUDENT},05_other_environment,0.0,6.0" in grades, grades
+    assert f"{THIRD_STUDENT},05_other_environment,0.0,8.0" in grades, grades
     collected = loop["runs"] / "watch" / "course" / "collected" / THIRD_STUDENT / ASSIGNMENT
     assert not (collected / NB5).exists() and not (collected / "frames.npz").exists()
     report = (loop["runs"] / "watch" / "report.txt").read_text().splitlines()

@@ -326,7 +326,7 @@ def test_resource_and_escape_attacks_gain_nothing(tampered, student):
         ("fork_bomb", "cell fork_bomb hit the process limit"),
         ("os_exit", "cell os_exit killed its kernel (kernel died)"),
         ("sys_exit", "cell sys_exit called sys.exit()"),
-        ("print_100mb", "cell print_100mb printed more than the grader keeps"),
+        ("print_100mb", "cell print_100mb produced more than 2 MB of printed text; the grader dropped it"),
         ("write_gradebook", "cell write_gradebook was refused"),
         ("write_other_student", "cell write_other_student was refused"),
         ("write_course_source", "cell write_course_source was refused"),
