@@ -93,8 +93,23 @@ def _student_pyproject(pyproject: dict) -> str:
     return text
 
 
+#: What of ``course_lib`` stays with the instructors (paths inside it): the graded reference answers,
+#: and the module that builds the shipped checkpoints from them.
+INSTRUCTOR_ONLY = frozenset({"solutions", "pretrained/build.py"})
+
+
+def _left_out(directory: str, names: list[str]) -> set[str]:
+    """The entries of ``directory`` (in ``course_lib/``) the student wheel leaves out (``copytree``'s ``ignore``)."""
+    inside = Path(directory).relative_to(REPO / "course_lib")
+    return {
+        name
+        for name in names
+        if (inside / name).as_posix() in INSTRUCTOR_ONLY or name == "__pycache__" or name.endswith(".pyc")
+    }
+
+
 def build_student_wheel(dest: Path) -> Path:
-    """Build a ``course_lib`` wheel without ``course_lib.solutions`` into ``dest``; return its path.
+    """Build a ``course_lib`` wheel without :data:`INSTRUCTOR_ONLY` into ``dest``; return its path.
 
     It declares the student ranges of pyproject.toml (:func:`student_requirements`), not the
     development pins, and carries ``course_lib``'s package data.
@@ -105,11 +120,7 @@ def build_student_wheel(dest: Path) -> Path:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
-        shutil.copytree(
-            REPO / "course_lib",
-            stage / "course_lib",
-            ignore=shutil.ignore_patterns("solutions", "__pycache__", "*.pyc"),
-        )
+        shutil.copytree(REPO / "course_lib", stage / "course_lib", ignore=_left_out)
         (stage / "pyproject.toml").write_text(_student_pyproject(pyproject))
         dest.mkdir(parents=True, exist_ok=True)
         # Reuse the venv's setuptools when there is one; otherwise pip fetches it.

@@ -1,40 +1,10 @@
 """Training throughput of the World Models ConvVAE at batch 100 on the CPU, against a plain loop.
 
-- **package**: :func:`course_lib.train.fit` on a :class:`course_lib.data.ShardDataset` of ``uint8``
-  ``.npy`` shards in a temporary folder: reading the batch from disk, converting it to float,
-  forward, loss, backward, Adam; timed from the call to the return (data loading included), with
-  each of its precisions (``float32``, the default; ``bfloat16``; ``bfloat16-channels-last``) and
-  with ``precision="auto"``, which trains with the path its start-of-run trial picked
-  (:func:`course_lib.train.choose_precision`: run once first and reported under ``auto.trial``;
-  ``fit`` calls shorter than ``TRIAL_MIN_STEPS``, as the timed ones are, reuse its choice). The
-  trial's cost to a run is measured apart, in fresh processes with and without it
-  (:mod:`training_trial`), against a run of ``TRIAL_MIN_STEPS`` steps, the shortest that pays for one.
-- **course train-vae**: the command itself with its defaults, in fresh processes of two lengths
-  (:mod:`training_cli`), against the same plain loop and matmul rate. On a CPU without
-  native bfloat16 (no ``avx512_bf16`` or ``amx_bf16`` flag) the bfloat16 paths and levers are not
-  timed: they run at about 1/40 of float32 there, and ``auto`` never tries them.
-- **baseline**: a plain PyTorch loop on ``float32 (N, 3, 64, 64)`` NCHW tensors already in memory,
-  Adam (lr 1e-4), the loss of World Models (squared error summed over pixels, KL floored at
-  ``0.5 * z_size``, both averaged over the batch): the anchor every ratio is taken against.
-- **FLOP rate**: training FLOPs per image (forward + backward, ``torch.utils.flop_counter``) times
-  images per second, divided by this process's float32 matmul rate (loops of 2048x2048
-  products, the faster of PyTorch's thread count and one thread); bfloat16 paths against the
-  bfloat16 matmul rate (smaller products where one would take over a quarter of a second).
-- **levers**: the plain loop with one thing changed, each started from the same weights and
-  batches and checked to give the plain loop's losses over its first steps (float32 levers to
-  ``rtol=1e-4``, bfloat16 ones to 3%, the tolerances of tests/test_speed_equivalence.py):
-  channels-last input, channels-last model and input, Adam's fused kernel (alone and with
-  channels-last), the first transposed convolution (of a 1x1 map) as a matrix product (alone,
-  with channels-last and fused Adam: what ``fit`` does by default, and under bf16 autocast;
-  :mod:`course_lib.kernels`), ``torch.compile`` (inductor) of the model
-  and the loss together (NCHW, channels-last, and with the ``uint8`` to float conversion inside
-  the compiled graph), bf16 autocast, batch size (50 and 200), one thread, a DataLoader worker;
-  and the data path alone (per-frame vs batched conversion).
-- **profile**: one short ``fit`` epoch under ``torch.profiler`` (:mod:`training_profile`): the
-  share of each kind of work and the operator that holds the FLOP rate back.
-
-Every configuration is measured in interleaved rounds and the median over the rounds during
-which other processes were quiet is reported, so that a burst of load does not favour one.
+Each measurement is a function below (:func:`cpu_benchmark` runs them in order). Every
+configuration is measured in interleaved rounds, and medians and ratios are taken over the rounds
+during which other processes were quiet, each ratio within its round, so that a burst of load does
+not favour one. On a CPU without native bfloat16 (no ``avx512_bf16`` or ``amx_bf16`` flag) the
+bfloat16 paths and levers are not timed: they run at about 1/40 of float32 there.
 
 Usage: ``python benchmarks/bench_training.py [--rounds 3] [--steps 8] [--quick] [--smoke] [--no-compile]``;
 ``--profile``: only the profile of one epoch (``--profile-frames``, default 2000), as JSON;
@@ -50,7 +20,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +47,9 @@ from course_lib.cpu import fast_bfloat16
 from course_lib.data import ShardDataset, save_shard
 from course_lib.frames import to_tensor
 from course_lib.kernels import fast_transposed_convolutions
+from course_lib.precision import PRECISIONS, TRIAL_MIN_STEPS, PrecisionTrial, choose_precision
 from course_lib.solutions.conv_vae import ConvVAE
-from course_lib.train import PRECISIONS, TRIAL_MIN_STEPS, PrecisionTrial, choose_precision, fit
+from course_lib.train import fit
 
 BATCH = 100
 LR = 1e-4
@@ -95,6 +66,9 @@ def seed000_loss(x: torch.Tensor, x_hat: torch.Tensor, mu: torch.Tensor, logvar:
 
 class PlainLoop:
     """The baseline: a model, Adam and a fixed set of batches in memory, or one lever of it.
+
+    The anchor every ratio is taken against: float32 ``(N, 3, 64, 64)`` NCHW tensors already in
+    memory, Adam (lr 1e-4), World Models' loss (:func:`seed000_loss`).
 
     Args:
         model: a ConvVAE (moved to channels-last if ``channels_last``).
@@ -162,7 +136,11 @@ class PlainLoop:
 
 
 def training_flops_per_image(model: torch.nn.Module) -> float:
-    """FLOPs of one forward + backward pass per image at batch 100 (matmuls and convolutions)."""
+    """FLOPs of one forward + backward pass per image at batch 100 (matmuls and convolutions).
+
+    Times images per second, over the matmul rate of the same round, this gives each configuration's
+    fraction of the machine's float32 (or bfloat16) matmul rate.
+    """
     model = copy.deepcopy(model)
     x = torch.rand(BATCH, 3, 64, 64)
     with FlopCounterMode(display=False) as counter:
@@ -347,6 +325,11 @@ def lever_loops(
 ) -> dict[str, tuple[PlainLoop, float]]:
     """The levers: ``name: (loop, relative tolerance on the plain loop's losses)``.
 
+    The plain loop with one thing changed: channels-last input, channels-last model and input,
+    Adam's fused kernel, the transposed convolutions as a matrix product or a phase convolution
+    (:mod:`course_lib.kernels`), all of them together (what ``fit`` does by default, and under bf16
+    autocast), ``torch.compile`` of the model and the loss, bf16 autocast, batch sizes 50 and 200.
+
     ``batches`` are the float32 NCHW batches, ``frames`` the same as ``uint8 (B, 64, 64, 3)``;
     bfloat16 levers only with ``bfloat16``, compiled ones only with ``compile``.
     """
@@ -475,7 +458,369 @@ def speed_targets(name: str, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Workload:
+    """What the CPU measurements train on: the reference model's weights and the same frames for all.
+
+    Attributes:
+        reference: the ConvVAE every configuration starts from (copied by :meth:`fresh`).
+        data: the ``uint8`` shards ``fit`` reads.
+        frames: four ``uint8 (B, 64, 64, 3)`` batches drawn from ``data``.
+        batches: the same as float32 ``(B, 3, 64, 64)`` NCHW tensors, for the plain loops.
+    """
+
+    reference: torch.nn.Module
+    data: ShardDataset
+    frames: list[torch.Tensor]
+    batches: list[torch.Tensor]
+
+    def fresh(self) -> torch.nn.Module:
+        """A copy of the reference model."""
+        return copy.deepcopy(self.reference)
+
+
+def workload(directory: Path, reference: torch.nn.Module, fit_steps: int) -> Workload:
+    """Shards in ``directory`` long enough for ``fit_steps`` steps of a batch, and four batches of them."""
+    n_frames = max(2000, BATCH * (fit_steps + 2))
+    data = write_shards(directory, n_frames)
+    rng = np.random.default_rng(2)
+    frames = [torch.from_numpy(data[np.sort(rng.choice(n_frames, BATCH, replace=False))]) for _ in range(4)]
+    return Workload(reference, data, frames, [to_tensor(f.numpy()).contiguous() for f in frames])
+
+
+@dataclass
+class Configs:
+    """The configurations measured in every round.
+
+    Attributes:
+        runs: ``name: images/s of one sample``, in the order the rounds run them.
+        loops: the plain loops (``baseline`` and the levers) some of them run.
+        models: ``fit``'s model of each ``package_<precision>``.
+    """
+
+    runs: dict[str, Callable[[], float]] = field(default_factory=dict)
+    loops: dict[str, PlainLoop] = field(default_factory=dict)
+    models: dict[str, torch.nn.Module] = field(default_factory=dict)
+
+
+def package_configs(work: Workload, precisions: list[str], steps: int, fit_steps: int) -> Configs:
+    """The plain loop (``baseline``) and ``fit`` with each of ``precisions`` (``package_<precision>``).
+
+    ``fit`` reads the shards, converts each batch to float and steps, timed from the call to the
+    return; with ``"auto"`` it trains with the path its trial picked (:func:`auto_trial`, run once
+    first: calls shorter than ``TRIAL_MIN_STEPS`` reuse its choice).
+    """
+    configs = Configs()
+    configs.loops["baseline"] = PlainLoop(work.fresh(), work.batches)
+    configs.models = {f"package_{p}": work.fresh() for p in precisions}
+    configs.runs["baseline"] = lambda: configs.loops["baseline"].run(steps)
+    for p in precisions:
+        configs.runs[f"package_{p}"] = lambda p=p: package_rate(
+            configs.models[f"package_{p}"], work.data, fit_steps, p, 0
+        )
+    return configs
+
+
+def add_levers(configs: Configs, work: Workload, bfloat16: bool, compile: bool, steps: int) -> dict[str, dict]:
+    """Add the levers, one thread and a DataLoader worker to ``configs``; each lever's loss check.
+
+    Without a C++ compiler ``torch.compile`` fails: the other levers are checked and measured, and
+    the error is reported under ``torch_compile``.
+    """
+    levers = lever_loops(work.fresh, work.batches, work.frames, bfloat16, compile=compile)
+    log("levers: the first steps of each against the plain loop's losses (compiles first: slow)")
+    try:
+        checks = check_losses(levers, PlainLoop(work.fresh(), work.batches))
+    except Exception as err:  # torch.compile needs a C++ compiler; report the others instead of failing
+        log(f"a lever failed ({type(err).__name__}: {err}); measuring without torch.compile")
+        levers = lever_loops(work.fresh, work.batches, work.frames, bfloat16, compile=False)
+        checks = check_losses(levers, PlainLoop(work.fresh(), work.batches))
+        checks["torch_compile"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+    configs.loops |= {name: loop for name, (loop, _) in levers.items()}
+    for name in levers:
+        configs.runs[name] = lambda name=name: configs.loops[name].run(steps)
+
+    def one_thread() -> float:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return configs.loops["baseline"].run(steps)
+        finally:
+            torch.set_num_threads(threads)
+
+    configs.runs["baseline_1_thread"] = one_thread
+    dl_model = work.fresh()
+    configs.runs["dataloader_1_worker"] = lambda: dataloader_rate(dl_model, work.data, steps, workers=1)
+    return checks
+
+
+def warm_up(configs: Configs, data: ShardDataset) -> None:
+    """Two steps of every ``fit`` model and plain loop, so that oneDNN's primitives exist before the rounds."""
+    log("warm-up (oneDNN primitive creation)")
+    for name in configs.runs:
+        if name.startswith("package"):
+            package_rate(configs.models[name], data, 2, name.removeprefix("package_"), 99)
+        elif name in configs.loops:
+            configs.loops[name].run(2)
+    THREADS_USED.clear()
+
+
+def measure_trial_cost(directory: Path, quick: bool) -> dict[str, Any]:
+    """What ``fit(precision="auto")``'s trial adds to a run, in fresh processes (:mod:`training_trial`).
+
+    Set against a run of ``TRIAL_MIN_STEPS`` steps, the shortest that pays for a trial (:func:`package_result`).
+    """
+    log("the trial's cost to a run: fresh processes with and without it")
+    cost = trial_cost(directory, BATCH, LR, KL_TOLERANCE, rounds=1 if quick else 3)
+    log(f"trial: {cost['seconds']:.2f} s more than a run without it ({cost['trial_seconds']:.2f} s of its own)")
+    return cost
+
+
+def measure_train_vae(directory: Path, quick: bool, anchor: Callable[[], float]) -> dict[str, Any]:
+    """``course train-vae``'s images/s in fresh processes of two lengths (:mod:`training_cli`); ``anchor`` per round."""
+    log("course train-vae: fresh processes of two lengths")
+    shards = directory / "train_vae"
+    shards.mkdir()
+    # 2 of 40 shards held out (--val-fraction 0.05): LONG steps within the first epoch
+    write_shards(shards, math.ceil(BATCH * LONG / 0.9), n_shards=40)
+    cli = train_vae_rate(shards, BATCH, rounds=1 if quick else 3, anchor=anchor)
+    log(f"course train-vae: {cli['images_per_s']:.0f} images/s")
+    return cli
+
+
+def measure_profile(work: Workload, matmul_rate: float, smoke: bool) -> dict[str, Any]:
+    """One short ``fit`` epoch under ``torch.profiler`` (:mod:`training_profile`), on one or two shards."""
+    log("profile of one short fit epoch")
+    return profile_fit(
+        work.fresh(),
+        ShardDataset(work.data.paths[:1] if smoke else work.data.paths[:2]),
+        batch_size=BATCH,
+        lr=LR,
+        kl_tolerance=KL_TOLERANCE,
+        matmul_gflop_per_s=matmul_rate,
+        top=8,
+    )
+
+
+@dataclass
+class Rounds:
+    """The samples of the interleaved rounds (:func:`measure`), split into the matmul probes and the rest.
+
+    Attributes:
+        rates: images/s of each configuration, per round.
+        others: the CPU share other processes took during each sample.
+        matmuls: each probe's summary (:func:`matmul_summary`).
+        limits: each round's matmul rate (the faster of both thread counts) and the others' CPU share
+            then, by "multiplies in bfloat16".
+        matmul_bf16_rate: the bfloat16 matmul rate (None without native bfloat16).
+    """
+
+    rates: Samples
+    others: Samples
+    matmuls: dict[str, dict[str, Any]]
+    limits: dict[bool, tuple[list[float], list[float | None]]]
+    matmul_bf16_rate: float | None
+
+    @classmethod
+    def split(cls, rates: Samples, others: Samples, sizes: dict[str, int], bfloat16: bool) -> Rounds:
+        """The probes of ``sizes`` taken out of ``rates`` and ``others`` (changed in place)."""
+        matmuls = {name: matmul_summary(name, rates, others, sizes[name]) for name in sizes}
+        probes = {name: (rates.pop(name), others.pop(name)) for name in sizes}
+        matmul_bf16_rate = (
+            max(matmuls["matmul_bf16"]["median"], matmuls["matmul_bf16_1_thread"]["median"]) if bfloat16 else None
+        )
+
+        def round_limits(multi: str, single: str) -> tuple[list[float], list[float | None]]:
+            """Each round's matmul rate (the faster of both thread counts) and the others' CPU share then."""
+            (rate_m, busy_m), (rate_s, busy_s) = probes[multi], probes[single]
+            limits = [max(a, b) for a, b in zip(rate_m, rate_s, strict=True)]
+            busy = [None if None in (a, b) else max(a, b) for a, b in zip(busy_m, busy_s, strict=True)]
+            return limits, busy
+
+        limits = {False: round_limits("matmul", "matmul_1_thread")}  # by "multiplies in bfloat16"
+        if bfloat16:
+            limits[True] = round_limits("matmul_bf16", "matmul_bf16_1_thread")
+        return cls(rates, others, matmuls, limits, matmul_bf16_rate)
+
+    def summary(self, name: str, flops: float, bf16_limit: bool) -> dict[str, Any]:
+        """Configuration ``name``'s images/s, GFLOP/s and its per-round ratios to the plain loop and the matmul rate."""
+        rates, others = self.rates, self.others
+        ips, used = quiet_median(rates[name], others[name])
+        gflops = [flops * x / 1e9 for x in rates[name]]
+        limits, busy = self.limits[bf16_limit]
+        fraction, _ = paired_median_ratio(gflops, limits, others[name], busy)
+        speedup, _ = paired_median_ratio(rates[name], rates["baseline"], others[name], others["baseline"])
+        return {
+            "images_per_s": round(ips, 1),
+            "gflop_per_s": round(flops * ips / 1e9, 1),
+            "fraction_of_own_matmul": round(fraction, 3),
+            "speedup_vs_baseline": round(speedup, 3),
+            "samples": [round(x, 1) for x in rates[name]],
+            "others_cpu_percent": others[name],
+            "quiet_samples_used": used,
+        }
+
+
+def multiplies_in_bf16(name: str, configs: Configs, trial: PrecisionTrial, matmul_bf16_rate: float | None) -> bool:
+    """Whether configuration ``name`` multiplies in bfloat16 (its limit is the bfloat16 matmul rate)."""
+    path = name.removeprefix("package_")
+    path = trial.chosen if path == "auto" else path
+    in_loop = name in configs.loops and configs.loops[name].autocast
+    bf16 = PRECISIONS[path].autocast is not None if path in PRECISIONS else in_loop
+    return bool(bf16 and matmul_bf16_rate)
+
+
+def package_result(
+    results: dict[str, dict[str, Any]], trial: PrecisionTrial, cost: dict[str, Any]
+) -> tuple[dict[str, dict[str, Any]], float]:
+    """``fit``'s row per precision, ``auto``'s with its trial and cost; the trial's share of the shortest run
+    that pays for one (:data:`TRIAL_MIN_STEPS` steps at the rate of the path ``auto`` trains with)."""
+    package = {k.removeprefix("package_"): v for k, v in results.items() if k.startswith("package_")}
+    package["auto"]["trial"] = asdict(trial)
+    auto_step_s = BATCH / package["auto"]["images_per_s"]
+    trial_share = cost["seconds"] / (TRIAL_MIN_STEPS * auto_step_s)
+    package["auto"]["trial_cost"] = cost
+    package["auto"]["trial_share_of_shortest_measured_run"] = round(trial_share, 4)
+    return package, trial_share
+
+
+def levers_result(
+    results: dict[str, dict[str, Any]], checks: dict[str, dict], data_ms: dict[str, float], float32_rate: float
+) -> dict[str, Any]:
+    """The levers' rows with their loss checks, and the data path against a float32 ``fit`` step."""
+    levers = {k: v for k, v in results.items() if k != "baseline" and not k.startswith("package_")}
+    for name, check in checks.items():
+        levers.setdefault(name, {}).update(check)
+    step_ms = 1e3 * BATCH / float32_rate
+    return {
+        **levers,
+        "data_path_ms_per_batch": {k: round(v, 3) for k, v in data_ms.items()},
+        "data_path_share_of_float32_step": round((data_ms["read"] + data_ms["convert_batched"]) / step_ms, 4),
+    }
+
+
+def train_vae_result(cli: dict[str, Any] | None, flops: float, matmul_rate: float) -> dict[str, Any] | None:
+    """``course train-vae``'s row: its rate against the matmul rate and the plain loop of each round."""
+    if cli is None:
+        return None
+    gflops = flops * cli["images_per_s"] / 1e9
+    return {
+        **cli,
+        "gflop_per_s": round(gflops, 1),
+        "fraction_of_own_matmul": round(gflops / matmul_rate, 3),
+        # against the plain loop measured just before each round
+        "speedup_vs_baseline": round(paired_median_ratio(cli["samples"], cli["anchor_samples"])[0], 3),
+    }
+
+
+def targets_result(
+    package: dict[str, Any],
+    train_vae: dict[str, Any] | None,
+    profiled: dict[str, Any],
+    trial: PrecisionTrial,
+    cost: dict[str, Any],
+    trial_share: float,
+    bfloat16: bool,
+) -> dict[str, Any]:
+    """The targets of issue 20 and what held ``fit`` back, for the report."""
+    targets = speed_targets("fit_defaults", package["float32"])
+    holds = profiled["holds_back"][0]  # the operator furthest below the matmul rate
+    targets["fit_defaults_fraction_of_fp32_matmul"] |= {
+        "held_back_by": holds["category"],
+        "held_back_seconds": holds["seconds"],
+        "held_back_seconds_at_matmul_rate": holds["seconds_at_matmul_rate"],
+        "held_back_excess_share_of_epoch": holds["excess_share_of_epoch"],
+    }
+    return {
+        **targets,
+        **({} if train_vae is None else speed_targets("train_vae", train_vae)),
+        "auto_trial_share_of_shortest_measured_run": {
+            "run_steps": TRIAL_MIN_STEPS,
+            "seconds": cost["seconds"],
+            "share": round(trial_share, 4),
+            "target": 0.05,
+            "met": trial_share <= 0.05,
+        },
+        "auto_picked": trial.chosen,
+        "auto_never_tries_bfloat16_without_native_support": bfloat16
+        or not any(
+            name in trial.images_per_s or name in trial.screen_images_per_s for name in PRECISIONS if name != "float32"
+        ),
+    }
+
+
+def cpu_benchmark(
+    reference: torch.nn.Module, flops: float, args: argparse.Namespace, load_before: dict[str, Any]
+) -> dict[str, Any]:
+    """Every CPU measurement, in order, and the benchmark's JSON."""
+    bfloat16 = fast_bfloat16()
+    precisions = [
+        p for p in [*PRECISIONS, "auto"] if bfloat16 or PRECISIONS.get(p, PRECISIONS["float32"]).autocast is None
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        work = workload(Path(tmp), reference, args.fit_steps)
+        configs = package_configs(work, precisions, args.steps, args.fit_steps)
+        log("precision trial (what fit(precision='auto') measures at the start of a run)")
+        trial = auto_trial(work.fresh(), work.data)
+        log(f"auto: {trial.chosen} ({trial.seconds:.2f} s, {trial.reason})")
+        checks = {} if args.quick else add_levers(configs, work, bfloat16, not args.no_compile, args.steps)
+        warm_up(configs, work.data)
+        rates, others, matmul_sizes = measure(configs.runs, args.rounds, matmul_seconds=1.0, bfloat16=bfloat16)
+        data_ms = data_path_ms(work.data)
+        cost = measure_trial_cost(Path(tmp), args.quick)
+        cli = None if args.smoke else measure_train_vae(Path(tmp), args.quick, anchor=configs.runs["baseline"])
+        matmul_rate = max(quiet_median(rates[n], others[n])[0] for n in ("matmul", "matmul_1_thread"))
+        profiled = measure_profile(work, matmul_rate, args.smoke)
+
+    rounds = Rounds.split(rates, others, matmul_sizes, bfloat16)
+    results = {
+        name: rounds.summary(name, flops, multiplies_in_bf16(name, configs, trial, rounds.matmul_bf16_rate))
+        for name in rounds.rates
+    }
+    package, trial_share = package_result(results, trial, cost)
+    train_vae = train_vae_result(cli, flops, matmul_rate)
+    return {
+        "benchmark": "training",
+        "model": "World Models ConvVAE (course_lib.solutions.conv_vae), z=32, 4.35 M parameters",
+        "batch_size": BATCH,
+        "rounds": args.rounds,
+        "loop_steps_per_round": args.steps,
+        "fit_steps_per_call": args.fit_steps,
+        "machine": machine(),
+        "native_bfloat16": bfloat16,
+        "conditions_before": load_before,
+        "conditions_after": conditions(),
+        "training_gflop_per_image": round(flops / 1e9, 4),
+        "matmul_fp32_gflop_per_s": round(matmul_rate, 1),
+        "matmul_bf16_gflop_per_s": None if rounds.matmul_bf16_rate is None else round(rounds.matmul_bf16_rate, 1),
+        "matmul": rounds.matmuls,
+        "medians_over": "rounds during which other processes used < 20% of the CPUs (all rounds if none); "
+        "ratios to the plain loop and to the matmul rate are medians of each round's own ratio",
+        "package_threads_used": {k: {str(t): v.count(t) for t in sorted(set(v))} for k, v in THREADS_USED.items()},
+        "baseline": results["baseline"],
+        "package": package,
+        "train_vae": train_vae,
+        "levers": levers_result(results, checks, data_ms, package["float32"]["images_per_s"]),
+        "profile": profiled,
+        "targets": targets_result(package, train_vae, profiled, trial, cost, trial_share, bfloat16),
+    }
+
+
+def profile_benchmark(reference: torch.nn.Module, frames: int) -> dict[str, Any]:
+    """``--profile``: one ``fit`` epoch of ``frames`` under ``torch.profiler``, against this machine's matmul rate."""
+    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
+        data = write_shards(Path(tmp), frames)
+        rate = best_matmul(torch.float32)
+        with OthersLoad() as load:
+            model = copy.deepcopy(reference)
+            result = profile_fit(
+                model, data, batch_size=BATCH, lr=LR, kl_tolerance=KL_TOLERANCE, matmul_gflop_per_s=rate
+            )
+    return {"others_cpu_percent": load.percent, **result}
+
+
 def main() -> None:
+    """Measure what the arguments ask for (:func:`parse_args`) and print it as one JSON object."""
     args = parse_args()
     global BATCH
     if args.quick or args.smoke:
@@ -493,234 +838,11 @@ def main() -> None:
         except NoGPUError as err:
             raise SystemExit(f"bench_training.py: {err}") from None
         emit({"benchmark": "training_cuda", "machine": machine(), "conditions_before": load_before, **result})
-        return
-    if args.profile:
-        with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
-            data = write_shards(Path(tmp), args.profile_frames)
-            rate = best_matmul(torch.float32)
-            with OthersLoad() as load:
-                result = profile_fit(
-                    copy.deepcopy(reference),
-                    data,
-                    batch_size=BATCH,
-                    lr=LR,
-                    kl_tolerance=KL_TOLERANCE,
-                    matmul_gflop_per_s=rate,
-                )
-        emit(
-            {
-                "benchmark": "training_profile",
-                "machine": machine(),
-                "conditions_before": load_before,
-                "others_cpu_percent": load.percent,
-                **result,
-            }
-        )
-        return
-    bfloat16 = fast_bfloat16()
-    precisions = [
-        p for p in [*PRECISIONS, "auto"] if bfloat16 or PRECISIONS.get(p, PRECISIONS["float32"]).autocast is None
-    ]
-    with tempfile.TemporaryDirectory(prefix="bench_training_") as tmp:
-        n_frames = max(2000, BATCH * (args.fit_steps + 2))
-        data = write_shards(Path(tmp), n_frames)
-        rng = np.random.default_rng(2)
-        frames = [torch.from_numpy(data[np.sort(rng.choice(n_frames, BATCH, replace=False))]) for _ in range(4)]
-        batches = [to_tensor(f.numpy()).contiguous() for f in frames]
-
-        def fresh() -> torch.nn.Module:
-            return copy.deepcopy(reference)
-
-        loops: dict[str, PlainLoop] = {"baseline": PlainLoop(fresh(), batches)}
-        models = {f"package_{p}": fresh() for p in precisions}
-        configs: dict[str, Callable[[], float]] = {"baseline": lambda: loops["baseline"].run(args.steps)}
-        for p in precisions:
-            configs[f"package_{p}"] = lambda p=p: package_rate(models[f"package_{p}"], data, args.fit_steps, p, 0)
-        log("precision trial (what fit(precision='auto') measures at the start of a run)")
-        trial = auto_trial(fresh(), data)
-        log(f"auto: {trial.chosen} ({trial.seconds:.2f} s, {trial.reason})")
-        checks: dict[str, dict[str, Any]] = {}
-        if not args.quick:
-            levers = lever_loops(fresh, batches, frames, bfloat16, compile=not args.no_compile)
-            log("levers: the first steps of each against the plain loop's losses (compiles first: slow)")
-            try:
-                checks = check_losses(levers, PlainLoop(fresh(), batches))
-            except Exception as err:  # torch.compile needs a C++ compiler; report the others instead of failing
-                log(f"a lever failed ({type(err).__name__}: {err}); measuring without torch.compile")
-                levers = lever_loops(fresh, batches, frames, bfloat16, compile=False)
-                checks = check_losses(levers, PlainLoop(fresh(), batches))
-                checks["torch_compile"] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
-            loops |= {name: loop for name, (loop, _) in levers.items()}
-            for name in levers:
-                configs[name] = lambda name=name: loops[name].run(args.steps)
-
-            def one_thread() -> float:
-                threads = torch.get_num_threads()
-                torch.set_num_threads(1)
-                try:
-                    return loops["baseline"].run(args.steps)
-                finally:
-                    torch.set_num_threads(threads)
-
-            configs["baseline_1_thread"] = one_thread
-            dl_model = fresh()
-            configs["dataloader_1_worker"] = lambda: dataloader_rate(dl_model, data, args.steps, workers=1)
-
-        log("warm-up (oneDNN primitive creation)")
-        for name in configs:
-            if name.startswith("package"):
-                package_rate(models[name], data, 2, name.removeprefix("package_"), 99)
-            elif name in loops:
-                loops[name].run(2)
-        THREADS_USED.clear()
-        rates, others, matmul_sizes = measure(configs, args.rounds, matmul_seconds=1.0, bfloat16=bfloat16)
-        data_ms = data_path_ms(data)
-        log("the trial's cost to a run: fresh processes with and without it")
-        cost = trial_cost(Path(tmp), BATCH, LR, KL_TOLERANCE, rounds=1 if args.quick else 3)
-        log(f"trial: {cost['seconds']:.2f} s more than a run without it ({cost['trial_seconds']:.2f} s of its own)")
-        cli = None
-        if not args.smoke:
-            log("course train-vae: fresh processes of two lengths")
-            cli_shards = Path(tmp) / "train_vae"
-            cli_shards.mkdir()
-            # 2 of 40 shards held out (--val-fraction 0.05): LONG steps within the first epoch
-            write_shards(cli_shards, math.ceil(BATCH * LONG / 0.9), n_shards=40)
-            cli = train_vae_rate(
-                cli_shards, BATCH, rounds=1 if args.quick else 3, anchor=lambda: loops["baseline"].run(args.steps)
-            )
-            log(f"course train-vae: {cli['images_per_s']:.0f} images/s")
-        log("profile of one short fit epoch")
-        matmul_rate = max(quiet_median(rates[n], others[n])[0] for n in ("matmul", "matmul_1_thread"))
-        profiled = profile_fit(
-            fresh(),
-            ShardDataset(data.paths[:1] if args.smoke else data.paths[:2]),
-            batch_size=BATCH,
-            lr=LR,
-            kl_tolerance=KL_TOLERANCE,
-            matmul_gflop_per_s=matmul_rate,
-            top=8,
-        )
-
-    matmuls = {name: matmul_summary(name, rates, others, matmul_sizes[name]) for name in matmul_sizes}
-    probes = {name: (rates.pop(name), others.pop(name)) for name in matmul_sizes}
-    matmul_bf16_rate = (
-        max(matmuls["matmul_bf16"]["median"], matmuls["matmul_bf16_1_thread"]["median"]) if bfloat16 else None
-    )
-
-    def round_limits(multi: str, single: str) -> tuple[list[float], list[float | None]]:
-        """Each round's matmul rate (the faster of both thread counts) and the others' CPU share then."""
-        (rate_m, busy_m), (rate_s, busy_s) = probes[multi], probes[single]
-        limits = [max(a, b) for a, b in zip(rate_m, rate_s, strict=True)]
-        busy = [None if None in (a, b) else max(a, b) for a, b in zip(busy_m, busy_s, strict=True)]
-        return limits, busy
-
-    limits_of = {False: round_limits("matmul", "matmul_1_thread")}  # by "multiplies in bfloat16"
-    if bfloat16:
-        limits_of[True] = round_limits("matmul_bf16", "matmul_bf16_1_thread")
-
-    def summary(name: str, bf16_limit: bool) -> dict[str, Any]:
-        ips, used = quiet_median(rates[name], others[name])
-        gflops = [flops * x / 1e9 for x in rates[name]]
-        limits, busy = limits_of[bf16_limit]
-        fraction, _ = paired_median_ratio(gflops, limits, others[name], busy)
-        speedup, _ = paired_median_ratio(rates[name], rates["baseline"], others[name], others["baseline"])
-        return {
-            "images_per_s": round(ips, 1),
-            "gflop_per_s": round(flops * ips / 1e9, 1),
-            "fraction_of_own_matmul": round(fraction, 3),
-            "speedup_vs_baseline": round(speedup, 3),
-            "samples": [round(x, 1) for x in rates[name]],
-            "others_cpu_percent": others[name],
-            "quiet_samples_used": used,
-        }
-
-    def multiplies_in_bf16(name: str) -> bool:
-        """Whether configuration ``name`` multiplies in bfloat16 (its limit is the bfloat16 matmul rate)."""
-        path = name.removeprefix("package_")
-        path = trial.chosen if path == "auto" else path
-        in_loop = name in loops and loops[name].autocast
-        bf16 = PRECISIONS[path].autocast is not None if path in PRECISIONS else in_loop
-        return bool(bf16 and matmul_bf16_rate)
-
-    results = {name: summary(name, multiplies_in_bf16(name)) for name in rates}
-    package = {k.removeprefix("package_"): v for k, v in results.items() if k.startswith("package_")}
-    levers_out = {k: v for k, v in results.items() if k != "baseline" and not k.startswith("package_")}
-    for name, check in checks.items():
-        levers_out.setdefault(name, {}).update(check)
-    step_ms = 1e3 * BATCH / package["float32"]["images_per_s"]
-    package["auto"]["trial"] = asdict(trial)
-    # against the shortest run that pays for a trial, at the rate of the path auto trains with
-    auto_step_s = BATCH / package["auto"]["images_per_s"]
-    trial_share = cost["seconds"] / (TRIAL_MIN_STEPS * auto_step_s)
-    package["auto"]["trial_cost"] = cost
-    package["auto"]["trial_share_of_shortest_measured_run"] = round(trial_share, 4)
-    train_vae = None
-    if cli is not None:
-        gflops = flops * cli["images_per_s"] / 1e9
-        train_vae = {
-            **cli,
-            "gflop_per_s": round(gflops, 1),
-            "fraction_of_own_matmul": round(gflops / matmul_rate, 3),
-            # against the plain loop measured just before each round
-            "speedup_vs_baseline": round(paired_median_ratio(cli["samples"], cli["anchor_samples"])[0], 3),
-        }
-    default = package["float32"]
-    targets = speed_targets("fit_defaults", default)
-    holds = profiled["holds_back"][0]  # the operator furthest below the matmul rate
-    targets["fit_defaults_fraction_of_fp32_matmul"] |= {
-        "held_back_by": holds["category"],
-        "held_back_seconds": holds["seconds"],
-        "held_back_seconds_at_matmul_rate": holds["seconds_at_matmul_rate"],
-        "held_back_excess_share_of_epoch": holds["excess_share_of_epoch"],
-    }
-    emit(
-        {
-            "benchmark": "training",
-            "model": "World Models ConvVAE (course_lib.solutions.conv_vae), z=32, 4.35 M parameters",
-            "batch_size": BATCH,
-            "rounds": args.rounds,
-            "loop_steps_per_round": args.steps,
-            "fit_steps_per_call": args.fit_steps,
-            "machine": machine(),
-            "native_bfloat16": bfloat16,
-            "conditions_before": load_before,
-            "conditions_after": conditions(),
-            "training_gflop_per_image": round(flops / 1e9, 4),
-            "matmul_fp32_gflop_per_s": round(matmul_rate, 1),
-            "matmul_bf16_gflop_per_s": None if matmul_bf16_rate is None else round(matmul_bf16_rate, 1),
-            "matmul": matmuls,
-            "medians_over": "rounds during which other processes used < 20% of the CPUs (all rounds if none); "
-            "ratios to the plain loop and to the matmul rate are medians of each round's own ratio",
-            "package_threads_used": {k: {str(t): v.count(t) for t in sorted(set(v))} for k, v in THREADS_USED.items()},
-            "baseline": results["baseline"],
-            "package": package,
-            "train_vae": train_vae,
-            "levers": {
-                **levers_out,
-                "data_path_ms_per_batch": {k: round(v, 3) for k, v in data_ms.items()},
-                "data_path_share_of_float32_step": round((data_ms["read"] + data_ms["convert_batched"]) / step_ms, 4),
-            },
-            "profile": profiled,
-            "targets": {
-                **targets,
-                **({} if train_vae is None else speed_targets("train_vae", train_vae)),
-                "auto_trial_share_of_shortest_measured_run": {
-                    "run_steps": TRIAL_MIN_STEPS,
-                    "seconds": cost["seconds"],
-                    "share": round(trial_share, 4),
-                    "target": 0.05,
-                    "met": trial_share <= 0.05,
-                },
-                "auto_picked": trial.chosen,
-                "auto_never_tries_bfloat16_without_native_support": bfloat16
-                or not any(
-                    name in trial.images_per_s or name in trial.screen_images_per_s
-                    for name in PRECISIONS
-                    if name != "float32"
-                ),
-            },
-        }
-    )
+    elif args.profile:
+        result = profile_benchmark(reference, args.profile_frames)
+        emit({"benchmark": "training_profile", "machine": machine(), "conditions_before": load_before, **result})
+    else:
+        emit(cpu_benchmark(reference, flops, args, load_before))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from course_lib.data import save_shard
-from course_lib.train import AUTO, PRECISIONS
+from course_lib.precision import AUTO, PRECISIONS
 from course_lib.train_vae import parse_args, train
 
 

@@ -1,18 +1,8 @@
 """Where one ``fit`` epoch of the World Models ConvVAE spends its time (``bench_training.py --profile``).
 
-``torch.profiler`` records one epoch of :func:`course_lib.train.fit` (after a two-step warm-up, as
-oneDNN builds its kernels for each shape first); every operator's own time (self CPU time, on the
-calling thread) is given to the innermost of: a convolution or transposed convolution (forward:
-``aten::conv2d`` / ``aten::conv_transpose2d``, or ``fit``'s matrix product for a 1x1 map,
-:data:`course_lib.kernels.DENSE_LABEL`, and its phase convolution, :data:`course_lib.kernels.PHASE_LABEL`,
-whose ``aten::conv2d`` inside counts as transposed; backward: ``aten::convolution_backward``, told apart by
-its weight's shape, looked up among the model's own ``Conv2d`` and ``ConvTranspose2d`` layers, and
-the backward of every op inside a transposed convolution's forward, found by autograd's sequence
-number, which the profiler records on both: the matrix product's ``AddmmBackward0``),
-else the stage of ``fit``'s step it ran in (:class:`course_lib.train.StepStage`), else "outside
-the steps" (fit's setup, and the profiler's own bookkeeping). The convolutions' FLOPs (forward and
-backward, ``torch.utils.flop_counter`` per layer) over their time give each kind's GFLOP/s, set
-beside the machine's float32 matmul rate, which says which operator holds training back.
+Each operator's own CPU time goes to a convolution, a transposed convolution (:func:`split_by_category`),
+the stage of ``fit``'s step it ran in, or "outside the steps"; each kind's GFLOP/s beside the
+machine's float32 matmul rate says which operator holds training back (:func:`holds_back`).
 """
 
 from __future__ import annotations
@@ -27,7 +17,8 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from course_lib.kernels import DENSE_LABEL, PHASE_LABEL
-from course_lib.train import StepStage, fit
+from course_lib.step import StepStage
+from course_lib.train import fit
 
 CONVOLUTION = "convolutions"
 TRANSPOSED = "transposed convolutions"
@@ -87,7 +78,18 @@ def _category(event: Any, kinds: dict[tuple[int, ...], str]) -> str | None:
 
 
 def split_by_category(events: Any, kinds: dict[tuple[int, ...], str]) -> dict[str, float]:
-    """Seconds of own CPU time per category over a profiler's ``events()`` (see the module docstring)."""
+    """Seconds of own CPU time per category over a profiler's ``events()``.
+
+    Each operator's own time (self CPU time, on the calling thread) goes to the innermost of: a
+    convolution or transposed convolution (forward: ``aten::conv2d`` / ``aten::conv_transpose2d``, or
+    ``fit``'s matrix product for a 1x1 map, :data:`course_lib.kernels.DENSE_LABEL`, and its phase
+    convolution, :data:`course_lib.kernels.PHASE_LABEL`, whose ``aten::conv2d`` inside counts as
+    transposed; backward: ``aten::convolution_backward``, told apart by its weight's shape in
+    ``kinds``, and the backward of every op inside a transposed convolution's forward, found by
+    autograd's sequence number, which the profiler records on both), else the stage of ``fit``'s
+    step it ran in (:class:`course_lib.step.StepStage`), else "outside the steps" (fit's setup and
+    the profiler's own bookkeeping).
+    """
     seconds = {category: 0.0 for category in [CONVOLUTION, TRANSPOSED, *STAGE_CATEGORIES.values(), OUTSIDE]}
     roots = [event for event in events if event.cpu_parent is None]
     transposed_ops: set[int] = set()  # autograd sequence numbers of the ops inside transposed convolutions

@@ -1,15 +1,9 @@
 """What ``fit(precision="auto")``'s trial adds to a run, measured in fresh processes (``bench_training.py``).
 
-The trial's own wall time (``PrecisionTrial.seconds``) overstates its cost: the first training
-step of a process also pays one-time setup (memory, the thread pool, oneDNN's kernels for the
-shapes), which a run without a trial pays on its own first step instead. So each round starts two
-fresh Python processes on the same shards, first with the trial (:func:`choose_precision`, then
-``fit`` with the path it chose, :data:`RUN_STEPS` steps), then without it (``fit`` with that path
-from the start, the same steps); the trial's cost is the difference of their wall times, the
-median over the rounds, from after the imports and the model's construction to ``fit``'s return.
-
-``python benchmarks/training_trial.py SHARDS {auto|PRECISION} BATCH LR KL_TOLERANCE`` is one such
-process: it prints ``{"seconds": ..., "precision": ..., "trial": {...}}`` as JSON.
+The trial's own wall time overstates its cost: a run without it pays the one-time setup of a
+process (memory, threads, oneDNN's kernels) on its first step instead. So :func:`trial_cost`
+compares fresh processes with and without it. ``python benchmarks/training_trial.py SHARDS
+{auto|PRECISION} BATCH LR KL_TOLERANCE`` is one such process; it prints JSON.
 """
 
 from __future__ import annotations
@@ -32,8 +26,9 @@ def one_process(shards: str, precision: str, batch_size: int, lr: float, kl_tole
     import torch
 
     from course_lib.data import ShardDataset
+    from course_lib.precision import AUTO, choose_precision
     from course_lib.solutions.conv_vae import ConvVAE
-    from course_lib.train import AUTO, choose_precision, fit
+    from course_lib.train import fit
 
     data = ShardDataset(shards)
     torch.manual_seed(0)
@@ -69,6 +64,11 @@ def _run(shards: Path, precision: str, batch_size: int, lr: float, kl_tolerance:
 
 def trial_cost(shards: Path, batch_size: int, lr: float, kl_tolerance: float, rounds: int = 3) -> dict[str, Any]:
     """The trial's cost to a run: the median over ``rounds`` of (with trial - without) in fresh processes.
+
+    Each round starts a process with the trial (:func:`course_lib.precision.choose_precision`, then
+    ``fit`` with the path it chose, :data:`RUN_STEPS` steps), then one without it (``fit`` with that
+    path from the start); each is timed from after the imports and the model's construction to
+    ``fit``'s return.
 
     Returns:
         ``seconds`` (the median difference), ``trial_seconds`` (the median of the trial's own wall

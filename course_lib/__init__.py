@@ -9,6 +9,9 @@ Modules, one concept each:
 - :mod:`course_lib.template`: the provided half of homework 1's ``MyVAE`` (decoder, sampling).
 - :mod:`course_lib.losses`: reconstruction error, Gaussian KL, the World Models KL floor, beta schedules.
 - :mod:`course_lib.train`: ``fit``, checkpoints, seeding, device choice, the NaN guard.
+- :mod:`course_lib.step`: the parts of one training step: the model's input, the loss, Adam, fast kernels.
+- :mod:`course_lib.precision`: the precision paths ``fit`` trains along and the trial that picks one.
+- :mod:`course_lib.threads`: ``fit``'s choice between PyTorch's thread count and one thread.
 - :mod:`course_lib.cpu`: the CPU's model and flags; whether it multiplies bfloat16 natively.
 - :mod:`course_lib.viz`: reconstruction grids, prior samples, loss curves, traversals.
 - :mod:`course_lib.diagnostics`: posterior collapse: KL per latent dimension, active units.

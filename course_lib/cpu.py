@@ -1,6 +1,6 @@
 """What this CPU can run fast: its model name and feature flags, read from Linux's ``/proc/cpuinfo``.
 
-``fit(precision="auto")`` (:func:`course_lib.train.choose_precision`) asks :func:`fast_bfloat16`
+``fit(precision="auto")`` (:func:`course_lib.precision.choose_precision`) asks :func:`fast_bfloat16`
 before it tries a bfloat16 path: without AVX512-BF16 or AMX, oneDNN emulates bfloat16 products
 (measured 1.3 GFLOP/s against float32's 131 on a 2-core AMD EPYC with AVX2 only,
 benchmarks/results/training.json), so the trial would only pay for a path that cannot win.

@@ -46,7 +46,8 @@ from torch import nn
 
 from course_lib import distributed
 from course_lib.data import ShardDataset
-from course_lib.train import AUTO, PRECISIONS, fit, get_device, mean_image_baseline, seed_everything
+from course_lib.precision import AUTO, PRECISIONS
+from course_lib.train import fit, get_device, mean_image_baseline, seed_everything
 
 DEFAULT_MODEL = "course_lib.solutions.conv_vae:ConvVAE"
 

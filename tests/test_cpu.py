@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib import cpu, train
+from course_lib import cpu, precision
 from course_lib.models import SmallVAE
-from course_lib.train import PRECISIONS, choose_precision
+from course_lib.precision import PRECISIONS, choose_precision
 
 # The first lines of /proc/cpuinfo of a 2-core AMD EPYC with AVX2 only, and of a Xeon with AMX.
 AVX2_ONLY = """processor\t: 0
@@ -45,8 +45,8 @@ def test_auto_never_runs_bfloat16_without_the_instructions(monkeypatch, small_fr
     """On a CPU without AVX512-BF16 or AMX, does the trial run no bfloat16 step and pick float32 unmeasured?"""
     monkeypatch.setattr(cpu, "fast_bfloat16", lambda cpuinfo=None: False)
     ran = []
-    real_step = train._timed_step
-    monkeypatch.setattr(train, "_timed_step", lambda *args: ran.append(args[3]) or real_step(*args))
+    real_step = precision._timed_step
+    monkeypatch.setattr(precision, "_timed_step", lambda *args: ran.append(args[3]) or real_step(*args))
     trial = choose_precision(SmallVAE(z_size=4, width=8), small_frames, batch_size=16, device="cpu")
     assert ran == []
     assert trial.chosen == "float32" and trial.reason.startswith("not measured")
@@ -58,8 +58,8 @@ def test_auto_measures_bfloat16_with_the_instructions(monkeypatch, small_frames)
     """With native bfloat16, are all the paths measured?"""
     monkeypatch.setattr(cpu, "fast_bfloat16", lambda cpuinfo=None: True)
     ran = []
-    real_step = train._timed_step
-    monkeypatch.setattr(train, "_timed_step", lambda *args: ran.append(args[3]) or real_step(*args))
+    real_step = precision._timed_step
+    monkeypatch.setattr(precision, "_timed_step", lambda *args: ran.append(args[3]) or real_step(*args))
     trial = choose_precision(SmallVAE(z_size=4, width=8), small_frames, batch_size=16, device="cpu")
     assert trial.reason == "measured" and "cpu flags" not in trial.dropped.values()
     assert set(ran) == set(PRECISIONS.values())

@@ -147,12 +147,12 @@ import torch.distributed as dist
 sys.path.insert(0, sys.argv[4])
 from det_vae import DeterministicVAE
 
-from course_lib import train
+from course_lib import precision, train
 
 rank, world, store, folder = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-train.TRIAL_MIN_STEPS = 0  # measure the precisions even in this short run
-train.cpu.fast_bfloat16 = lambda cpuinfo=None: True  # and on any CPU
+precision.TRIAL_MIN_STEPS = 0  # measure the precisions even in this short run
+precision.cpu.fast_bfloat16 = lambda cpuinfo=None: True  # and on any CPU
 torch.manual_seed(0)
 frames = np.load(f"{folder}/frames.npy")
 history = train.fit(

@@ -129,7 +129,8 @@ def test_kit_holds_notebooks_wheel_environment_and_a_readme(kit):
 
 def test_wheel_declares_the_student_ranges_not_the_pins(kit):
     """Does the wheel require the ranges of ``[tool.course.student]`` (Python 3.10 to 3.13, nbgrader
-    for Validate, no gradebook driver, no exact pin) and ship lab_setup without the solutions?"""
+    for Validate, no gradebook driver, no exact pin) and ship lab_setup without the solutions or the
+    checkpoints' build module?"""
     requires_python, deps = release.student_requirements()
     metadata = kit["metadata"]
     python = SpecifierSet(metadata["Requires-Python"])
@@ -143,6 +144,8 @@ def test_wheel_declares_the_student_ranges_not_the_pins(kit):
     assert "psycopg" not in names
     assert "course_lib/lab_setup.py" in kit["files"]
     assert not [f for f in kit["files"] if "solutions" in f or f.startswith("autograder")]
+    assert "course_lib/pretrained/build.py" not in kit["files"], "the checkpoints' build module ships"
+    assert "course_lib/pretrained/cards.py" in kit["files"]  # the rest of course_lib.pretrained does
 
 
 @pytest.mark.slow(seconds=150)

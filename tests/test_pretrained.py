@@ -171,7 +171,7 @@ def test_card_says_what_the_checkpoint_is_and_how_to_rebuild_it(name: str) -> No
     assert training["epochs"] >= 1 and training["steps"] >= 1 and training["wall_time_s"] > 0 and training["hardware"]
     assert evaluation["val_mse"] < evaluation["baseline_mse"]
     assert info["probe"]["r2"] and info["probe"]["method"]
-    assert info["reproduce"] == f"python -m autograder.pretrain {name} --out DIR"
+    assert info["reproduce"] == f"python -m course_lib.pretrained.build {name} --out DIR"
     assert f"### `{name}`" in render_card(info)
 
 

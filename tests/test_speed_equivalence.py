@@ -19,8 +19,9 @@ from course_lib.data import ShardDataset, record_rollouts, sample_frames, save_s
 from course_lib.frames import to_tensor
 from course_lib.losses import vae_loss
 from course_lib.models import SmallVAE
+from course_lib.precision import PRECISIONS
 from course_lib.solutions.conv_vae import ConvVAE
-from course_lib.train import PRECISIONS, _batches, fit
+from course_lib.train import _batches, fit
 
 
 @pytest.fixture
@@ -176,7 +177,7 @@ def plain_loop(model, frames, steps, batch_size, lr, seed, kl_tolerance=0.0):
 def test_fit_matches_plain_loop(cartpole_frames):
     """Are fit's losses over 8 ConvVAE steps, with the model's weights and input channels-last and Adam's
     fused kernel, those of a plain PyTorch loop on NCHW tensors with the default Adam (to float32 rounding)?"""
-    from course_lib.train import adam
+    from course_lib.step import adam
 
     assert adam(ConvVAE().parameters(), 1e-4, torch.device("cpu")).defaults["fused"]  # what fit uses on a CPU
     torch.manual_seed(0)
@@ -245,19 +246,19 @@ def test_auto_precision_same_losses_as_the_path_it_picks(cartpole_frames, monkey
     """Does fit(precision="auto"), after real trial steps of every path on a copy, give exactly the
     losses and weights of a fit started with the path it picked (the trial changed neither the model
     nor the random generators), and report the choice and the rates?"""
-    from course_lib import train
+    from course_lib import precision as precision_module
 
-    real_step = train._timed_step
+    real_step = precision_module._timed_step
 
     def winner_fastest(model, optimizer, frames, precision, loss_fn, device):
         real_step(model, optimizer, frames, precision, loss_fn, device)  # the real work, on the copy
         return 0.01 if precision == PRECISIONS[winner] else 0.015  # all within the screening margin
 
-    monkeypatch.setattr(train, "_timed_step", winner_fastest)
-    monkeypatch.setattr(train.cpu, "fast_bfloat16", lambda cpuinfo=None: True)  # try bfloat16 on any CPU
-    monkeypatch.setattr(train.cpu, "native_bfloat16", lambda cpuinfo=None: False)  # and screen, on any CPU
-    monkeypatch.setattr(train, "TRIAL_MIN_STEPS", 0)  # measure even this short run
-    monkeypatch.setattr(train, "_PRECISION_CHOICES", {})
+    monkeypatch.setattr(precision_module, "_timed_step", winner_fastest)
+    monkeypatch.setattr(precision_module.cpu, "fast_bfloat16", lambda cpuinfo=None: True)  # try bfloat16 on any CPU
+    monkeypatch.setattr(precision_module.cpu, "native_bfloat16", lambda cpuinfo=None: False)  # screen, on any CPU
+    monkeypatch.setattr(precision_module, "TRIAL_MIN_STEPS", 0)  # measure even this short run
+    monkeypatch.setattr(precision_module, "_PRECISION_CHOICES", {})
     runs, models = [], []
     for precision in ("auto", winner):
         torch.manual_seed(0)
@@ -334,133 +335,3 @@ def test_evaluate_runs_a_deterministic_model_once_per_batch(cartpole_frames):
     model.register_forward_hook(lambda *args: calls.append(1))
     evaluate(model, cartpole_frames[:200], batch_size=64)
     assert len(calls) == 4  # 200 frames in batches of 64
-
-
-# --- thread choice -------------------------------------------------------------------------
-
-
-class FakeClock:
-    """A clock where a step takes ``cost[threads]`` seconds (``cost`` can change mid-run)."""
-
-    def __init__(self, cost):
-        self.cost, self.now, self.calls = cost, 0.0, 0
-
-    def __call__(self):
-        self.calls += 1
-        if self.calls % 2 == 0:  # the second read of a step: advance by the step's cost
-            self.now += self.cost[torch.get_num_threads()]
-        return self.now
-
-
-@pytest.fixture
-def two_threads(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("COURSE_THREADS", raising=False)
-    from course_lib.train import _ThreadChooser
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    _ThreadChooser.choices.clear()
-    yield
-    _ThreadChooser.choices.clear()
-    torch.set_num_threads(before)
-
-
-def run_chooser(chooser, steps):
-    used = []
-    for _ in range(steps):
-        chooser.before_step()
-        used.append(torch.get_num_threads())
-        chooser.after_step()
-    return used
-
-
-@pytest.mark.parametrize(("cost", "expected"), [({1: 1.0, 2: 4.0}, 1), ({1: 1.0, 2: 0.6}, 2)])
-def test_thread_chooser_keeps_the_faster(two_threads, cost, expected):
-    """After the first six steps, is every step run with the thread count whose steps were faster?"""
-    from course_lib.train import _ThreadChooser
-
-    chooser = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock(cost))
-    used = run_chooser(chooser, 50)
-    assert used[:6] == [2, 1, 2, 1, 2, 1]
-    assert set(used[6:]) == {expected}
-    chooser.restore()
-    assert torch.get_num_threads() == 2
-
-
-def test_thread_chooser_follows_the_load(two_threads):
-    """When two threads become slow mid-run (a busy machine), does a later check switch to one?"""
-    from course_lib.train import _ThreadChooser
-
-    cost = {1: 1.0, 2: 0.6}
-    chooser = _ThreadChooser(torch.device("cpu"), 1000, clock=FakeClock(cost))
-    used = run_chooser(chooser, 20)
-    assert used[-1] == 2
-    cost[2] = 5.0
-    used = run_chooser(chooser, 200)
-    assert used[-1] == 1
-
-
-def test_thread_chooser_remembers_per_key(two_threads):
-    """Does a second run of the same kind start with the remembered choice, skipping the trial, check
-    the other count early, and switch when the load that made the choice has gone?"""
-    from course_lib.train import _ThreadChooser
-
-    first = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
-    run_chooser(first, 10)
-    first.restore()
-    same = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
-    used = run_chooser(same, 48)
-    assert used[:4] == [1] * 4 and used[4:6] == [2, 2] and set(used[6:]) == {1}  # one early check, kept
-    same.restore()
-    idle = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 0.5}), key=("ConvVAE", 100))
-    used = run_chooser(idle, 48)
-    assert used[:4] == [1] * 4 and set(used[4:]) == {2}  # two threads are faster now: switched at the check
-    idle.restore()
-    again = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 0.5}), key=("ConvVAE", 100))
-    assert run_chooser(again, 48) == [2] * 48  # starts with it; steps as fast as when chosen: no check
-    again.restore()
-    busy = _ThreadChooser(torch.device("cpu"), 48, clock=FakeClock({1: 1.0, 2: 4.0}), key=("ConvVAE", 100))
-    used = run_chooser(busy, 48)
-    assert used[:4] == [2] * 4 and set(used[4:]) == {1}  # two threads got slower: checked one, switched
-    busy.restore()
-    other = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 4.0}), key=("SmallVAE", 32))
-    assert run_chooser(other, 6) == [2, 1, 2, 1, 2, 1]
-
-
-def test_thread_chooser_off_when_pinned(two_threads, monkeypatch):
-    """Is the thread count left alone with OMP_NUM_THREADS set, and fixed by COURSE_THREADS?"""
-    from course_lib.train import _ThreadChooser
-
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    chooser = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 1.0, 2: 9.0}))
-    assert set(run_chooser(chooser, 20)) == {2}
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    monkeypatch.setenv("COURSE_THREADS", "1")
-    chooser = _ThreadChooser(torch.device("cpu"), 100, clock=FakeClock({1: 9.0, 2: 1.0}))
-    assert set(run_chooser(chooser, 20)) == {1}
-    chooser.restore()
-    assert torch.get_num_threads() == 2
-    monkeypatch.delenv("COURSE_THREADS")
-    assert not _ThreadChooser(torch.device("cpu"), 10).enabled  # too short to be worth timing
-
-
-def test_fit_with_thread_choice_same_losses(two_threads, cartpole_frames):
-    """Does fit choosing threads give the losses of a fit on one thread (SmallVAE), and restore the count?"""
-    runs = []
-    for pinned in (None, "1"):
-        if pinned:
-            torch.set_num_threads(1)
-        torch.manual_seed(0)
-        history = fit(
-            SmallVAE(z_size=4, width=8),
-            cartpole_frames,
-            batch_size=16,
-            max_steps=48,
-            seed=0,
-            device="cpu",
-            progress=False,
-        )
-        runs.append([h["loss"] for h in history.train])
-        assert torch.get_num_threads() == (1 if pinned else 2)
-    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)

@@ -105,16 +105,16 @@ def test_course_train_vae_runs_the_command(shards, tmp_path):
 def test_precision_auto_reports_its_choice(shards, tmp_path, capsys, monkeypatch):
     """Does --precision auto measure the paths, print the one it picked with the measured rates, and
     keep them in the checkpoint's history?"""
-    from course_lib import train
+    from course_lib import precision
 
-    monkeypatch.setattr(train, "TRIAL_MIN_STEPS", 0)
-    monkeypatch.setattr(train, "_PRECISION_CHOICES", {})
-    monkeypatch.setattr(train.cpu, "fast_bfloat16", lambda cpuinfo=None: True)  # measure on any CPU
-    monkeypatch.setattr(train.cpu, "native_bfloat16", lambda cpuinfo=None: False)  # and screen first
+    monkeypatch.setattr(precision, "TRIAL_MIN_STEPS", 0)
+    monkeypatch.setattr(precision, "_PRECISION_CHOICES", {})
+    monkeypatch.setattr(precision.cpu, "fast_bfloat16", lambda cpuinfo=None: True)  # measure on any CPU
+    monkeypatch.setattr(precision.cpu, "native_bfloat16", lambda cpuinfo=None: False)  # and screen first
     (tmp_path / "my_vae.py").write_text(TINY_MODEL)
     out, spec = tmp_path / "auto.pt", f"{tmp_path / 'my_vae.py'}:TinyVAE"
     assert main(_args(shards, out, "--epochs", "1", "--z-size", "8", "--model", spec, "--precision", "auto")) == 0
     history = torch.load(out, map_location="cpu", weights_only=False)["history"]
-    assert history["precision"] in train.PRECISIONS and history["precision_trial"]["reason"] == "measured"
+    assert history["precision"] in precision.PRECISIONS and history["precision_trial"]["reason"] == "measured"
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("precision auto"))
     assert line.startswith(f"precision auto: {history['precision']} (measured; screening, images/s: float32 ")

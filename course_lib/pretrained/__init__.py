@@ -3,7 +3,7 @@
 Each checkpoint is a file in this folder with a JSON *card* beside it (``<name>.json``) saying what
 data it saw, how it was trained, how well it reconstructs held-out rollouts compared with the
 mean-image baseline, what a linear probe reads from its code, and the command that rebuilds it
-(``python -m autograder.pretrain NAME --out DIR``, instructors only). docs/pretrained.md renders
+(``python -m course_lib.pretrained.build NAME --out DIR``, instructors only). docs/pretrained.md renders
 the cards (:func:`course_lib.pretrained.cards.render_cards`).
 
 - ``conv_vae_carracing``: World Models' ConvVAE (Ha & Schmidhuber 2018, https://worldmodels.github.io)

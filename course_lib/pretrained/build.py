@@ -1,30 +1,14 @@
 """Build the pretrained checkpoints that ship in ``course_lib/pretrained``, each with its model card.
 
-Instructors only (students get the checkpoints, not this script: it imports homework 2's answer).
-For each name of :data:`SPECS`, in ``<out>/<name>/``:
-
-1. **data**: rollouts recorded with :func:`course_lib.data.record_rollouts` and saved as shards
-   (:func:`course_lib.data.save_rollouts`) in ``data/``, with a ``recording.json`` manifest; a
-   matching ``data/`` is reused.
-2. **training**: the World Models ConvVAE with ``python -m course_lib.train_vae`` (``course
-   train-vae``: batch 100, Adam, ``kl_tolerance`` 0.5, z 32; Ha & Schmidhuber 2018,
-   https://worldmodels.github.io), a ``SmallVAE`` with :func:`course_lib.train.fit` as companion
-   notebook 02 trains it. The checkpoint ``train.pt`` is written every epoch and a rerun resumes it.
-3. **conversion**: the ConvVAE to a TorchScript module (``torch.jit.script``) with its parameters in
-   float16, the SmallVAE to a float16 state dict. The archive keeps the compiled TorchScript code,
-   not the Python source: the debugging records that would hold the source are dropped, and the
-   bytes are made reproducible (fixed zip timestamps, no random serialisation id).
-4. **card**: the held-out rollouts' per-pixel MSE of the shipped (float16) model against the
-   mean-image baseline, a linear probe's R^2 (:mod:`course_lib.probe`) and everything needed to
-   reproduce it, in ``<name>.json``.
-
-``--install`` copies each checkpoint and card into ``course_lib/pretrained/`` and rewrites the
-generated part of docs/pretrained.md (:func:`course_lib.pretrained.cards.render_cards`).
+Instructors only, and left out of the student wheel (:data:`autograder.release.INSTRUCTOR_ONLY`): it
+imports homework 2's answer. Every stage (data, training, conversion, card) resumes or reuses what a
+previous run left in ``<out>/<name>/``; :func:`build` lists them. ``--install`` copies the results
+into ``course_lib/pretrained/`` and regenerates the cards in docs/pretrained.md.
 
 Usage::
 
-    python -m autograder.pretrain conv_vae_carracing --out runs/pretrained
-    python -m autograder.pretrain all --out runs/pretrained --install
+    python -m course_lib.pretrained.build conv_vae_carracing --out runs/pretrained
+    python -m course_lib.pretrained.build all --out runs/pretrained --install
 """
 
 from __future__ import annotations
@@ -56,8 +40,10 @@ from course_lib.pretrained.cards import render_cards, replace_generated
 from course_lib.probe import PROBE_TARGETS, car_racing_states, encode_mu, linear_probe
 from course_lib.train import evaluate, fit, mean_image_baseline, seed_everything
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs" / "pretrained.md"
+#: The command that runs this module (the cards' ``reproduce``).
+PROG = "python -m course_lib.pretrained.build"
 MANIFEST = "recording.json"
 OBSERVATIONS = "observations.npz"
 
@@ -477,6 +463,18 @@ def _loss_text(spec: Spec) -> str:
 def build(name: str, out: Path, progress: bool = True) -> dict[str, Any]:
     """Data, training, conversion and card of checkpoint ``name`` in ``<out>/<name>/``; returns the card.
 
+    1. **data**: rollouts recorded with :func:`course_lib.data.record_rollouts` and saved as shards in
+       ``data/`` with a ``recording.json`` manifest; a matching ``data/`` is reused.
+    2. **training**: the World Models ConvVAE with ``python -m course_lib.train_vae`` (batch 100, Adam,
+       ``kl_tolerance`` 0.5, z 32; Ha & Schmidhuber 2018, https://worldmodels.github.io), a ``SmallVAE``
+       with :func:`course_lib.train.fit` as companion notebook 02 trains it; ``train.pt`` is written
+       every epoch and a rerun resumes it.
+    3. **conversion**: the ConvVAE to TorchScript with float16 parameters and without the debug records
+       that would quote its source, in reproducible bytes (:func:`export_conv_vae`); the SmallVAE to a
+       float16 state dict.
+    4. **card**: the held-out rollouts' per-pixel MSE of the shipped model against the mean-image
+       baseline, a linear probe's R^2 (:mod:`course_lib.probe`) and how to reproduce it, in ``<name>.json``.
+
     Raises:
         KeyError: for a name not in :data:`SPECS`.
         RuntimeError: if training fails, or the model does not beat the mean-image baseline on the
@@ -501,7 +499,7 @@ def build(name: str, out: Path, progress: bool = True) -> dict[str, Any]:
     else:
         train_frames = train_set[np.arange(len(train_set))]
         history = train_small_vae(spec, train_frames, val_frames, checkpoint)
-        command = "course_lib.train.fit (see autograder/pretrain.py: train_small_vae)"
+        command = "course_lib.train.fit (see course_lib/pretrained/build.py: train_small_vae)"
     load_after = load_average()
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
     target = work / f"{name}.pt"
@@ -583,7 +581,7 @@ def build(name: str, out: Path, progress: bool = True) -> dict[str, Any]:
                 + ", ".join(f"{k} = obs[{c}]" for k, c in spec.probe.items()),
             ),
         },
-        "reproduce": f"python -m autograder.pretrain {name} --out DIR",
+        "reproduce": f"{PROG} {name} --out DIR",
         "notes": list(spec.notes),
     }
     (work / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
@@ -611,12 +609,12 @@ def install(names: Sequence[str], out: Path, docs: Path = DOCS) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m autograder.pretrain NAME [NAME ...] --out DIR [--install]``; returns the exit status.
+    """``python -m course_lib.pretrained.build NAME [NAME ...] --out DIR [--install]``; returns the exit status.
 
     A checkpoint that fails (training, or not beating the baseline) is reported and skipped; the
     others are still built and installed; the status is then 1.
     """
-    parser = argparse.ArgumentParser(prog="python -m autograder.pretrain", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", help=f"checkpoints to build: {', '.join(SPECS)} or all")
     parser.add_argument("--out", required=True, type=Path, help="work folder (data, training checkpoints, cards)")
     parser.add_argument("--install", action="store_true", help="copy into course_lib/pretrained, update the docs")
@@ -625,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = list(SPECS) if args.names == ["all"] else args.names
     unknown = [n for n in names if n not in SPECS]
     if unknown:
-        print(f"pretrain: unknown checkpoint {unknown}; choose from {list(SPECS)} or all", file=sys.stderr)
+        print(f"{PROG}: unknown checkpoint {unknown}; choose from {list(SPECS)} or all", file=sys.stderr)
         return 2
     built, failed = [], []
     for name in names:
@@ -633,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             build(name, args.out, progress=not args.no_progress)
             built.append(name)
         except RuntimeError as err:
-            print(f"pretrain: {err}", file=sys.stderr)
+            print(f"{PROG}: {err}", file=sys.stderr)
             failed.append(name)
     if args.install and built:
         install(built, args.out)
