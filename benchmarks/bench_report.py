@@ -15,6 +15,8 @@ Usage: ``python benchmarks/bench_report.py [--students 500]``
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime as dt
 import json
 import random
 import subprocess
@@ -25,35 +27,83 @@ from pathlib import Path
 
 from _common import conditions, emit, log, machine
 
-from autograder.course import COURSE_ID, prepare_course
+from autograder.course import ASSIGNMENTS, COURSE_ID, prepare_course
+from autograder.deadlines import set_due
+from autograder.gradebook import db_url, redact, write_index
+from autograder.late import LatePenalty
 from autograder.release import generate_assignment
 from autograder.report import CellOutcome, Problem, StudentReport, save_report
+from autograder.tamper import REVIEW
 
 ASSIGNMENT = "hw1_vae"
 TARGET_S = 10.0
 
 
-def generate_class(out: Path, students: int, seed: int = 0) -> list[str]:
-    """A graded-looking class of ``students`` in ``<out>/course`` (gradebook, index, saved reports)."""
+#: The due date of the generated classes (naive UTC, as nbgrader stores it).
+DUE = dt.datetime(2027, 2, 2, 7, 59)
+
+
+def _late_policy() -> LatePenalty:
+    """The course's late policy, configured as ``assignments/nbgrader_config.py`` configures nbgrader."""
+    from traitlets.config import PyFileConfigLoader
+
+    return LatePenalty(config=PyFileConfigLoader("nbgrader_config.py", path=str(ASSIGNMENTS)).load_config())
+
+
+def generate_class(
+    out: Path,
+    students: int,
+    seed: int = 0,
+    assignment: str = ASSIGNMENT,
+    due: dt.datetime | None = DUE,
+    url: str | None = None,
+) -> list[str]:
+    """A graded-looking class of ``students`` in ``<out>/course`` (gradebook, index, saved reports);
+    with ``url``, its gradebook is that server's (``postgresql://...``) instead of ``gradebook.db``.
+
+    With ``due``: a due date in the gradebook; about 70% of the submissions on time, 20% late by 1 to
+    80 hours, 10% without a timestamp (an LMS zip); one in ten students with an extension of 24 or 48
+    hours; late notebooks penalised by the course's late policy (:class:`autograder.late.LatePenalty`,
+    as nbgrader's ``AssignLatePenalties`` would). Half the students have their written answers graded
+    by hand, the others wait for the formgrader. A few saved reports flag the submission for review.
+    """
     from nbgrader.api import Gradebook
 
     rng = random.Random(seed)
-    root = prepare_course(ASSIGNMENT, out)
-    generate_assignment(ASSIGNMENT, root)
+    policy = _late_policy()
+    root = prepare_course(assignment, out)
+    generate_assignment(assignment, root, url)
+    book = url or "gradebook.db"
+    if due is not None:
+        set_due(assignment, due, root, [book])
     ids = [f"student_{k:04d}" for k in range(students)]
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}", COURSE_ID) as gb:
+    with Gradebook(db_url(root, book), COURSE_ID) as gb:
         for student in ids:
             gb.update_or_create_student(student)
             report = StudentReport(student, seconds=rng.uniform(35, 70))
-            submission = gb.add_submission(ASSIGNMENT, student)
+            draw = rng.random()
+            timestamp = None
+            if due is not None and draw < 0.9:
+                hours = -rng.uniform(1, 100) if draw < 0.7 else rng.uniform(1, 80)
+                timestamp = due + dt.timedelta(hours=hours)
+            submission = gb.add_submission(assignment, student, timestamp=timestamp)
+            if rng.random() < 0.1:
+                submission.extension = dt.timedelta(hours=rng.choice([24, 48]))
+            graded_by_hand = rng.random() < 0.5
             for nb in submission.notebooks:
+                score = 0.0
                 for grade in nb.grades:
                     cell = grade.cell
-                    if cell.cell_type != "code":
+                    if cell.cell_type != "code":  # a written answer: graded in the formgrader, or not yet
+                        grade.needs_manual_grade = not graded_by_hand
+                        if graded_by_hand:
+                            grade.manual_score = float(rng.randint(0, int(cell.max_score)))
+                            score += grade.manual_score
                         continue
                     passed = rng.random() < 0.8
                     grade.auto_score = cell.max_score if passed else 0.0
                     grade.needs_manual_grade = False
+                    score += grade.auto_score
                     failure = rng.choice(["autograder.checks.hw1:120", "autograder.checks.hw1:131", None])
                     report.outcomes.append(
                         CellOutcome(
@@ -65,12 +115,37 @@ def generate_class(out: Path, students: int, seed: int = 0) -> list[str]:
                             None if passed else failure,
                         )
                     )
+                late = submission.total_seconds_late
+                penalty = policy.late_submission_penalty(student, score, late) if late > 0 else None
+                nb.late_submission_penalty = None if penalty is None else min(max(penalty, 0.0), score)
             if rng.random() < 0.05:
                 report.problems.append(Problem("repaired", "01.ipynb was graded as 01_autoencoder.ipynb"))
+            if rng.random() < 0.03:
+                report.problems.append(Problem(REVIEW, "a test cell ran beside code the notebook installed"))
             save_report(report, root)
         gb.db.commit()
-    (root / "gradebooks.json").write_text(json.dumps({"gradebook.db": ids}))
+    write_index(root, {redact(book): ids})
     return ids
+
+
+def canvas_gradebook_export(path: Path, students: list[str], extra: int = 2) -> Path:
+    """A file as Canvas' Grades > Export writes it for these students (and ``extra`` who never submitted):
+    a byte-order mark, ``Student, ID, SIS User ID, SIS Login ID, Section``, an assignment column and the
+    total columns, the ``Manual Posting`` and ``Points Possible`` rows, names "Last, First", SIS login ids
+    that are e-mail addresses whose part before @ is the gradebook id, and Canvas' test student last."""
+    header = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Quiz 1 (55001)"]
+    header += ["Current Score", "Unposted Current Score", "Final Score", "Unposted Final Score"]
+    rows = [header, ["", "", "", "", "", "Manual Posting", "", "", "", ""]]
+    rows.append(["    Points Possible", "", "", "", "", "10", *["(read only)"] * 4])
+    everyone = [*students, *(f"dropped_{k}" for k in range(extra))]
+    for k, student in enumerate(everyone):
+        name = f"{student.title().replace('_', ' ')}, Pat"
+        rows.append([name, str(9000 + k), f"S{k:05d}", f"{student.upper()}@uni.example", f"Section {k % 3 + 1}"])
+        rows[-1] += [str(k % 11), "", "", "", ""]
+    rows.append(["Student, Test", "9999", "", "", "Section 1", "", "", "", "", ""])
+    with Path(path).open("w", newline="", encoding="utf-8-sig") as f:
+        csv.writer(f).writerows(rows)
+    return Path(path)
 
 
 def _course(*args: str) -> float:
