@@ -1,13 +1,18 @@
-"""How long ``course report`` takes on a class of 500: the class report summarised in seconds.
+"""How long ``course report`` and ``course report --term`` take on a class of 500, and whether their
+totals are those of grades.csv and the Canvas file, student by student.
 
-A gradebook of 500 students is generated in a real nbgrader sqlite gradebook: hw1 is recorded with
-nbgrader's ``generate_assignment``, every student gets a submission through nbgrader's API with random
-scores (seeded), and a saved grading report (``<out>/course/results/<student>.json``) whose failed
-cells carry outcomes like those the grader logs. The clock runs around ``course report`` (the real
-command, in its own process, imports included); the anchor is ``course export`` on the same gradebook
-in the same run (the CSVs every run writes already).
+Gradebooks of 500 students are generated in real nbgrader sqlite gradebooks, one run per homework:
+each assignment is recorded with nbgrader's ``generate_assignment``, every student gets a submission
+through nbgrader's API with random scores (seeded), a timestamp against the due date (late ones
+penalised by the course's late policy), an extension for one in ten, manual grades for half of them,
+and a saved grading report (``<out>/course/results/<student>.json``) whose failed cells carry outcomes
+like those the grader logs. The clock runs around ``course report`` and ``course report --term`` (the
+real commands, in their own processes, imports included); the anchor is ``course export`` on the same
+gradebook (the CSVs every run writes already). Then each student's total is compared between
+grades.csv (score less late penalty), the class report, the term page and the Canvas file that
+``course export --format canvas`` writes with a Canvas gradebook export, as Canvas writes it, for roster.
 
-Target: at most 10 s for 500 students on a 2-core machine.
+Target: at most 10 s for 500 students on a 2-core machine, and no disagreement.
 
 Usage: ``python benchmarks/bench_report.py [--students 500]``
 """
@@ -36,6 +41,7 @@ from autograder.report import CellOutcome, Problem, StudentReport, save_report
 from autograder.tamper import REVIEW
 
 ASSIGNMENT = "hw1_vae"
+HW2 = "hw2_world_models"
 TARGET_S = 10.0
 
 
@@ -156,22 +162,60 @@ def _course(*args: str) -> float:
     return time.perf_counter() - start
 
 
+def _totals(out: Path) -> dict[str, float]:
+    """Each student's total in ``<out>/grades.csv``: the notebooks' scores less their late penalties."""
+    totals: dict[str, float] = {}
+    with (out / "grades.csv").open() as f:
+        for row in csv.DictReader(f):
+            totals[row["student_id"]] = (
+                totals.get(row["student_id"], 0.0) + float(row["score"]) - float(row["late_penalty"])
+            )
+    return totals
+
+
+def disagreements(out: Path, assignment: str, term: dict[str, dict[str, str]], canvas: Path) -> dict[str, list[str]]:
+    """The students whose total differs between ``grades.csv`` and the class report, the term page
+    and the Canvas file (at the Canvas file's two decimals): ``{"report": [...], "term": [...], "canvas": [...]}``."""
+    expected = _totals(out)
+    report = {r["student"]: r["total"] for r in json.loads((out / "report" / "report.json").read_text())["per_student"]}
+    with canvas.open(newline="", encoding="utf-8") as f:
+        written = {row[3].split("@")[0].lower(): row[-1] for row in list(csv.reader(f))[2:]}
+    return {
+        "report": sorted(s for s, t in expected.items() if abs(report.get(s, -1.0) - t) > 1e-9),
+        "term": sorted(s for s, t in expected.items() if abs(float(term[s][assignment] or -1) - t) > 0.0051),
+        "canvas": sorted(s for s, t in expected.items() if written.get(s) != f"{t:.2f}".rstrip("0").rstrip(".")),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--students", type=int, default=500)
     args = parser.parse_args()
     before = conditions()
     with tempfile.TemporaryDirectory(prefix="bench_report_") as tmp:
-        out = Path(tmp)
-        log(f"generating a gradebook of {args.students} students")
+        runs = {ASSIGNMENT: Path(tmp) / "hw1", HW2: Path(tmp) / "hw2"}
+        log(f"generating gradebooks of {args.students} students for {', '.join(runs)}")
         start = time.perf_counter()
-        generate_class(out, args.students)
+        for k, (assignment, out) in enumerate(runs.items()):
+            ids = generate_class(out, args.students, seed=k, assignment=assignment)
         generated = time.perf_counter() - start
-        log(f"generated in {generated:.1f} s; timing course export and course report")
-        export_s = _course("export", ASSIGNMENT, "--out", str(out))
-        report_s = _course("report", ASSIGNMENT, "--out", str(out))
-        summary = json.loads((out / "report" / "report.json").read_text())
+        roster = canvas_gradebook_export(Path(tmp) / "canvas_gradebook_export.csv", ids)
+        log(f"generated in {generated:.1f} s; timing course export, course report and course report --term")
+        export_s = _course("export", ASSIGNMENT, "--out", str(runs[ASSIGNMENT]))
+        report_s = _course("report", ASSIGNMENT, "--out", str(runs[ASSIGNMENT]))
+        _course("export", HW2, "--out", str(runs[HW2]))
+        _course("report", HW2, "--out", str(runs[HW2]))
+        term_s = _course("report", "--term", "--out", str(runs[ASSIGNMENT]), "--runs", str(runs[HW2]))
+        with (runs[ASSIGNMENT] / "term" / "term.csv").open() as f:
+            term = {row["student_id"]: row for row in csv.DictReader(f)}
+        differ = {}
+        for assignment, out in runs.items():
+            _course("export", assignment, "--out", str(out), "--format", "canvas", "--roster", str(roster))
+            differ[assignment] = disagreements(out, assignment, term, out / f"{assignment}_canvas.csv")
+        summary = json.loads((runs[ASSIGNMENT] / "report" / "report.json").read_text())
         assert len(summary["students"]) == args.students, "the report lost students"
+        lateness = summary["lateness"]
+    agree = all(not students for kinds in differ.values() for students in kinds.values())
     emit(
         {
             "benchmark": "report",
@@ -180,10 +224,15 @@ def main() -> None:
             "conditions_after": conditions(),
             "students": args.students,
             "course_report_s": round(report_s, 2),
+            "course_report_term_s": round(term_s, 2),
             "anchor_course_export_s": round(export_s, 2),
             "target_s": TARGET_S,
-            "meets_target": report_s <= TARGET_S,
-            "generating_the_gradebook_s": round(generated, 1),
+            "meets_target": report_s <= TARGET_S and term_s <= TARGET_S,
+            "totals_agree": agree,
+            "disagreements": differ,
+            "late_submissions": lateness["late"],
+            "extensions": lateness["extensions"],
+            "generating_the_gradebooks_s": round(generated, 1),
         }
     )
 
