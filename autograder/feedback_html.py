@@ -134,7 +134,8 @@ def output_latex(text: str) -> str:
 
 # ---------------------------------------------------------------- the grading machine's paths
 def host_paths(course_root: Path | None = None) -> list[tuple[re.Pattern[str], str]]:
-    """The grading machine's folders, longest first, as ``(pattern, what the page says instead)``.
+    """The grading machine's folders, as ``(pattern, what the page says instead)``: the students' grading
+    folders first, then the others longest first (a folder inside another is replaced before it).
 
     Args:
         course_root: the course root nbgrader runs in (its ``autograded/<student>/<assignment>``
@@ -148,6 +149,12 @@ def host_paths(course_root: Path | None = None) -> list[tuple[re.Pattern[str], s
             resolved = str(Path(path).resolve())
             named.setdefault(resolved, name)
 
+    students: list[tuple[re.Pattern[str], str]] = []
+    if course_root is not None:
+        for root in dict.fromkeys([str(Path(course_root)), str(Path(course_root).resolve())]):
+            folder = re.escape(root) + r"/autograded/[^/\s'\"]+/[^/\s'\"]+(?![\w.-])"
+            students.append((re.compile(folder), "."))
+        add(course_root, "<course root>")
     for key in ("purelib", "platlib"):
         add(sysconfig.get_paths().get(key), "<site-packages>")
     add(sysconfig.get_paths().get("stdlib"), "<python>")
@@ -156,14 +163,10 @@ def host_paths(course_root: Path | None = None) -> list[tuple[re.Pattern[str], s
     add(REPO, "<course>")
     add(Path.home(), "<home>")
     add(tempfile.gettempdir(), "<tmp>")
-    patterns = [
+    patterns = students + [
         (re.compile(re.escape(path) + r"(?![\w.-])"), name)
         for path, name in sorted(named.items(), key=lambda kv: -len(kv[0]))
     ]
-    if course_root is not None:
-        for root in dict.fromkeys([str(Path(course_root)), str(Path(course_root).resolve())]):
-            patterns.insert(0, (re.compile(re.escape(root) + r"/autograded/[^/\s'\"]+/[^/\s'\"]+(?![\w.-])"), "."))
-            patterns.append((re.compile(re.escape(root) + r"(?![\w.-])"), "<course root>"))
     # the file IPython gives a cell's code (where a warning raised in a cell points)
     patterns.append((re.compile(r"(?:<tmp>|/tmp)/ipykernel_\d+/\d+\.py"), "<cell>"))
     return patterns
