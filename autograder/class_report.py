@@ -46,6 +46,7 @@ from autograder.course import source_dir
 from autograder.deadlines import Standing, format_duration, format_utc, standings
 from autograder.gradebook import graded_students, read_gradebook, read_index, redact, sources
 from autograder.hints import HIDDEN_TESTS, decided_by
+from autograder.lms import points
 from autograder.report import RESULTS_DIR, StudentReport, load_report
 from autograder.tamper import REVIEW, TAMPERING
 
@@ -551,10 +552,6 @@ def feedback_links(runs: tuple[Path, ...], dest: Path, student: str) -> str:
     return "no feedback"
 
 
-def _points(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
 def _student_table(summary: dict, data: ClassData, dest: Path) -> str:
     """Every student, sortable: autograded, manual, lateness, penalty, total, flags, feedback."""
     e = html.escape
@@ -576,20 +573,20 @@ def _student_table(summary: dict, data: ClassData, dest: Path) -> str:
         if not r["submitted"]:
             manual = ("no submission", -1)
         elif r["manual_pending"]:
-            manual = (f"{_points(r['manual'])} ({r['manual_pending']} cell(s) not graded yet)", r["manual"])
+            manual = (f"{points(r['manual'])} ({r['manual_pending']} cell(s) not graded yet)", r["manual"])
         else:
-            manual = (_points(r["manual"]), r["manual"])
+            manual = (points(r["manual"]), r["manual"])
         late = f"<span class=late>{e(format_duration(r['seconds_late']))}</span>" if r["seconds_late"] > 0 else ""
         extension = f"{r['extension_hours']:g} h" if r["extension_hours"] else ""
         rows.append(
             [
                 (e(r["student"]), r["student"]),
-                (_points(r["autograded"]), r["autograded"]),
+                (points(r["autograded"]), r["autograded"]),
                 (e(manual[0]), manual[1]),
                 (late or ("on time" if r["submitted"] and data.due else ""), r["seconds_late"]),
                 (extension, r["extension_hours"]),
-                (f"-{_points(r['penalty'])}" if r["penalty"] else "", r["penalty"]),
-                (f"<b>{_points(r['total'])}</b>", r["total"]),
+                (f"-{points(r['penalty'])}" if r["penalty"] else "", r["penalty"]),
+                (f"<b>{points(r['total'])}</b>", r["total"]),
                 (e(", ".join(r["flags"])), ", ".join(r["flags"])),
                 (feedback_links(data.runs, dest, r["student"]), ""),
             ]
@@ -608,7 +605,7 @@ def _lateness_text(lateness: dict) -> str:
             if lateness["late"]
             else ""
         )
-        + f"; {lateness['penalised']} penalised, {_points(lateness['penalty_points'])} points in all; "
+        + f"; {lateness['penalised']} penalised, {points(lateness['penalty_points'])} points in all; "
         f"{lateness['extensions']} extension(s) granted."
     )
     if lateness["with_timestamp"] < lateness["submissions"]:

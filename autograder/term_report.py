@@ -31,6 +31,7 @@ from autograder.class_report import LISTED, SORT_SCRIPT, STYLE, ClassData, sorta
 from autograder.course import COURSE_ID, PipelineError
 from autograder.deadlines import format_duration, format_utc, standings
 from autograder.gradebook import INDEX, db_url, read_gradebook, redact
+from autograder.lms import points
 from autograder.report import RESULTS_DIR, load_report
 
 
@@ -258,10 +259,6 @@ def summarize_term(term: Term) -> dict:
     return {"assignments": assignments, "students": students, "sources": term.sources, "warnings": term.warnings}
 
 
-def _points(value: float) -> str:
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
 def write_csv(summary: dict, path: Path) -> Path:
     """``term.csv``: one row per student; per assignment its total (empty: no submission) and late days;
     then the term's total, the points possible, late days, extensions and flagged submissions."""
@@ -278,8 +275,8 @@ def write_csv(summary: dict, path: Path) -> Path:
             for name in names:
                 cell = s["assignments"][name] or {}
                 total = cell.get("total")
-                row += ["" if total is None else _points(total), cell.get("days_late", "") if total is not None else ""]
-            row += [_points(s["total"]), _points(s["max"]), s["late_days"], s["extensions"], s["flags"]]
+                row += ["" if total is None else points(total), cell.get("days_late", "") if total is not None else ""]
+            row += [points(s["total"]), points(s["max"]), s["late_days"], s["extensions"], s["flags"]]
             writer.writerow(row)
     return Path(path)
 
@@ -291,10 +288,10 @@ def _cell_html(cell: dict | None) -> tuple[str, float]:
             return "no submission", -1
         extension = f" (extension {cell['extension_hours']:g} h)" if cell.get("extension_hours") else ""
         return f"no submission{extension}", -1
-    parts = [f"<b>{_points(cell['total'])}</b>"]
+    parts = [f"<b>{points(cell['total'])}</b>"]
     if cell["seconds_late"] > 0:
         parts.append(
-            f"<span class=late>late {e(format_duration(cell['seconds_late']))}, -{_points(cell['penalty'])}</span>"
+            f"<span class=late>late {e(format_duration(cell['seconds_late']))}, -{points(cell['penalty'])}</span>"
         )
     if cell["extension_hours"]:
         parts.append(f"extension {cell['extension_hours']:g} h")
@@ -336,7 +333,7 @@ def render_term(summary: dict) -> str:
         row = [(e(s["student"]), s["student"])]
         row += [_cell_html(s["assignments"][name]) for name in names]
         row += [
-            (f"<b>{_points(s['total'])}</b>", s["total"]),
+            (f"<b>{points(s['total'])}</b>", s["total"]),
             (str(s["late_days"]), s["late_days"]),
             (str(s["extensions"]), s["extensions"]),
             (str(s["flags"]), s["flags"]),

@@ -30,7 +30,7 @@ from autograder.tamper import REVIEW
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from bench_report import ASSIGNMENT, canvas_gradebook_export, generate_class  # the benchmark's generator
 
-pytestmark = pytest.mark.slow(seconds=70)
+pytestmark = pytest.mark.slow(seconds=90)
 HW2 = "hw2_world_models"
 
 
