@@ -352,7 +352,7 @@ def test_feedback_math_renders_in_chromium_with_the_network_off(graded, tmp_path
                 """() => Array.from(document.querySelectorAll('.rendered_html math')).map(m => [
                     m.namespaceURI, getComputedStyle(m).display, m.getBoundingClientRect().width])"""
             )
-            text = page.locator("#notebook").inner_text()
+            text = "\n".join(page.locator(".text_cell_render").all_inner_texts())  # the markdown cells
             page.locator(".rendered_html math").first.scroll_into_view_if_needed()
             shot = tmp_path / "feedback_math_offline.png"
             page.screenshot(path=str(shot))
