@@ -132,9 +132,9 @@ def _flag(term: Term) -> None:
     """Each kept submission's flags, from the saved grading reports of its run folder."""
     reports: dict[Path, dict] = {}
     for student, by_assignment in term.students.items():
-        for held in by_assignment.values():
-            if held.run is None:
-                continue
+        for assignment, held in by_assignment.items():
+            if held.run is None or assignment not in (_run_assignments(held.run) or {assignment}):
+                continue  # a run folder's saved reports are those of the assignment it graded
             if held.run not in reports:
                 reports[held.run] = {}
                 for path in sorted((held.run / "course" / RESULTS_DIR).glob("*.json")):
@@ -192,16 +192,24 @@ def gather_term(out: Path, runs: tuple[Path, ...] = (), url: str | None = None) 
     return term
 
 
+def _run_assignments(run: Path) -> set[str]:
+    """The assignments a run folder was prepared for (``<run>/course/source/<assignment>``, which every
+    ``course`` command that grades copies there)."""
+    source = Path(run) / "course" / "source"
+    return {p.name for p in source.iterdir() if p.is_dir()} if source.is_dir() else set()
+
+
 def _attach_server_runs(term: Term, runs: tuple[Path, ...], url: str) -> None:
     """The submissions read from the server get the saved reports of the run folder whose index names
-    them (the machines of a sharded run)."""
+    them and that graded their assignment (the machines of a sharded run, one run per homework)."""
     for run in runs:
         path = run / "course" / INDEX
         if not path.exists():
             continue
+        graded = _run_assignments(run)
         for student in json.loads(path.read_text()).get(redact(url), []):
-            for held in term.students.get(student, {}).values():
-                if held.book == redact(url) and held.run is None:
+            for assignment, held in term.students.get(student, {}).items():
+                if held.book == redact(url) and held.run is None and (not graded or assignment in graded):
                     held.run = run
 
 

@@ -24,7 +24,7 @@ import pytest
 from autograder import cli
 from autograder.class_report import score_histograms
 from autograder.course import COURSE_ID
-from autograder.report import CellOutcome, load_report, save_report
+from autograder.report import CellOutcome, Problem, load_report, save_report
 from autograder.tamper import REVIEW
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -309,6 +309,9 @@ def test_term_view_reads_a_shared_postgresql_gradebook(postgres, tmp_path):
         runs[assignment] = tmp_path / assignment
         generate_class(runs[assignment], students, seed=seed, assignment=assignment, url=url)
         assert cli.main(["export", assignment, "--out", str(tmp_path / f"csv_{assignment}"), "--db", url]) == 0
+    flagged_hw2 = load_report(runs[HW2] / "course" / "results" / "student_0001.json")  # flagged in hw2 only
+    flagged_hw2.problems.append(Problem(REVIEW, "a test cell ran beside code the notebook installed"))
+    save_report(flagged_hw2, runs[HW2] / "course")
     dest = tmp_path / "term"
     args = ["report", "--term", "--out", str(runs[ASSIGNMENT]), "--runs", str(runs[HW2]), "--db", url]
     assert cli.main([*args, "--dest", str(dest)]) == 0
@@ -318,6 +321,13 @@ def test_term_view_reads_a_shared_postgresql_gradebook(postgres, tmp_path):
         assert {s for s, row in term.items() if row[assignment]} == set(expected)
         for student, total in expected.items():
             assert float(term[student][assignment]) == pytest.approx(total, abs=0.006)
+    flagged = defaultdict(int)  # each run's saved reports are its own homework's
+    for run in runs.values():
+        for path in (run / "course" / "results").glob("*.json"):
+            report = load_report(path)
+            flagged[report.student_id] += any(p.kind in ("repaired", REVIEW) for p in report.problems)
+    assert {s: int(row["flagged"]) for s, row in term.items()} == {s: flagged[s] for s in term}
+    assert flagged["student_0001"] >= 1
     summary = json.loads((dest / "term.json").read_text())
     assert any(source.startswith("postgresql://") for source in summary["sources"])
     assert summary["warnings"] == []
