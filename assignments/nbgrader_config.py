@@ -15,6 +15,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
+from autograder.feedback_html import FeedbackExporter, HideHostPaths, template_dirs
 from autograder.late import LatePenalty
 from autograder.nbgrader_ext import CapOutputs, RestartingExecute, StripCheckInternals
 
@@ -58,5 +59,9 @@ c.Autograde.autograde_preprocessors = [
 c.AssignLatePenalties.plugin_class = LatePenalty
 c.LatePenalty.penalty_method = "percent_per_day"
 c.LatePenalty.percent_per_day = 10.0
-# Feedback shows the graded notebook without the hidden test code.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+# Feedback shows the graded notebook without the hidden test code and without the grading machine's
+# paths (HideHostPaths); its math is MathML written into the page, so it renders offline, with no
+# MathJax from a CDN (autograder.feedback_html).
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, HideHostPaths, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.exporter_class = FeedbackExporter
+c.HTMLExporter.extra_template_basedirs = template_dirs()

@@ -24,7 +24,10 @@ Nothing in this package ships to students: the student kit holds the released no
 - :mod:`autograder.shards`: ``--shard auto`` from a Kubernetes Indexed Job or a Slurm job array;
 - :mod:`autograder.deadlines`, :mod:`autograder.late`: due dates, extensions, the late policy;
 - :mod:`autograder.hints`: the likely bug named in the feedback, from the mutant library;
-- :mod:`autograder.class_report`: ``course report``; :mod:`autograder.similarity`: ``course
-  similarity``; :mod:`autograder.lms`: ``course export --format canvas|moodle``;
+- :mod:`autograder.feedback_html`: the feedback pages' math (MathML, offline) and the grading
+  machine's paths kept out of them;
+- :mod:`autograder.class_report`: ``course report``; :mod:`autograder.term_report`: ``course report
+  --term``; :mod:`autograder.similarity`: ``course similarity``; :mod:`autograder.lms`: ``course
+  export --format canvas|moodle`` and the LMS's own roster files;
 - :mod:`autograder.submissions`: known submissions (mutants, alternatives) for the self-tests.
 """

@@ -11,10 +11,12 @@ Examples::
     course autograde hw1_vae submissions/ --out build/grades --db postgresql://grader@db/course --shard 1/3
     course export hw1_vae --out build/all --db postgresql://grader@db/course
     course report hw1_vae --out build/hw1                                    # build/hw1/report/index.html
+    course report --term --out build/hw1 --runs build/hw2                    # build/hw1/term/index.html, term.csv
     course export hw1_vae --out build/hw1 --format canvas --roster roster.csv --lms-assignment 12345
     course release hw1_vae --out build/hw1 --due "2027-02-01 23:59 America/Los_Angeles"
     course extend alice hw1_vae --hours 48 --out build/hw1
     course similarity hw1_vae --out build/hw1 --threshold 0.5                  # build/hw1/similarity.json
+    course similarity hw1_vae --out build/hw1 --against archive/2025-fall archive/2026-spring
     course doctor --exchange /srv/nbgrader/exchange --course-id vae101 --db postgresql://grader@db/course
     course demo --out demo_out
     course train-vae --shards data/carracing --out runs/conv_vae.pt --epochs 10
@@ -47,6 +49,7 @@ from autograder.deadlines import DUE_EXAMPLE, course_gradebooks, format_utc, gra
 from autograder.report import report_line
 from autograder.sandbox import SandboxUnavailableError
 from autograder.similarity import DEFAULT_THRESHOLD, describe, review
+from autograder.term_report import write_term_report
 from course_lib import lab_setup
 
 
@@ -183,6 +186,14 @@ def _export(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     if args.db:
         gradebook.check_db_url(args.db)
+    if args.term:  # every assignment of the gradebooks: term_report
+        dest = Path(args.dest) if args.dest else None
+        page = write_term_report(Path(args.out), tuple(Path(r) for r in args.runs), args.db, dest)
+        print(f"wrote {page} and {page.with_name('term.csv')} (open the page in a browser)")
+        return 0
+    if not args.assignment:
+        print("course report: name the assignment, or pass --term for every assignment", file=sys.stderr)
+        return 2
     page = write_class_report(
         args.assignment,
         Path(args.out),
@@ -235,11 +246,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _similarity(args: argparse.Namespace) -> int:
     submissions = Path(args.submissions) if args.submissions else None
-    result = review(args.assignment, Path(args.out), submissions, args.threshold)
+    against = tuple(Path(a) for a in args.against)
+    result = review(args.assignment, Path(args.out), submissions, args.threshold, against)
     for line in describe(result["pairs"]):
         print(line)
+    earlier = f" and {result['earlier_students']} of earlier terms" if against else ""
     print(
-        f"{len(result['pairs'])} pairs of {result['students']} students at or above {args.threshold}; "
+        f"{len(result['pairs'])} pairs of {result['students']} students{earlier} at or above {args.threshold}; "
         f"wrote {Path(args.out) / 'similarity.json'} (for review, not a verdict)"
     )
     return 0
@@ -378,13 +391,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("report", help="the class report: score histograms, pass rates, failures, times, flagged")
-    p.add_argument("assignment")
+    p = sub.add_parser(
+        "report", help="the class report (students, lateness, histograms, failures, flagged); --term: every assignment"
+    )
+    p.add_argument("assignment", nargs="?", help="the assignment (not with --term)")
     p.add_argument("--out", required=True, help="the folder `course autograde` or `course watch` wrote")
-    p.add_argument("--dest", metavar="DIR", help="where to write the page and its plots (default OUT/report)")
+    p.add_argument(
+        "--term",
+        action="store_true",
+        help="one page and term.csv over every assignment of the gradebooks of OUT, --runs and --db (OUT/term)",
+    )
+    p.add_argument("--dest", metavar="DIR", help="where to write the page and its plots (default OUT/report, OUT/term)")
     p.add_argument("--db", metavar="URL", help="report every student of this shared gradebook")
     p.add_argument(
-        "--runs", nargs="*", default=[], metavar="DIR", help="the OUT folders of the other machines of a sharded run"
+        "--runs",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="the OUT folders of the other machines of a sharded run; with --term, of the other assignments too",
     )
     p.set_defaults(func=_report)
 
@@ -397,6 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=DEFAULT_THRESHOLD,
         help=f"similarity in (0, 1] at which an answer cell is listed ({DEFAULT_THRESHOLD})",
+    )
+    p.add_argument(
+        "--against",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="earlier terms' submissions to compare with too: their --out folders, or one sub-folder per student",
     )
     p.set_defaults(func=_similarity)
 

@@ -245,3 +245,62 @@ def annotate_feedback(assignment: str, root: Path, student: str, url: str) -> li
         page.write_text(text[: body.end()] + "\n" + note + text[body.end() :], encoding="utf-8")
         pages.append(page)
     return pages
+
+
+@dataclass(frozen=True)
+class Standing:
+    """How one student's submission of an assignment stands against its due date, for the reports.
+
+    Attributes:
+        submitted: the submission's timestamp (naive UTC), ``None`` without ``timestamp.txt``.
+        seconds_late: seconds after the due date plus extension (0 when on time, or without a due
+            date or timestamp), as nbgrader computes it (:attr:`~nbgrader.api.SubmittedAssignment.total_seconds_late`).
+        extension: the student's extension, or ``None``.
+        autograded: whether the submission was autograded in this gradebook (an extension granted
+            before a student submits enters an empty submission in every gradebook).
+    """
+
+    submitted: dt.datetime | None
+    seconds_late: float
+    extension: dt.timedelta | None
+    autograded: bool
+
+    @property
+    def days_late(self) -> int:
+        """Started days late, as the late policy counts them (:data:`autograder.late.SECONDS_PER_DAY`)."""
+        return -(-int(self.seconds_late) // (24 * 3600)) if self.seconds_late > 0 else 0
+
+
+def standings(assignment: str, url: str) -> tuple[dt.datetime | None, dict[str, Standing]]:
+    """The due date of ``assignment`` in the gradebook at ``url`` and the :class:`Standing` of every
+    submission it holds, in two queries (a class of hundreds is read at once).
+
+    Returns:
+        ``(due date or None, {student: Standing})``; empty when the gradebook does not hold ``assignment``.
+    """
+    from nbgrader.api import Assignment, Grade, Gradebook, SubmittedAssignment, SubmittedNotebook
+    from sqlalchemy.orm import joinedload
+
+    with Gradebook(url, COURSE_ID) as gb:
+        assignments = gb.db.query(Assignment).filter(Assignment.name == assignment, Assignment.course_id == COURSE_ID)
+        found = assignments.one_or_none()
+        if found is None:
+            return None, {}
+        autograded = {
+            student
+            for (student,) in gb.db.query(SubmittedAssignment.student_id)
+            .join(SubmittedNotebook, SubmittedNotebook.assignment_id == SubmittedAssignment.id)
+            .join(Grade, Grade.notebook_id == SubmittedNotebook.id)
+            .filter(SubmittedAssignment.assignment_id == found.id, Grade.auto_score.isnot(None))
+            .distinct()
+        }
+        subs = (
+            gb.db.query(SubmittedAssignment)
+            .options(joinedload(SubmittedAssignment.assignment))
+            .filter(SubmittedAssignment.assignment_id == found.id)
+        )
+        table = {}
+        for sub in subs:
+            late = float(sub.total_seconds_late or 0)
+            table[sub.student_id] = Standing(sub.timestamp, late, sub.extension, sub.student_id in autograded)
+        return found.duedate, table

@@ -1,11 +1,12 @@
 """Feedback that names the likely bug: a notebook's failures matched against the library of known bugs.
 
 The self-test's mutants (:mod:`autograder.submissions`) are classic bugs, each with a hint written
-for it. Each mutant fails some graded cells of its notebook, each at one test: the judge's failing
-``expect`` (:attr:`autograder.checks.CheckFailed.site`, ``module:line``), or, where no judge
-decided, the error the kernel raised (``AssertionError`` for a visible test, the student's code's
-own error, a probe's ``CheckFailed``). That set of ``(grade_id, site)`` is the mutant's
-*signature*. It depends on which test decided, never on the numbers in the message, so it is the
+for it. Each mutant fails some graded cells of its notebook, each at one test (:func:`decided_by`):
+the judge's failing ``expect`` (:attr:`autograder.checks.CheckFailed.site`, ``module:line``); a line
+of the test cell's visible code, with the error it raised (``AssertionError at a3_reset_pattern:5``,
+:func:`visible_site`); or, where the error came from deeper (the student's code's own error, a
+library's, a probe's ``CheckFailed``), the error's name. That set of ``(grade_id, test)`` is the
+mutant's *signature*. It depends on which test decided, never on the numbers in the message, so it is the
 same for every seed a grading run draws its inputs from (:func:`build` keeps only the signatures
 that are).
 
@@ -38,6 +39,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -76,9 +78,56 @@ OUTPUT_MARK = "autograder_hint"
 Signature = frozenset[tuple[str, str]]
 
 
+def decided_by(outcome: CellOutcome) -> str:
+    """Which test decided a failed graded cell: the judge's site (``autograder.checks.hw1:863``), the
+    error and the line of the test cell's visible code that raised it (``AssertionError at
+    a3_reset_pattern:5``), or the error's name alone (raised deeper: the student's code, a library)."""
+    if outcome.site is None:
+        return outcome.ename or "error"
+    return outcome.site if outcome.ename == "CheckFailed" else f"{outcome.ename} at {outcome.site}"
+
+
 def signature(outcomes: Iterable[CellOutcome]) -> Signature:
     """The failure signature of one notebook's graded cells (see :data:`Signature`)."""
-    return frozenset((o.cell, o.site or o.ename or "error") for o in outcomes if not o.passed)
+    return frozenset((o.cell, decided_by(o)) for o in outcomes if not o.passed)
+
+
+#: Where nbgrader's hidden tests begin in a test cell.
+HIDDEN_TESTS = "### BEGIN HIDDEN TESTS"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: A traceback frame of a notebook cell, as IPython writes it: ``Cell In[12], line 5``.
+_CELL_FRAME = re.compile(r"Cell In\[(\d+)\], line (\d+)")
+#: A traceback frame of a file, as IPython writes it: ``File /path/to/module.py:12, in f(x)``.
+_FILE_FRAME = re.compile(r"File \S")
+
+
+def visible_line(source: str, line: int) -> bool:
+    """Is ``line`` (1-based) of a test cell's ``source`` in its visible code, above the hidden tests?"""
+    lines = source.splitlines()
+    hidden = next((n for n, text in enumerate(lines, start=1) if HIDDEN_TESTS in text), len(lines) + 1)
+    return 1 <= line < hidden
+
+
+def visible_site(grade_id: str, source: str, execution_count: int | None, traceback: list[str]) -> str | None:
+    """``grade_id:line`` when a test cell's error was raised by a line of its own visible code (its
+    innermost traceback frame is that cell, above the hidden tests); else ``None``.
+
+    Args:
+        grade_id: the test cell's ``grade_id``.
+        source: the test cell's source as it ran.
+        execution_count: the cell's execution count (IPython names its frames ``Cell In[count]``).
+        traceback: the error output's ``traceback``, as IPython's kernel sends it (ANSI colours included).
+
+    The visible asserts are the course's (nbgrader restores locked test cells before grading), so
+    their line numbers name the same test in every submission.
+    """
+    frames = [_ANSI.sub("", entry).strip() for entry in traceback]
+    frames = [f for f in frames if _CELL_FRAME.match(f) or _FILE_FRAME.match(f)]
+    innermost = _CELL_FRAME.match(frames[-1]) if frames else None
+    if innermost is None or execution_count is None or int(innermost.group(1)) != execution_count:
+        return None
+    line = int(innermost.group(2))
+    return f"{grade_id}:{line}" if visible_line(source, line) else None
 
 
 def bug_of(name: str) -> str:
@@ -206,6 +255,43 @@ class Library:
             ],
             "unstable": self.unstable,
         }
+
+
+def coverage(library: Library) -> dict[str, str | None]:
+    """Why each known bug of :data:`MUTANTS_OF` has no hint in the feedback, or ``None`` if it has one.
+
+    A bug gets its hint when its leave-one-out precision reaches the threshold (:meth:`Library.shown_bugs`),
+    which needs at least two of its ways written with the same signature, shared with no other bug.
+    The reasons given otherwise: it is written one way only (its precision cannot be measured), its
+    ways fail at different tests (no two share a signature), its signature is another bug's too (which
+    one), or its signature changes with the seed.
+    """
+    shown = library.shown_bugs()
+    bugs = [bug for mutants in MUTANTS_OF.values() for bug in mutants]
+    why: dict[str, str | None] = {}
+    for bug in bugs:
+        mine = [e for e in library.entries if e.bug == bug]
+        unstable = [name for name in library.unstable if bug_of(name) == bug]
+        if bug in shown:
+            why[bug] = None
+        elif unstable and len(mine) < 2:
+            why[bug] = f"its signature changes with the seed ({', '.join(unstable)})"
+        elif len(mine) < 2:
+            why[bug] = "written one way only: its precision cannot be measured"
+        elif len({(e.notebook, e.signature) for e in mine}) == len(mine):
+            why[bug] = "its ways of writing fail at different tests: no two share a signature"
+        else:
+            others = sorted(
+                {
+                    e.bug
+                    for e in library.entries
+                    if e.bug != bug
+                    for m in mine
+                    if (e.notebook, e.signature) == (m.notebook, m.signature)
+                }
+            )
+            why[bug] = f"its signature is also {', '.join(others)}'s" if others else "below the precision threshold"
+    return why
 
 
 @cache
@@ -380,7 +466,8 @@ def answer_signatures(
     does not stop the run. A graded test cell runs its visible part; if that raises, the cell's
     signature holds the error's name (as in nbgrader's run, where the kernel raised); else its
     check is probed and judged with each seed (:func:`judged_site`) on the objects its hidden part
-    passes, there and then.
+    passes, there and then. An error is named as :func:`decided_by` names it in nbgrader's run: with
+    the line of the visible code that raised it, when it did.
     """
     replace = replace or {}
     cells = nbformat.read(source_dir(assignment) / notebook, as_version=4).cells
@@ -399,11 +486,11 @@ def answer_signatures(
                 continue
             visible, _, hidden = cell.source.partition(HIDDEN_TESTS)
             try:
-                exec(visible, ns)
+                exec(compile(visible, _test_file(grade_id), "exec"), ns)
                 objects = [ns[name] if name in ns else _undefined(name) for name in _check_arguments(hidden, grade_id)]
             except Exception as err:
                 for sig in failed:
-                    sig[grade_id] = type(err).__name__
+                    sig[grade_id] = _raised(err, grade_id)
                 continue
             for seed, sig in zip(seeds, failed, strict=True):
                 site = judged_site(grade_id, objects, seed)
@@ -412,8 +499,20 @@ def answer_signatures(
     return [frozenset(sig.items()) for sig in failed]
 
 
-#: Where nbgrader's hidden tests begin in a test cell.
-HIDDEN_TESTS = "### BEGIN HIDDEN TESTS"
+def _raised(err: BaseException, grade_id: str) -> str:
+    """What a signature holds for an error that a test cell's visible code raised in-process (compiled
+    with :func:`_test_file` as its file name): as :func:`decided_by` names it in nbgrader's run."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None and tb.tb_frame.f_code.co_filename == _test_file(grade_id):
+        return f"{type(err).__name__} at {grade_id}:{tb.tb_lineno}"
+    return type(err).__name__
+
+
+def _test_file(grade_id: str) -> str:
+    """The file name the visible code of test cell ``grade_id`` is compiled with in-process."""
+    return f"<test cell {grade_id}>"
 
 
 def _undefined(name: str) -> Any:

@@ -35,6 +35,7 @@ from nbformat import NotebookNode
 
 from autograder import checks, records
 from autograder.checks import CheckFailed
+from autograder.hints import visible_site
 from autograder.records import RecordError
 from autograder.report import CellOutcome
 from autograder.tamper import TAMPERING
@@ -279,4 +280,7 @@ def _outcome(cell: NotebookNode, notebook: str, grade_id: str | None, site: str 
     if not errors:
         return CellOutcome(notebook, grade_id, passed=True)
     last = errors[-1]
+    # a visible test's error: the line of the test cell that raised it (hints.visible_site), not a judge's
+    source, count = cell.get("source", ""), cell.get("execution_count")
+    site = site or visible_site(grade_id, source, count, last.get("traceback", []))
     return CellOutcome(notebook, grade_id, False, last.get("ename"), str(last.get("evalue", ""))[:300], site)

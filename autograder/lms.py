@@ -8,8 +8,16 @@ penalty nbgrader's late-submission plugin assigned (``late_submission_penalty``,
 ``nbgrader export`` subtracts it). The points possible are the assignment's
 :attr:`nbgrader.api.Assignment.max_score`.
 
-**The roster** (``--roster``) is a CSV file, UTF-8 (a byte-order mark is fine), one row per student of
-the LMS course, with a header row naming its columns (others are ignored):
+**The roster** (``--roster``) is the LMS's own file, as it comes (:func:`load_roster`): Canvas' gradebook
+export (Grades > Export: ``Student, ID, SIS User ID, SIS Login ID, Section``, assignments, totals; the
+``Points Possible`` and ``Manual Posting`` rows, a byte-order mark, ``;`` separators and the test student
+are handled) or Moodle's participants export (Participants > select all > "Download table data as"
+CSV: ``First name, Last name`` and the identity fields, ``Email address`` by default). The column that
+holds the gradebook's student ids is found by matching each candidate column (Canvas: ``SIS Login
+ID``, ``SIS User ID``, ``ID``, ``Integration ID``; Moodle: ``Username``, ``Email address``, ``ID
+number``; as they are, lower-cased, or an e-mail address's local part) against the graded students,
+and ``course export`` says which it used. Or a roster CSV of our own: UTF-8 (a byte-order mark is
+fine), one row per student of the LMS course, with a header row naming its columns (others are ignored):
 
 - ``student_id`` (always): the student's id in the gradebook (nbgrader's id, the exchange user name);
 - Canvas: ``name`` and ``canvas_id`` (Canvas' user id, the ``ID`` column of Canvas' own gradebook
@@ -46,7 +54,8 @@ import at a row whose user it cannot find, hence a roster of the Moodle course's
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.course import COURSE_ID, PipelineError
@@ -192,6 +201,183 @@ def read_roster(path: Path, required: tuple[str, ...]) -> dict[str, dict[str, st
     return roster
 
 
+#: What :func:`load_roster` calls the LMS exports it reads.
+CANVAS_KIND = "Canvas gradebook export"
+MOODLE_KIND = "Moodle participants export"
+#: Canvas' gradebook export: its header -> the roster column it fills (:data:`CANVAS_IDENTITY`'s names).
+CANVAS_EXPORT = {"Student": "name", "ID": "canvas_id", "SIS User ID": "sis_user_id", "SIS Login ID": "sis_login_id"}
+CANVAS_EXPORT |= {"Section": "section", "Integration ID": "integration_id"}
+#: Canvas' export columns that may hold the gradebook's student ids, in the order a tie is decided.
+CANVAS_ID_COLUMNS = ("SIS Login ID", "SIS User ID", "Integration ID", "ID")
+#: Rows of Canvas' export that are not students: their first cell (stripped).
+CANVAS_NOT_STUDENTS = ("Points Possible", "Student, Test", "Test Student")
+#: Moodle's participants export (``user/action_redir.php``'s column names in English): header -> roster column.
+MOODLE_EXPORT = {"First name": "first_name", "Last name": "last_name", "Surname": "last_name"}
+MOODLE_EXPORT |= {"Email address": "email", "Username": "username", "ID number": "id_number"}
+#: Moodle's export columns that may hold the gradebook's student ids, in the order a tie is decided.
+MOODLE_ID_COLUMNS = ("Username", "Email address", "ID number")
+
+
+def _local_part(value: str) -> str:
+    return value.split("@")[0].lower() if "@" in value else ""
+
+
+#: The ways a roster value may name a gradebook student id: ``(how, form)``, tried in this order.
+ID_FORMS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("as it is", lambda value: value),
+    ("lower-cased", str.lower),
+    ("the part before @, lower-cased", _local_part),
+)
+
+
+@dataclass(frozen=True)
+class Roster:
+    """A roster read from the LMS's own export or from a roster CSV.
+
+    Attributes:
+        rows: gradebook student id -> the roster columns (:data:`CANVAS_IDENTITY`'s, ``email``,
+            ``username``...), in the file's order.
+        kind: what the file is (``Canvas gradebook export``, ``Moodle participants export``, ``roster CSV``).
+        mapping: roster column -> the file's header it was read from.
+        matched: how the gradebook's ids were found, e.g. ``'SIS Login ID', lower-cased (12 of 12 graded
+            students)``; empty for a roster CSV (its ``student_id`` column).
+        skipped: rows that are not students, or without an id, as sentences.
+    """
+
+    rows: dict[str, dict[str, str]]
+    kind: str
+    mapping: dict[str, str] = field(default_factory=dict)
+    matched: str = ""
+    skipped: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        """What ``course export`` prints about the roster: which file, which columns."""
+        if not self.matched:
+            return [f"roster: a {self.kind}, {len(self.rows)} students"]
+        columns = ", ".join(f"{ours} from {theirs!r}" for ours, theirs in self.mapping.items())
+        lines = [f"roster: {self.kind}, {len(self.rows)} students; gradebook ids matched to {self.matched}; {columns}"]
+        return lines + [f"roster: skipped {what}" for what in self.skipped]
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header and the rows of a CSV file as an LMS writes it: UTF-8 with or without a byte-order
+    mark, ``,`` or ``;`` (Canvas in locales with a decimal comma) or a tab between fields."""
+    text = Path(path).read_text(encoding="utf-8-sig")
+    first = text.split("\n", 1)[0]
+    delimiter = max(",;\t", key=first.count)
+    rows = list(csv.reader(text.splitlines(), delimiter=delimiter))
+    header = [(name or "").strip() for name in rows[0]] if rows else []
+    return header, rows[1:]
+
+
+def _unquote_formula(value: str) -> str:
+    """Canvas writes a name that starts with ``=`` as ``="=name"`` so that spreadsheets do not run it."""
+    value = value.strip()
+    return value[2:-1] if value.startswith('="') and value.endswith('"') else value
+
+
+def _match_ids(
+    rows: list[dict[str, str]], candidates: tuple[str, ...], graded: set[str], path: Path
+) -> tuple[str, str, list[str]]:
+    """The column of ``candidates`` and the form (:data:`ID_FORMS`) whose values name the most graded
+    students (the first such on a tie), and each row's id in that form (``""``: none).
+
+    Raises:
+        PipelineError: if no candidate column names a single graded student.
+    """
+    present = [c for c in candidates if rows and c in rows[0]]
+    best: tuple[int, str, str, list[str]] = (0, "", "", [])
+    for column in present:
+        for how, form in ID_FORMS:
+            ids = [form(row[column]) for row in rows]
+            found = len(graded & set(ids))
+            if found > best[0]:
+                best = (found, column, how, ids)
+    if best[0] == 0:
+        shown = ", ".join(map(repr, present)) or "none of " + ", ".join(map(repr, candidates))
+        example = ", ".join(sorted(graded)[:3]) or "none graded"
+        raise PipelineError(
+            f"no column of the roster {path} ({shown}) holds the gradebook's student ids (e.g. {example}); "
+            "expected one whose values are the students' exchange or JupyterHub user names, or a roster CSV "
+            "with a student_id column (docs/instructors.md)"
+        )
+    return best[1], best[2], best[3]
+
+
+def _from_export(path: Path, kind: str, header: list[str], raw: list[list[str]], graded: set[str]) -> Roster:
+    """A :class:`Roster` from Canvas' gradebook export or Moodle's participants export."""
+    canvas = kind == CANVAS_KIND
+    columns, candidates = (CANVAS_EXPORT, CANVAS_ID_COLUMNS) if canvas else (MOODLE_EXPORT, MOODLE_ID_COLUMNS)
+    rows, skipped = [], []
+    for values in raw:
+        row = {name: (values[i] if i < len(values) else "").strip() for i, name in enumerate(header)}
+        first = row.get(header[0], "") if header else ""
+        if not any(row.values()):
+            continue
+        if canvas and (first in CANVAS_NOT_STUDENTS or not row.get("ID", "").isdigit()):
+            skipped.append(f"the row {first or '(no name)'!r}: not a student (points possible, posting, test student)")
+            continue
+        rows.append(row)
+    column, how, ids = _match_ids(rows, candidates, graded, path)
+    mapping = {ours: theirs for theirs, ours in columns.items() if theirs in header}
+    roster: dict[str, dict[str, str]] = {}
+    for row, student in zip(rows, ids, strict=True):
+        name = " ".join(_unquote_formula(row.get(h, "")) for h in ("First name", "Last name", "Surname") if h in row)
+        if not student:
+            skipped.append(f"a row without {column!r} ({_unquote_formula(row.get(header[0], '')) or name!r})")
+            continue
+        if student in roster:
+            raise PipelineError(f"the roster {path}: {column!r} names student {student!r} twice")
+        values = {ours: _unquote_formula(row.get(theirs, "")) for ours, theirs in mapping.items()}
+        if not canvas:
+            values["name"] = name.strip()
+        roster[student] = {ROSTER_ID: student, **values}
+    matched = f"{column!r}, {how} ({len(graded & set(roster))} of {len(graded)} graded students)"
+    return Roster(roster, kind, mapping, matched, tuple(skipped))
+
+
+def load_roster(path: Path, lms: str, key: str, graded: set[str]) -> Roster:
+    """The roster at ``path``, whichever of the files the module docstring describes it is.
+
+    Args:
+        lms: the format written (:data:`FORMATS`): Canvas needs a Canvas export or a roster CSV with
+            Canvas ids, Moodle a Moodle export or a roster CSV with the ``key`` column.
+        key: Moodle's account field grades are matched on (:data:`MOODLE_KEYS`).
+        graded: the gradebook's student ids, which the export's id column is matched against.
+
+    Raises:
+        PipelineError: if the file is missing, is an export of the other LMS, has no column holding
+            the gradebook's ids, lacks the ``key`` column, or is a roster CSV that :func:`read_roster` refuses.
+    """
+    path = Path(path)
+    required = required_columns(lms, key)
+    if not path.is_file():
+        raise PipelineError(
+            f"no roster file {path}; expected Canvas' gradebook export, Moodle's participants export, "
+            f"or a CSV with the columns {', '.join(required)}"
+        )
+    header, raw = _read_rows(path)
+    if "Student" in header and "ID" in header and "SIS Login ID" in header:
+        kind = CANVAS_KIND
+    elif "Email address" in header and "First name" in header:
+        kind = MOODLE_KIND
+    else:
+        return Roster(read_roster(path, required), "roster CSV")
+    if lms == "canvas" and kind != CANVAS_KIND:
+        raise PipelineError(f"{path} is {kind}: a Canvas file needs Canvas' ids, from Canvas' gradebook export")
+    if lms == "moodle" and kind != MOODLE_KIND:
+        raise PipelineError(f"{path} is {kind}: a Moodle file needs Moodle's accounts, from its participants export")
+    roster = _from_export(path, kind, header, raw, graded)
+    if lms == "moodle" and key not in roster.mapping:
+        column = next(theirs for theirs, ours in MOODLE_EXPORT.items() if ours == key)
+        raise PipelineError(
+            f"the participants export {path} has no {column!r} column for --key {key}; add it to the user "
+            "identity fields Moodle shows (Site administration > Users > Permissions > User policies), or use "
+            "--key email"
+        )
+    return roster
+
+
 @dataclass(frozen=True)
 class Reconciliation:
     """What the gradebook and the roster disagree on, and which totals may still change.
@@ -308,10 +494,12 @@ class LmsExport:
     path: Path | None
     students: int
     reconciliation: Reconciliation
+    roster: Roster | None = None
 
     def lines(self) -> list[str]:
         """The lines ``course export`` prints."""
-        head = [f"wrote {self.path} ({self.students} roster students)"] if self.path else []
+        head = self.roster.lines() if self.roster else []
+        head += [f"wrote {self.path} ({self.students} roster students)"] if self.path else []
         return head + self.reconciliation.lines()
 
 
@@ -330,7 +518,8 @@ def export(
         lms: one of :data:`FORMATS`; ``csv`` writes nothing here (the gradebook CSVs are
             :func:`autograder.gradebook.export`'s) and only reconciles.
         sources: as :func:`read_totals`.
-        roster: the roster CSV (module docstring); required for ``canvas`` and ``moodle``.
+        roster: the LMS's export or a roster CSV (module docstring, :func:`load_roster`); required for
+            ``canvas`` and ``moodle``.
         key: Moodle: the roster column accounts are matched on, one of :data:`MOODLE_KEYS`.
         lms_assignment: Canvas: the assignment id to update (else Canvas creates an assignment);
             Moodle: the grade column's title (else the assignment's name).
@@ -341,11 +530,15 @@ def export(
     """
     required = required_columns(lms, key)
     if roster is None:
-        raise PipelineError(f"--format {lms} needs --roster ROSTER.csv with the columns {', '.join(required)}")
-    students = read_roster(roster, required)
+        raise PipelineError(
+            f"--format {lms} needs --roster: the LMS's export (Canvas' gradebook export, Moodle's participants "
+            f"export) or a CSV with the columns {', '.join(required)}"
+        )
     if lms == "canvas":
         canvas_column(assignment, lms_assignment)  # a bad id fails before the gradebook is read
     totals = read_totals(assignment, sources)
+    loaded = load_roster(roster, lms, key, set(totals.students))
+    students = loaded.rows
     path = None
     if lms != "csv":
         out.mkdir(parents=True, exist_ok=True)
@@ -354,4 +547,4 @@ def export(
             write_canvas(path, totals, students, assignment, lms_assignment)
         else:
             write_moodle(path, totals, students, key, lms_assignment or assignment)
-    return LmsExport(path, len(students), reconcile(totals, students))
+    return LmsExport(path, len(students), reconcile(totals, students), loaded)

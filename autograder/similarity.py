@@ -18,6 +18,13 @@ reordering independent statements changes nothing. An answer that does not parse
 :mod:`tokenize` instead (every name a placeholder, one line a statement). Answers shorter than
 :data:`MIN_TOKENS` tokens are not compared: short code is alike by chance.
 
+Each answer also keeps, per statement, its lines in the text shown and its n-grams, so that a similar
+pair's side-by-side view marks the statements the two answers share (:func:`matched_lines`).
+
+Earlier terms (``course similarity --against DIR...``): the archived submissions of earlier runs (an
+``--out`` folder of ``course autograde``, or a folder with one sub-folder per student) are compared with
+this run's students, not with each other; such a pair names the earlier student ``<archive>/<student>``.
+
 Written (markdown) answers are not compared. The result is for an instructor's review, not a verdict.
 """
 
@@ -62,10 +69,13 @@ class Answer:
     Attributes:
         text: the answer's source with the release's code removed (what the JSON shows).
         fingerprints: hashes of its token n-grams (empty when it has fewer than ``MIN_TOKENS`` tokens).
+        statements: per statement, its first and last line in ``text`` (1-based; a compound
+            statement's head only) and its n-grams' hashes.
     """
 
     text: str
     fingerprints: frozenset[int]
+    statements: tuple[tuple[int, int, frozenset[int]], ...] = ()
 
 
 # ---------------------------------------------------------------- the release's code
@@ -186,17 +196,22 @@ def _is_marker(line: str, markers: tuple[str, ...]) -> bool:
     return text.startswith("#") and any(marker in text for marker in markers)
 
 
-def _without_lines(source: str, removed: Iterable[tuple[int, int]], release: str, markers: tuple[str, ...]) -> str:
+def _without_lines(
+    source: str, removed: Iterable[tuple[int, int]], release: str, markers: tuple[str, ...]
+) -> tuple[str, dict[int, int]]:
     """``source`` without the line ranges ``removed``, the comment lines that the release has and the
-    solution markers, blank edges trimmed and the common indentation removed."""
+    solution markers, blank edges trimmed and the common indentation removed; and where each kept
+    line of ``source`` is in it (1-based line numbers)."""
     gone = {n for first, last in removed for n in range(first, last + 1)}
     comments = {line.strip() for line in release.splitlines() if line.strip().startswith("#")}
-    lines = [
-        line
+    kept = [
+        (n, line)
         for n, line in enumerate(source.splitlines(), start=1)
         if n not in gone and line.strip() not in comments and not _is_marker(line, markers)
     ]
-    return textwrap.dedent("\n".join(lines)).strip("\n")
+    text = textwrap.dedent("\n".join(line for _, line in kept))
+    lead = len(text) - len(text.lstrip("\n"))  # blank lines trimmed from the top
+    return text.strip("\n"), {n: k - lead + 1 for k, (n, _) in enumerate(kept) if k >= lead}
 
 
 def _without_release_lines(source: str, release: str, markers: tuple[str, ...]) -> str:
@@ -253,8 +268,16 @@ def ast_tokens(stmts: list[ast.stmt], cell: list[ast.stmt] | None = None) -> lis
     cell only uses (``torch``, ``np.zeros``, the notebook's helpers) and constants stay (long
     constants become their type); docstrings, annotations and the layout leave nothing.
     """
+    return _tokens_and_statements(stmts, cell)[0]
+
+
+def _tokens_and_statements(
+    stmts: list[ast.stmt], cell: list[ast.stmt] | None = None
+) -> tuple[list[list[str]], list[ast.stmt]]:
+    """:func:`ast_tokens`, and the statement node each token list belongs to."""
     defined = _defined_names(stmts if cell is None else cell)
     placeholders: dict[str, str] = {}
+    nodes: list[ast.stmt] = []
 
     def name(text: str) -> str:
         if text not in defined:
@@ -271,6 +294,7 @@ def ast_tokens(stmts: list[ast.stmt], cell: list[ast.stmt] | None = None) -> lis
         if isinstance(node, ast.stmt):
             placeholders.clear()
             statements.append([f"in:{parent}"])
+            nodes.append(node)
             parent = kind
         tokens = statements[-1]
         if isinstance(node, ast.Name):
@@ -297,7 +321,7 @@ def ast_tokens(stmts: list[ast.stmt], cell: list[ast.stmt] | None = None) -> lis
             if isinstance(child, ast.AST)
         ]
         stack.extend(reversed(children))
-    return statements
+    return statements, nodes
 
 
 def text_tokens(source: str) -> list[list[str]]:
@@ -307,15 +331,24 @@ def text_tokens(source: str) -> list[list[str]]:
 
     Lines are stripped of their indentation first, so that broken indentation cannot stop it.
     """
+    return _text_tokens_and_lines(source)[0]
+
+
+def _text_tokens_and_lines(source: str) -> tuple[list[list[str]], list[tuple[int, int]]]:
+    """:func:`text_tokens`, and the first and last line (1-based) of each logical line."""
     placeholders: dict[str, str] = {}
     lines: list[list[str]] = [[]]
+    spans: list[list[int]] = [[0, 0]]
     skip = {tokenize.COMMENT, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
     flat = "\n".join(line.strip() for line in source.splitlines())
     try:
         for tok in tokenize.generate_tokens(io.StringIO(flat).readline):
+            if tok.type not in skip and tok.type != tokenize.NEWLINE:
+                spans[-1] = [spans[-1][0] or tok.start[0], tok.end[0]]
             if tok.type == tokenize.NEWLINE:
                 placeholders.clear()
                 lines.append([])
+                spans.append([0, 0])
             elif tok.type in skip:
                 continue
             elif tok.type == tokenize.NAME and not keyword.iskeyword(tok.string):
@@ -326,7 +359,8 @@ def text_tokens(source: str) -> list[list[str]]:
                 lines[-1].append(tok.string)
     except (tokenize.TokenError, SyntaxError):
         pass
-    return [line for line in lines if line]
+    kept = [(line, (first, last)) for line, (first, last) in zip(lines, spans, strict=True) if line]
+    return [line for line, _ in kept], [span for _, span in kept]
 
 
 def fingerprints(statements: list[list[str]], n: int = NGRAM, min_tokens: int = MIN_TOKENS) -> frozenset[int]:
@@ -342,6 +376,19 @@ def fingerprints(statements: list[list[str]], n: int = NGRAM, min_tokens: int = 
     )
 
 
+def statement_grams(tokens: list[str], n: int = NGRAM) -> frozenset[int]:
+    """The hashes of one statement's ``n``-grams (a shorter statement is one gram), as :func:`fingerprints`."""
+    return frozenset(hash(tuple(tokens[i : i + n])) for i in range(max(1, len(tokens) - n + 1)))
+
+
+def _head_lines(node: ast.stmt) -> tuple[int, int]:
+    """A statement's lines (1-based), a compound statement's head only (its decorators included)."""
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+    blocks = [getattr(node, b) for b in (*_BLOCKS, "handlers") if getattr(node, b, None)]
+    last = min(block[0].lineno for block in blocks) - 1 if blocks else (node.end_lineno or node.lineno)
+    return first, max(first, last)
+
+
 def normalize_answer(source: str, release: str, markers: tuple[str, ...] = ()) -> Answer:
     """One answer cell with the release's code removed, and its fingerprints.
 
@@ -355,11 +402,34 @@ def normalize_answer(source: str, release: str, markers: tuple[str, ...] = ()) -
         removed: list[tuple[int, int]] = []
         try:
             own = _own_statements(tree.body, given.body, removed)
-            return Answer(_without_lines(source, removed, release, markers), fingerprints(ast_tokens(own, tree.body)))
+            text, shown = _without_lines(source, removed, release, markers)
+            tokens, nodes = _tokens_and_statements(own, tree.body)
+            statements = []
+            for statement, node in zip(tokens, nodes, strict=True):
+                first, last = _head_lines(node)
+                lines = [shown[n] for n in range(first, last + 1) if n in shown]
+                if lines:
+                    statements.append((min(lines), max(lines), statement_grams(statement)))
+            return Answer(text, fingerprints(tokens), tuple(statements))
         except RecursionError:  # nested too deeply for ast.dump: compared by its tokens
             pass
     text = _without_release_lines(source, release, markers)
-    return Answer(text, fingerprints(text_tokens(text)))
+    tokens, spans = _text_tokens_and_lines(text)
+    statements = tuple((first, last, statement_grams(t)) for t, (first, last) in zip(tokens, spans, strict=True))
+    return Answer(text, fingerprints(tokens), statements)
+
+
+def matched_lines(answer: Answer, other: Answer) -> list[list[int]]:
+    """The lines of ``answer`` (``[first, last]`` ranges, 1-based, in its text) whose statements
+    ``other`` shares: at least half of a statement's n-grams are ``other``'s too."""
+    ranges: list[list[int]] = []
+    for first, last, grams in sorted(answer.statements, key=lambda st: st[:2]):
+        if grams and 2 * len(grams & other.fingerprints) >= len(grams):
+            if ranges and first <= ranges[-1][1] + 1:
+                ranges[-1][1] = max(ranges[-1][1], last)
+            else:
+                ranges.append([first, last])
+    return ranges
 
 
 def jaccard(a: frozenset[int], b: frozenset[int]) -> float:
@@ -419,65 +489,121 @@ def student_answers(folder: Path, release: Release) -> dict[tuple[str, str], Ans
 
 
 def similar_pairs(
-    answers: dict[str, dict[tuple[str, str], Answer]], threshold: float = DEFAULT_THRESHOLD
+    answers: dict[str, dict[tuple[str, str], Answer]],
+    threshold: float = DEFAULT_THRESHOLD,
+    earlier: dict[str, dict[tuple[str, str], Answer]] | None = None,
 ) -> list[dict]:
     """The pairs of students with at least one answer cell at or above ``threshold``.
 
     Args:
-        answers: ``{student: {(notebook, grade_id): Answer}}``.
+        answers: ``{student: {(notebook, grade_id): Answer}}``, this run's.
         threshold: Jaccard similarity in (0, 1] at which a cell is listed.
+        earlier: the same for the students of earlier terms (``"<archive>/<student>"``), compared with
+            this run's students only.
 
     Returns:
-        ``[{"a", "b", "score", "cells": [{"notebook", "cell", "score", "answer_a", "answer_b"}]}]``:
-        a pair's score is its most similar cell's, its cells those at or above ``threshold`` (most
-        similar first); pairs by score, then by number of cells, descending.
+        ``[{"a", "b", "score", "earlier", "cells": [{"notebook", "cell", "score", "answer_a", "answer_b",
+        "matched_a", "matched_b"}]}]``: ``a`` is this run's, ``b`` this run's or an earlier term's
+        (``earlier`` true); a pair's score is its most similar cell's, its cells those at or above
+        ``threshold`` (most similar first), ``matched_a``/``matched_b`` the lines of the statements
+        the two answers share (:func:`matched_lines`); pairs by score, then by number of cells, descending.
     """
+    earlier = earlier or {}
     found: dict[tuple[str, str], list[dict]] = {}
-    keys = sorted({key for student in answers.values() for key in student})
+    keys = sorted({key for student in [*answers.values(), *earlier.values()] for key in student})
     for notebook, grade_id in keys:
-        holders = [(s, a[notebook, grade_id]) for s, a in answers.items() if (notebook, grade_id) in a]
-        holders = [(s, answer) for s, answer in holders if answer.fingerprints]  # long enough to compare
-        for (sa, aa), (sb, ab) in combinations(holders, 2):
+        holders = _comparable(answers, (notebook, grade_id))
+        before = _comparable(earlier, (notebook, grade_id))
+        pairs = [*combinations(holders, 2), *((h, e) for h in holders for e in before)]
+        for (sa, aa), (sb, ab) in pairs:
             small, large = sorted((len(aa.fingerprints), len(ab.fingerprints)))
             if small < threshold * large:  # the Jaccard similarity cannot reach it
                 continue
             score = jaccard(aa.fingerprints, ab.fingerprints)
             if score >= threshold:
                 cell = {"notebook": notebook, "cell": grade_id, "score": round(score, 4)}
-                found.setdefault((sa, sb), []).append({**cell, "answer_a": aa.text, "answer_b": ab.text})
-    pairs = []
+                cell |= {"answer_a": aa.text, "answer_b": ab.text}
+                cell |= {"matched_a": matched_lines(aa, ab), "matched_b": matched_lines(ab, aa)}
+                found.setdefault((sa, sb), []).append(cell)
+    pairs_found = []
     for (a, b), cells in found.items():
         cells.sort(key=lambda c: -c["score"])
-        pairs.append({"a": a, "b": b, "score": cells[0]["score"], "cells": cells})
-    pairs.sort(key=lambda p: (-p["score"], -len(p["cells"]), p["a"], p["b"]))
-    return pairs
+        pairs_found.append({"a": a, "b": b, "score": cells[0]["score"], "earlier": b in earlier, "cells": cells})
+    pairs_found.sort(key=lambda p: (-p["score"], -len(p["cells"]), p["a"], p["b"]))
+    return pairs_found
 
 
-def review(assignment: str, out: Path, submissions: Path | None = None, threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """Compare every pair of submissions of ``assignment`` and write ``<out>/similarity.json``.
+def _comparable(answers: dict[str, dict[tuple[str, str], Answer]], key: tuple[str, str]) -> list[tuple[str, Answer]]:
+    """The students whose answer to the cell ``key`` is long enough to compare, with it."""
+    return [(s, a[key]) for s, a in answers.items() if key in a and a[key].fingerprints]
+
+
+def archived_folders(assignment: str, archive: Path) -> dict[str, Path]:
+    """The submissions of an earlier term, by ``"<archive name>/<student>"``: an ``--out`` folder of
+    ``course autograde`` (its graded submissions) or a folder with one sub-folder per student.
+
+    Raises:
+        PipelineError: if ``archive`` holds no submission of ``assignment``.
+    """
+    archive = Path(archive)
+    graded = archive / "course" / "submitted"
+    try:
+        folders = submission_folders(assignment, archive, None if graded.is_dir() else archive)
+    except PipelineError as err:
+        raise PipelineError(
+            f"--against {archive}: {err} (expected the --out folder of an earlier `course autograde`, or a "
+            "folder with one sub-folder of notebooks per student)"
+        ) from None
+    label = archive.resolve().name
+    return {f"{label}/{student}": folder for student, folder in folders.items()}
+
+
+def review(
+    assignment: str,
+    out: Path,
+    submissions: Path | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    against: tuple[Path, ...] = (),
+) -> dict:
+    """Compare every pair of submissions of ``assignment``, and each with the earlier terms' archived
+    submissions ``against``; write ``<out>/similarity.json``.
 
     Args:
         assignment: the assignment's name (``assignments/source/<assignment>``).
         out: the output folder of ``course autograde`` (where the graded submissions are, by default).
         submissions: a folder with one sub-folder of notebooks per student, instead of the graded ones.
         threshold: Jaccard similarity in (0, 1] at which an answer cell is listed.
+        against: earlier terms' folders (:func:`archived_folders`).
 
     Returns:
-        What was written: ``{"assignment", "threshold", "students", "pairs"}`` (see :func:`similar_pairs`).
+        What was written: ``{"assignment", "threshold", "students", "against", "earlier_students",
+        "pairs"}`` (see :func:`similar_pairs`).
 
     Raises:
-        PipelineError: if there is no such assignment or no submission, or ``threshold`` is not in (0, 1].
+        PipelineError: if there is no such assignment or no submission (here or in an archive), two
+            archives have the same name, or ``threshold`` is not in (0, 1].
     """
     if not 0 < threshold <= 1:
         raise PipelineError(f"threshold {threshold} must be in (0, 1] (a Jaccard similarity)")
     release = released_cells(assignment)
     folders = submission_folders(assignment, out, submissions)
     answers = {student: student_answers(folder, release) for student, folder in folders.items()}
+    earlier: dict[str, dict[tuple[str, str], Answer]] = {}
+    labels: list[str] = []
+    for archive in against:
+        archived = archived_folders(assignment, archive)
+        label = next(iter(archived)).split("/")[0]
+        if label in labels:
+            raise PipelineError(f"two --against folders are named {label!r}; give the archives distinct names")
+        labels.append(label)
+        earlier |= {student: student_answers(folder, release) for student, folder in archived.items()}
     result = {
         "assignment": assignment,
         "threshold": threshold,
         "students": len(folders),
-        "pairs": similar_pairs(answers, threshold),
+        "against": labels,
+        "earlier_students": len(earlier),
+        "pairs": similar_pairs(answers, threshold, earlier),
     }
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "similarity.json").write_text(json.dumps(result, indent=1))
@@ -485,7 +611,9 @@ def review(assignment: str, out: Path, submissions: Path | None = None, threshol
 
 
 def describe(pairs: list[dict]) -> Iterator[str]:
-    """One line per pair: the two students, the score and the cells (notebook:grade_id score)."""
+    """One line per pair: the two students, the score and the cells (notebook:grade_id score); an
+    earlier term's student is marked ``(earlier term)``."""
     for pair in pairs:
         cells = ", ".join(f"{c['notebook']}:{c['cell']} {c['score']:.2f}" for c in pair["cells"])
-        yield f"{pair['a']}  {pair['b']}  {pair['score']:.2f}  {cells}"
+        b = f"{pair['b']} (earlier term)" if pair.get("earlier") else pair["b"]
+        yield f"{pair['a']}  {b}  {pair['score']:.2f}  {cells}"

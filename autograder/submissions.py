@@ -104,6 +104,38 @@ def collect_frames(env, n_frames, episode_length=20, seed=None):
     return frames
 """
 
+#: Activity 3, the template's bug written with the loop index: ``i == episode_length`` holds once, so
+#: the environment is reset once, and never on termination.
+LOOP_INDEX_RESET_BUG = """
+def collect_frames(env, n_frames, episode_length=20, seed=None):
+    frames = np.zeros((n_frames, 64, 64, 3), dtype=np.uint8)
+    observation, info = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    for i in range(n_frames):
+        if i > 0 and i == episode_length:
+            observation, info = env.reset()
+        frames[i] = preprocess_frame(frame_of(env, observation), "CartPole-v1")
+        observation, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    return frames
+"""
+
+#: Activity 3, the template's bug written with the counter set to zero inside the loop: it never
+#: reaches ``episode_length``, so the environment is never reset, not even on termination.
+COUNTER_IN_LOOP_RESET_BUG = """
+def collect_frames(env, n_frames, episode_length=20, seed=None):
+    env.action_space.seed(seed)
+    observation, _ = env.reset(seed=seed)
+    frames = []
+    for _ in range(n_frames):
+        steps = 0
+        frames.append(preprocess_frame(frame_of(env, observation), "CartPole-v1"))
+        observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps += 1
+        if steps > episode_length:
+            observation, _ = env.reset()
+    return np.array(frames, dtype=np.uint8)
+"""
+
 _COLLECT_FRAMES = """
 def collect_frames(env, n_frames, episode_length=20, seed=None):
     frames = np.zeros((n_frames, 64, 64, 3), dtype=np.uint8)
@@ -139,6 +171,39 @@ def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
         if terminated or truncated:
             observation, info = env.reset()
     return frames
+"""
+
+#: Activity 4, the template's bug written with a list of placeholders: rejected steps leave their
+#: black placeholder in the result.
+BLACK_FRAMES_LIST_BUG = """
+def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
+    env.action_space.seed(seed)
+    observation, _ = env.reset(seed=seed)
+    frames = [np.zeros((64, 64, 3), dtype=np.uint8) for _ in range(n_frames)]
+    for step in range(n_frames):
+        if abs(observation[2]) <= max_angle:
+            frames[step] = preprocess_frame(frame_of(env, observation), "CartPole-v1")
+        observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            observation, _ = env.reset()
+    return np.stack(frames)
+"""
+
+#: Activity 4, the angle of the state before the step tested, the frame after it kept (a flag
+#: computed before stepping).
+PREVIOUS_STATE_FLAG_BUG = """
+def collect_upright_frames(env, n_frames, max_angle=0.3, seed=None):
+    env.action_space.seed(seed)
+    observation, _ = env.reset(seed=seed)
+    kept = []
+    while len(kept) < n_frames:
+        upright = -max_angle <= observation[2] <= max_angle
+        observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if upright:
+            kept.append(preprocess_frame(frame_of(env, observation), "CartPole-v1"))
+        if terminated or truncated:
+            observation, _ = env.reset()
+    return np.array(kept, dtype=np.uint8)
 """
 
 _COLLECT_UPRIGHT = """
@@ -606,6 +671,22 @@ HINT_VARIANTS: dict[str, Mutant] = {
     "w3_shifted_actions_roll": _variant("w3_shifted_actions", _encode_rollouts(actions="np.roll(a, -1, axis=0)")),
     "w3_shifted_actions_append": _variant(
         "w3_shifted_actions", _encode_rollouts(actions="np.append(a[1:], a[-1:], axis=0)")
+    ),
+    # the bugs below were written one way only until their precision was measured (issue: a hint for
+    # every known bug that can have one)
+    "a1_softmax_output_after_sigmoid": _variant("a1_softmax_output", _myvae(output="nn.Sigmoid(), nn.Softmax(dim=1)")),
+    "a1_softmax_output_channels": _variant("a1_softmax_output", _myvae(output="nn.Softmax(dim=-3)")),
+    "a3_template_reset_bug_loop_index": _variant("a3_template_reset_bug", LOOP_INDEX_RESET_BUG),
+    "a3_template_reset_bug_counter_in_loop": _variant("a3_template_reset_bug", COUNTER_IN_LOOP_RESET_BUG),
+    "a4_angle_of_the_previous_state_flag": _variant("a4_angle_of_the_previous_state", PREVIOUS_STATE_FLAG_BUG),
+    "a4_template_black_frames_list": _variant("a4_template_black_frames", BLACK_FRAMES_LIST_BUG),
+    "a5_wrong_environment_acrobot": _variant("a5_wrong_environment", _collect_other(env='"Acrobot-v1"')),
+    "w1_decoder_input_hard_coded_product": _variant(
+        "w1_decoder_input_hard_coded", _conv_vae(decode_in="32").replace("(32, 1024)", "(32, 2 * 2 * 256)")
+    ),
+    "w1_no_relu_after_the_first_convolution_omitted": _variant(
+        "w1_no_relu_after_the_first_convolution",
+        _conv_vae().replace("nn.Conv2d(3, 32, 4, 2), nn.ReLU(), ", "nn.Conv2d(3, 32, 4, 2), "),
     ),
     "w3_pickled_rollouts_list": _variant(
         "w3_pickled_rollouts",

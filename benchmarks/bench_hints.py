@@ -7,6 +7,10 @@ bug's; no hint (no match, or more than one bug) is *abstained*. A bug's hint is 
 feedback only if its precision (right / shown) is at least the threshold and it was shown at
 least once.
 
+Coverage: how many of the known bugs get a hint in the feedback, and for each that does not, why
+(:func:`autograder.hints.coverage`: written one way only, its ways failing at different tests, a
+signature another bug shares, a signature that changes with the seed).
+
 A second measure holds out each bug whole (all its mutants): a bug the library does not know
 should get no hint, so every hint such a mutant is shown (by the library without that bug, with its
 own precision gate) is a wrong one. ``--build`` recomputes the signatures first (minutes: every
@@ -63,6 +67,7 @@ def main() -> None:
         }
         for bug, t in sorted(tallies.items())
     }
+    why = hints.coverage(library)
     total_shown = sum(t.shown for t in tallies.values())
     total_right = sum(t.right for t in tallies.values())
     kept = [t for bug, t in tallies.items() if bug in shown]
@@ -77,7 +82,14 @@ def main() -> None:
                 "every hint in the feedback has precision >= threshold": all(
                     tallies[b].precision >= library.threshold for b in shown
                 ),
+                "every bug is written at least two ways": all(v["mutants"] >= 2 for v in per_bug.values()),
+                "every bug whose signature no other bug shares has a hint": all(
+                    reason is None or "is also" in reason for reason in why.values()
+                ),
             },
+            "known_bugs": len(why),
+            "bugs_with_a_hint": sum(reason is None for reason in why.values()),
+            "bugs_without_a_hint": {bug: reason for bug, reason in why.items() if reason is not None},
             "threshold": library.threshold,
             "mutants": len(library.entries),
             "bugs": len(tallies),

@@ -394,7 +394,27 @@ def report_rows(data: dict, others: dict[str, dict]) -> list[Row]:
             _times(data["course_report_s"] / data["anchor_course_export_s"]),
             f"< {_num(data['target_s'])}",
             data["meets_target"],
-        )
+        ),
+        *(
+            [
+                Row(
+                    f"`course report --term`, {data['students']} students and 2 homeworks, s",
+                    "",
+                    _num(data["course_report_term_s"]),
+                    target=f"< {_num(data['target_s'])}",
+                    met=data["course_report_term_s"] < data["target_s"],
+                ),
+                Row(
+                    "students whose total differs from grades.csv: class report, term page, Canvas file",
+                    f"{data['late_submissions']} late, {data['extensions']} extensions",
+                    str(sum(len(v) for kinds in data["disagreements"].values() for v in kinds.values())),
+                    target="0",
+                    met=data["totals_agree"],
+                ),
+            ]
+            if "course_report_term_s" in data
+            else []
+        ),
     ]
 
 
@@ -409,6 +429,9 @@ def similarity_rows(data: dict, others: dict[str, dict]) -> list[Row]:
             met=data["targets"]["class_of_200_within_1_min"],
         )
     ]
+
+
+_UNIQUE_HINTED = "every bug whose signature no other bug shares has a hint"
 
 
 def hints_rows(data: dict, others: dict[str, dict]) -> list[Row]:
@@ -426,7 +449,9 @@ def hints_rows(data: dict, others: dict[str, dict]) -> list[Row]:
         Row(
             "bugs with a hint in the feedback",
             "",
-            f"{data['bugs_with_a_hint_in_the_feedback']} of {data['bugs']}",
+            f"{data['bugs_with_a_hint_in_the_feedback']} of {data.get('known_bugs', data['bugs'])}",
+            target="each bug no other shares a signature with" if _UNIQUE_HINTED in data["targets"] else "",
+            met=data["targets"].get(_UNIQUE_HINTED),
         ),
         Row(
             "a bug held out whole: mutants given another bug's hint",

@@ -12,9 +12,12 @@ cells; each mutant is also checked alone, in-process, by ``tests/test_checks.py`
 from __future__ import annotations
 
 import csv
+import html
 import json
 import os
 import shutil
+import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from autograder.report import load_report
 from autograder.submissions import (
     HW1_ALTERNATIVES,
     HW1_MUTANTS,
+    TEMPLATE_RESET_BUG,
     copy_notebooks,
     make_mutant_student,
     mutant_students,
@@ -74,6 +78,10 @@ def graded(tmp_path_factory) -> dict:
     broken.mkdir()
     (broken / "01_autoencoder_and_vae.ipynb").write_text("{this is not json")
     (broken / "notes.ipynb").write_text("{}")
+    reset = subs / "demo_reset_bug"  # the reset bug of `course demo`, alone in its notebook: it gets its hint
+    reset.mkdir()
+    shutil.copy(SOURCE / "03_curating_cartpole.ipynb", reset / "03_curating_cartpole.ipynb")
+    replace_answer(reset / "03_curating_cartpole.ipynb", "a3_collect_frames", TEMPLATE_RESET_BUG)
     crash = subs / "kernel_crash"
     crash.mkdir()
     (crash / "05_other_environment.ipynb").write_bytes((SOURCE / "05_other_environment.ipynb").read_bytes())
@@ -274,6 +282,87 @@ def test_class_report_opens_in_a_browser_with_its_plots(graded, tmp_path):
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
+    if os.environ.get("COURSE_ARTIFACTS"):
+        dest = Path(os.environ["COURSE_ARTIFACTS"]) / "browser"
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, dest / shot.name)
+
+
+def test_the_demos_reset_bug_gets_its_hint_in_the_feedback(graded):
+    """Does the homework template's reset loop (the bug of `course demo`) fail its visible assert, named
+    by its line, and get its bug's hint in the report and on its feedback page?"""
+    report = graded["reports"]["demo_reset_bug"]
+    (outcome,) = [o for o in report.outcomes if not o.passed]
+    assert (outcome.cell, outcome.ename, outcome.site) == ("a3_reset_pattern", "AssertionError", "a3_reset_pattern:5")
+    hint = HW1_MUTANTS["a3_template_reset_bug"].hint
+    assert report.hints == {"a3_reset_pattern": hint}
+    page = (graded["out"] / "grades" / "feedback" / "demo_reset_bug" / "03_curating_cartpole.html").read_text()
+    assert "Likely cause:" in page and html.escape(hint, quote=False) in page
+
+
+def _machine_paths(graded) -> list[str]:
+    """The grading machine's folders that no page a student gets back may name."""
+    paths = {str(course.REPO), sys.prefix, sys.base_prefix, str(Path.home()), str(graded["out"].resolve())}
+    paths |= {sysconfig.get_paths()[key] for key in ("purelib", "platlib", "stdlib")}
+    paths |= {str(Path(p).resolve()) for p in list(paths)}
+    return [*sorted(p for p in paths if len(Path(p).parts) > 1), "/tmp/ipykernel_"]
+
+
+def test_feedback_pages_name_no_folder_of_the_grading_machine(graded):
+    """Does no feedback page of the class (the demo's reset bug's gymnasium warnings, tracebacks through
+    torch and numpy, a crashed kernel, unreadable notebooks) name a folder of the grading machine,
+    its site-packages, its Python, the repository, the run's folder or the home?"""
+    pages = sorted((graded["out"] / "grades" / "feedback").glob("*/*.html"))
+    assert len(pages) >= 3 * 3
+    named = {
+        (page.parent.name, page.name, path)
+        for page in pages
+        for path in _machine_paths(graded)
+        if path in page.read_text()
+    }
+    assert named == set()
+    warned = (graded["out"] / "grades" / "feedback" / "demo_reset_bug" / "03_curating_cartpole.html").read_text()
+    assert "&lt;site-packages&gt;/gymnasium/" in warned  # the warning is kept, its path hidden
+
+
+def test_feedback_math_renders_in_chromium_with_the_network_off(graded, tmp_path):
+    """Does a feedback page opened in chromium, offline and with every request off the machine refused,
+    show its formulas rendered (MathML laid out by the browser, no LaTeX left), asking for nothing?"""
+    from browser_helpers import launch_chromium
+    from playwright.sync_api import sync_playwright
+
+    page_path = graded["out"] / "grades" / "feedback" / "solutions" / "01_autoencoder_and_vae.html"
+    asked: list[str] = []
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            context = browser.new_context(offline=True, viewport={"width": 1100, "height": 900})
+
+            def off_machine(route) -> None:
+                if route.request.url.startswith("file:"):
+                    route.continue_()
+                else:
+                    asked.append(route.request.url)
+                    route.abort()
+
+            context.route("**/*", off_machine)
+            page = context.new_page()
+            page.goto(page_path.as_uri())
+            formulas = page.evaluate(
+                """() => Array.from(document.querySelectorAll('.rendered_html math')).map(m => [
+                    m.namespaceURI, getComputedStyle(m).display, m.getBoundingClientRect().width])"""
+            )
+            text = "\n".join(page.locator(".text_cell_render").all_inner_texts())  # the markdown cells
+            page.locator(".rendered_html math").first.scroll_into_view_if_needed()
+            shot = tmp_path / "feedback_math_offline.png"
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert asked == []
+    assert len(formulas) > 10
+    for namespace, display, width in formulas:
+        assert namespace == "http://www.w3.org/1998/Math/MathML" and display in ("math", "block math") and width > 0
+    assert "\\mathcal" not in text and "\\sigma" not in text and "$" not in text
     if os.environ.get("COURSE_ARTIFACTS"):
         dest = Path(os.environ["COURSE_ARTIFACTS"]) / "browser"
         dest.mkdir(parents=True, exist_ok=True)

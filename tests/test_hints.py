@@ -19,7 +19,7 @@ from autograder import hints
 from autograder.course import source_dir
 from autograder.hints import ALL_MUTANTS, Entry, Library
 from autograder.report import CellOutcome
-from autograder.submissions import HINT_VARIANTS, HW2_MUTANTS, W2, W3
+from autograder.submissions import HINT_VARIANTS, HW1_MUTANTS, HW2_MUTANTS, NB3, W2, W3
 
 HW2 = "hw2_world_models"
 #: Mutants whose notebooks run in a fraction of a second in-process.
@@ -43,12 +43,17 @@ def _outcomes(notebook: str, sig: hints.Signature) -> list[CellOutcome]:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if not cell.metadata.get("nbgrader", {}).get("grade"):
             continue
-        if grade_id not in failed:
+        test = failed.get(grade_id)
+        if test is None:
             out.append(CellOutcome(notebook, grade_id, True))
-        elif ":" in failed[grade_id]:  # a judge's site
-            out.append(CellOutcome(notebook, grade_id, False, "CheckFailed", "wrong", failed[grade_id]))
+        elif " at " in test:  # a visible test's line: "AssertionError at w3_encode:12"
+            ename, _, site = test.partition(" at ")
+            out.append(CellOutcome(notebook, grade_id, False, ename, "raised", site))
+        elif ":" in test:  # a judge's site
+            out.append(CellOutcome(notebook, grade_id, False, "CheckFailed", "wrong", test))
         else:
-            out.append(CellOutcome(notebook, grade_id, False, failed[grade_id], "raised"))
+            out.append(CellOutcome(notebook, grade_id, False, test, "raised"))
+        assert test is None or hints.decided_by(out[-1]) == test
     return out
 
 
@@ -202,3 +207,47 @@ def test_a_stale_or_broken_library_gives_no_hints(monkeypatch, tmp_path):
         hints.current_library.cache_clear()
     library, why = hints.current_library()
     assert why is None and library.entries  # the shipped library is current
+
+
+def test_a_visible_tests_error_is_named_by_its_line_in_a_real_kernel():
+    """In a real IPython kernel's traceback, is an error raised by a line of a test cell's visible code
+    named by that line, and one raised in a function of another cell, or in the hidden tests, not?"""
+    from nbclient import NotebookClient
+
+    test = '"""Check that ..."""\nx = [19, 81]\nassert max(x) <= 20, x\n### BEGIN HIDDEN TESTS\nassert False'
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("def answer():\n    assert False, 'inside the answer'"),
+        nbformat.v4.new_code_cell(test),
+        nbformat.v4.new_code_cell('"""Check that ..."""\nanswer()'),
+        nbformat.v4.new_code_cell(test.replace("assert max(x) <= 20, x", "pass")),
+    ]
+    NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=60).execute()
+    sites = []
+    for cell in nb.cells[1:]:
+        (error,) = [o for o in cell.outputs if o.output_type == "error"]
+        sites.append(hints.visible_site("a3_reset_pattern", cell.source, cell.execution_count, error.traceback))
+    assert sites == ["a3_reset_pattern:3", None, None]
+
+
+def test_the_demos_reset_bug_gets_its_hint(library):
+    """Do the outcomes nbgrader's run logs for the demo's reset bug (the homework template's loop: the
+    visible assert on the episode lengths fails, every other cell passes) get that bug's hint?"""
+    (sig,) = {e.signature for e in library.entries if e.bug == "a3_template_reset_bug"}
+    assert sig == frozenset({("a3_reset_pattern", "AssertionError at a3_reset_pattern:5")})
+    outcomes = [
+        CellOutcome(NB3, "a3_reset_pattern", False, "AssertionError", "[19, 81]", "a3_reset_pattern:5"),
+        *(CellOutcome(NB3, cell, True) for cell in ("a3_frames", "a4_angles", "a4_count")),
+    ]
+    hint = library.hint(hints.signature(outcomes), "hw1_vae", NB3)
+    assert hint == HW1_MUTANTS["a3_template_reset_bug"].hint != ""
+
+
+def test_every_bug_is_written_two_ways_and_each_unique_signature_has_its_hint(library):
+    """Is every known bug written at least two ways (so its hint's precision is measured), and does
+    every bug whose signature no other bug shares get its hint in the feedback?"""
+    for bug in [*hints.MUTANTS_OF["hw1_vae"], *hints.MUTANTS_OF["hw2_world_models"]]:
+        assert sum(e.bug == bug for e in library.entries) >= 2, bug
+    why = hints.coverage(library)
+    assert len(why) == 27
+    assert {bug: reason for bug, reason in why.items() if reason is not None and "is also" not in reason} == {}

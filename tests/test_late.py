@@ -314,3 +314,33 @@ def test_kit_readme_names_the_due_date(graded_late):
     with zipfile.ZipFile(graded_late["out"] / f"{ASSIGNMENT}_student_kit.zip") as kit:
         readme = kit.read(f"{ASSIGNMENT}/README.md").decode()
     assert "Due: 2027-02-02 07:59 UTC" in readme
+
+
+def test_report_term_and_canvas_give_grades_csv_total_after_the_penalty(graded_late, tmp_path):
+    """For a submission graded late through nbgrader, do the class report, the term page and the Canvas
+    file all give grades.csv's total (score less late penalty), and the report say how late it was?"""
+    import csv
+    import json
+
+    out = graded_late["out"]
+    with (out / "grades.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["student_id"] == "late_student"]
+    total = sum(float(r["score"]) - float(r["late_penalty"]) for r in rows)
+    assert sum(float(r["late_penalty"]) for r in rows) > 0
+    assert cli.main(["report", ASSIGNMENT, "--out", str(out), "--dest", str(tmp_path / "report")]) == 0
+    summary = json.loads((tmp_path / "report" / "report.json").read_text())
+    (row,) = summary["per_student"]
+    assert row["total"] == pytest.approx(total) and row["penalty"] > 0
+    assert (row["seconds_late"], row["days_late"]) == (26 * 3600, 2)
+    assert summary["lateness"]["late"] == 1
+    assert "1 day 2 h" in (tmp_path / "report" / "index.html").read_text()
+    assert cli.main(["report", "--term", "--out", str(out), "--dest", str(tmp_path / "term")]) == 0
+    with (tmp_path / "term" / "term.csv").open() as f:
+        (term,) = list(csv.DictReader(f))
+    assert float(term[ASSIGNMENT]) == pytest.approx(total, abs=0.006) and term["late_days"] == "2"
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,name,canvas_id\nlate_student,\"Late, Lou\",4711\n")
+    assert cli.main(["export", ASSIGNMENT, "--out", str(out), "--format", "canvas", "--roster", str(roster)]) == 0
+    with (out / f"{ASSIGNMENT}_canvas.csv").open() as f:
+        canvas = list(csv.reader(f))
+    assert canvas[2][-1] == f"{total:.2f}".rstrip("0").rstrip(".")

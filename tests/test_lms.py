@@ -248,3 +248,99 @@ def test_postgresql_gradebook_exports_for_moodle(postgres, tmp_path, capsys):
         ["dloe", ""],
     ]
     assert "no submission in the gradebook (grade left empty): dave" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- the LMS's own files as rosters
+#: Canvas' Grades > Export for this course, as it comes: a byte-order mark, Canvas' identity columns, an
+#: assignment and the total columns, the Manual Posting and Points Possible rows, SIS login ids that are
+#: e-mail addresses (the part before @ is the gradebook id), a name Canvas quoted because it starts with
+#: "=", dave who never submitted, and Canvas' test student.
+CANVAS_EXPORT = [
+    ["Student", "ID", "SIS User ID", "SIS Login ID", "Integration ID", "Section", "Quiz 1 (55001)", "Current Score"],
+    ["", "", "", "", "", "", "Manual Posting", ""],
+    ["    Points Possible", "", "", "", "", "", "10", "(read only)"],
+    ["Doe, Alice", "101", "S1", "Alice@uni.example", "", "Sec 1", "7", "70"],
+    ["Roe, Bob", "102", "S2", "bob@uni.example", "", "Sec 2", "9", "90"],
+    ['="=Poe, Carol"', "103", "", "carol@uni.example", "", "Sec 1", "", ""],
+    ["Loe, Dave", "104", "S4", "dave@uni.example", "", "Sec 2", "", ""],
+    ["Student, Test", "999", "", "", "", "Sec 1", "", ""],
+]
+
+
+def write_export(path: Path, rows: list[list[str]], delimiter: str = ",") -> Path:
+    with path.open("w", newline="", encoding="utf-8-sig") as f:
+        csv.writer(f, delimiter=delimiter).writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_canvas_gradebook_export_is_a_roster_as_it_comes(run, tmp_path, capsys, delimiter):
+    """Is Canvas' own gradebook export taken as the roster as it comes (',' or ';'), the column holding
+    the gradebook's ids found and named, its non-student rows skipped, and each student's Canvas
+    identity written with their total?"""
+    roster = write_export(tmp_path / "Grades-VAE101.csv", CANVAS_EXPORT, delimiter)
+    assert export(run, "--format", "canvas", "--roster", str(roster), "--lms-assignment", "12345") == 0
+    printed = capsys.readouterr().out
+    assert "roster: Canvas gradebook export, 4 students; gradebook ids matched to 'SIS Login ID', the part " in printed
+    assert "(3 of 3 graded students)" in printed and "name from 'Student', canvas_id from 'ID'" in printed
+    for skipped in ("Points Possible", "Student, Test", "(no name)"):  # the Manual Posting row has no name
+        assert f"roster: skipped the row {skipped!r}: not a student" in printed
+    rows = read_rows(run / f"{ASSIGNMENT}_canvas.csv")
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "hw1_vae (12345)"]
+    assert rows[2:] == [
+        ["Doe, Alice", "101", "S1", "Alice@uni.example", "Sec 1", "9"],
+        ["Roe, Bob", "102", "S2", "bob@uni.example", "Sec 2", "8"],
+        ["=Poe, Carol", "103", "", "carol@uni.example", "Sec 1", "1.5"],
+        ["Loe, Dave", "104", "S4", "dave@uni.example", "Sec 2", ""],  # no submission: no grade
+    ]
+    assert "no submission in the gradebook (grade left empty): dave" in printed
+
+
+#: Moodle's participants page, all selected, "Download table data as" CSV (English), with Username
+#: among the identity fields shown.
+MOODLE_EXPORT = [["First name", "Last name", "Username", "Email address"]] + [
+    [name.split(", ")[1], name.split(", ")[0], student, ROSTER[student]["email"]]
+    for student, name in ((s, ROSTER[s]["name"]) for s in ("alice", "bob", "carol", "dave"))
+]
+
+
+def test_moodle_participants_export_is_a_roster_as_it_comes(run, tmp_path, capsys):
+    """Is Moodle's participants export taken as the roster, the gradebook ids found in its Username
+    column, and the grades keyed by its e-mail addresses; and is --key username refused, saying how,
+    when the export has no Username column?"""
+    roster = write_export(tmp_path / "courseid_7_participants.csv", MOODLE_EXPORT)
+    assert export(run, "--format", "moodle", "--roster", str(roster)) == 0
+    printed = capsys.readouterr().out
+    assert "roster: Moodle participants export, 4 students; gradebook ids matched to 'Username', as it is" in printed
+    assert read_rows(run / f"{ASSIGNMENT}_moodle.csv") == [
+        ["email", ASSIGNMENT],
+        ["alice@uni.example", "9"],
+        ["bob@uni.example", "8"],
+        ["carol@uni.example", "1.5"],
+        ["dave@uni.example", ""],
+    ]
+    no_username = [[c for k, c in enumerate(row) if k != 2] for row in MOODLE_EXPORT]
+    without = write_export(tmp_path / "no_username.csv", no_username)
+    assert export(run, "--format", "moodle", "--roster", str(without)) == 0  # ids from the e-mail's local part
+    assert "matched to 'Email address', the part before @" in capsys.readouterr().out
+    assert export(run, "--format", "moodle", "--key", "username", "--roster", str(without)) == 2
+    assert "has no 'Username' column for --key username; add it to the user identity fields" in capsys.readouterr().err
+
+
+def test_an_export_that_names_no_graded_student_or_the_other_lms_is_refused(run, tmp_path, capsys):
+    """Is an LMS export whose columns hold none of the gradebook's ids refused, naming the columns
+    looked at and example ids, and a Canvas export given for a Moodle file (or the reverse) refused?"""
+    strangers = [list(row) for row in CANVAS_EXPORT]
+    for k, row in enumerate(strangers[3:7]):  # other login ids; the Canvas ids are numbers anyway
+        row[3] = f"u{k}@uni.example"
+    roster = write_export(tmp_path / "strangers.csv", strangers)
+    assert export(run, "--format", "canvas", "--roster", str(roster)) == 2
+    error = capsys.readouterr().err
+    assert "no column of the roster" in error and "'SIS Login ID', 'SIS User ID', 'Integration ID', 'ID'" in error
+    assert "(e.g. alice, bob, carol)" in error
+    canvas = write_export(tmp_path / "canvas.csv", CANVAS_EXPORT)
+    assert export(run, "--format", "moodle", "--roster", str(canvas)) == 2
+    assert "is Canvas gradebook export: a Moodle file needs Moodle's accounts" in capsys.readouterr().err
+    moodle = write_export(tmp_path / "moodle.csv", MOODLE_EXPORT)
+    assert export(run, "--format", "canvas", "--roster", str(moodle)) == 2
+    assert "is Moodle participants export: a Canvas file needs Canvas' ids" in capsys.readouterr().err

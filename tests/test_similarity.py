@@ -244,18 +244,19 @@ def test_short_answers_are_not_compared(review: dict) -> None:
 def test_schema(review: dict) -> None:
     """Does similarity.json have exactly the documented keys and types, pairs sorted by score, and
     answers shown without the release's code?"""
-    assert set(review) == {"assignment", "threshold", "students", "pairs"}
+    assert set(review) == {"assignment", "threshold", "students", "against", "earlier_students", "pairs"}
+    assert review["against"] == [] and review["earlier_students"] == 0
     assert review["assignment"] == ASSIGNMENT
     assert review["threshold"] == similarity.DEFAULT_THRESHOLD
     assert review["students"] == 9
     scores = [p["score"] for p in review["pairs"]]
     assert scores == sorted(scores, reverse=True) and scores
     for pair in review["pairs"]:
-        assert set(pair) == {"a", "b", "score", "cells"}
+        assert set(pair) == {"a", "b", "score", "earlier", "cells"} and pair["earlier"] is False
         assert isinstance(pair["a"], str) and isinstance(pair["b"], str) and pair["a"] < pair["b"]
         assert pair["score"] == max(c["score"] for c in pair["cells"]) >= review["threshold"]
         for cell in pair["cells"]:
-            assert set(cell) == {"notebook", "cell", "score", "answer_a", "answer_b"}
+            assert set(cell) == {"notebook", "cell", "score", "answer_a", "answer_b", "matched_a", "matched_b"}
             assert (cell["notebook"], cell["cell"]) in RELEASE.cells
             assert isinstance(cell["score"], float) and review["threshold"] <= cell["score"] <= 1.0
             for answer in (cell["answer_a"], cell["answer_b"]):
@@ -305,3 +306,67 @@ def test_bad_input_is_explained(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match="must be in"):
         similarity.review(ASSIGNMENT, tmp_path, tmp_path, threshold=1.5)
     assert cli.main(["similarity", ASSIGNMENT, "--out", str(tmp_path), "--submissions", str(tmp_path)]) == 2
+
+
+def _marked(answer: str, ranges: list[list[int]]) -> list[str]:
+    """The lines of ``answer`` in the ``[first, last]`` ranges, stripped."""
+    lines = answer.split("\n")
+    return [lines[n - 1].strip() for first, last in ranges for n in range(first, last + 1)]
+
+
+def test_matched_statements_are_the_shared_ones() -> None:
+    """Does the side-by-side view mark every statement of a renamed copy, and in an answer that copies
+    half of the reference and writes the rest its own way, only the copied half?"""
+    released = RELEASE.cells[A3_KEY]
+    reference = similarity.normalize_answer(REFERENCE[A3_KEY], released, RELEASE.markers)
+    copy = similarity.normalize_answer(A3_DISGUISED, released, RELEASE.markers)
+    marked = _marked(copy.text, similarity.matched_lines(copy, reference))
+    code = [line.strip() for line in copy.text.split("\n") if line.strip() and not line.strip().startswith("#")]
+    assert [line for line in code if line not in marked] == []  # every statement, its lines in the text shown
+    # the first half copied (renamed), then a loop of its own: only the copied statements are marked
+    own_loop = """
+    while len(collected) < n_frames:
+        collected.append(preprocess_frame(env.render(), "CartPole-v1"))
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
+        t += 1
+        if t >= episode_length or term or trunc:
+            obs, _ = env.reset()
+            t = 0
+    return np.stack(collected).astype(np.uint8)
+"""
+    head = A3_DISGUISED.split("    steps = 0")[0]
+    half = similarity.normalize_answer(head + "    collected, t = [], 0" + own_loop, released, RELEASE.markers)
+    marked = _marked(half.text, similarity.matched_lines(half, reference))
+    assert "env.action_space.seed(seed)   # actions first" in marked and "obs, _info = env.reset(seed = seed)" in marked
+    assert not [line for line in marked if "collected" in line or "term or trunc" in line]
+
+
+@pytest.mark.parametrize("layout", ["graded run", "one folder per student"])
+def test_earlier_terms_are_compared_with_this_terms_students(
+    submissions: Path, tmp_path: Path, capsys, layout: str
+) -> None:
+    """With --against, is this term's copy of an earlier term's answer found and named
+    ``<archive>/<student>``, its matched lines given, and are the earlier students not compared with
+    each other (two identical archived answers make no pair)?"""
+    archive = tmp_path / "2025-fall"
+    for student, source in (("alumna", "reference"), ("alumna_twin", "reference")):
+        graded = course.step_dir(archive / "course", "submitted", student, ASSIGNMENT)
+        dest = graded if layout == "graded run" else archive / student
+        shutil.copytree(submissions / source, dest)
+    out = tmp_path / "now"
+    run = tmp_path / "this_term"
+    for student in ("copier", "alternatives"):
+        shutil.copytree(submissions / student, run / student)
+    args = ["similarity", ASSIGNMENT, "--out", str(out), "--submissions", str(run), "--against", str(archive)]
+    assert cli.main(args) == 0
+    result = json.loads((out / "similarity.json").read_text())
+    assert result["against"] == ["2025-fall"] and result["earlier_students"] == 2 and result["students"] == 2
+    pairs = {(p["a"], p["b"]): p for p in result["pairs"]}
+    assert set(pairs) == {("copier", "2025-fall/alumna"), ("copier", "2025-fall/alumna_twin")}
+    for pair in pairs.values():
+        assert pair["earlier"] is True and {c["cell"] for c in pair["cells"]} == {"a1_myvae", "a3_collect_frames"}
+        for cell in pair["cells"]:
+            assert cell["matched_a"] and cell["matched_b"]
+    assert "copier  2025-fall/alumna (earlier term)  1.00" in capsys.readouterr().out
+    with pytest.raises(PipelineError, match=r"--against .*expected the --out folder"):
+        similarity.review(ASSIGNMENT, out, run, against=(tmp_path / "empty_archive",))
