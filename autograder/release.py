@@ -3,7 +3,8 @@
 ``generate_assignment`` makes the student notebooks from the source (solutions and hidden tests
 removed) and records the assignment's notebooks and grade cells in the gradebook. :func:`release`
 adds the student kit (the notebooks, the lessons the homework builds on (:data:`LESSONS`), a
-``course_lib`` wheel without the solutions, the environment file and a README). Publishing to nbgrader's exchange is :func:`autograder.exchange.release_assignment`.
+``course_lib`` wheel without the solutions, the environment file and a README). Publishing to
+nbgrader's exchange is :func:`autograder.exchange.release_assignment`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from autograder.course import REPO, PipelineError, prepare_course, run_nbgrader
 from autograder.deadlines import format_utc, set_due
 from autograder.gradebook import gradebook_lock, holds_assignment
-
 
 #: The lessons of ``notebooks/`` that each homework builds on, in reading order. Its kit carries them in
 #: ``lessons/`` next to the homework notebooks; docs/course.md's course map says which of their sections
@@ -50,7 +50,7 @@ def lessons(assignment: str) -> list[Path]:
         PipelineError: if the assignment has no lessons declared in :data:`LESSONS`, or one is missing.
     """
     if assignment not in LESSONS:
-        raise PipelineError(f"no lessons are declared for {assignment!r} (autograder.release.LESSONS: {sorted(LESSONS)})")
+        raise PipelineError(f"no lessons are declared for {assignment!r} (release.LESSONS: {sorted(LESSONS)})")
     paths = [REPO / "notebooks" / f"{name}.ipynb" for name in LESSONS[assignment]]
     missing = [p.name for p in paths if not p.exists()]
     if missing:

@@ -99,7 +99,7 @@ QUESTIONS: dict[str, Numeric | Choice] = {
         mistakes=(
             Mistake(_kl_normal(2.0, 0.0625), "0.25 is the variance sigma^2, not sigma"),
             Mistake(2 * _kl_normal(2.0, 0.25), "check the factor 1/2 in front of the sum"),
-            Mistake(0.5 * (4 + 0.25 + math.log(0.25) - 1), "the term is -log(sigma^2), which is positive for sigma^2 < 1"),
+            Mistake(0.5 * (4 + 0.25 + math.log(0.25) - 1), "-log(sigma^2) is positive for sigma^2 < 1"),
         ),
     ),
     "beta_sigma": Numeric(
