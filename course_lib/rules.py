@@ -87,9 +87,9 @@ def check_own_environment(collect: Callable[..., Any], env_id: str, n: int = 16,
 
 
 def check_given_environment(frames: Any, env: EpisodeRecorder, what: str, seed: int | None) -> None:
-    """Check the rules ``seed_before_use``, ``seed_first`` and ``preprocess`` on the ``frames`` a collector returned for the
-    recorded environment ``env`` it was given (activities 3 and 4); ``what`` names the call
-    (:func:`call`), ``seed`` the seed it was given.
+    """Check the rules ``seed_before_use``, ``seed_first`` and ``preprocess`` on the ``frames`` a
+    collector returned for the recorded environment ``env`` it was given (activities 3 and 4);
+    ``what`` names the call (:func:`call`), ``seed`` the seed it was given.
 
     Raises:
         RuleBroken: with the rule's message (the judge's) for the first rule broken.
