@@ -1,0 +1,149 @@
+"""Do the lessons run top to bottom in the student kit's layout, and do they render into the course site?
+
+Each lesson is executed once, at the quick budget (``COURSE_QUICK=1``), in the folder it has in its
+homework's kit (``<homework>/lessons/``, :data:`autograder.release.LESSONS`); the executed notebooks
+are then what the site shows (``docs/site/build.py``: Sphinx and MyST-NB, the homework statements as
+nbgrader releases them, the API from the docstrings, the guides). The site is served on 127.0.0.1 and
+opened in Debian's chromium: a lesson with its figures and the API page are screenshotted
+(``$COURSE_ARTIFACTS/site/`` too when that is set).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import importlib.util
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import nbformat
+import pytest
+from browser_helpers import launch_chromium
+
+from autograder import release
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = [(assignment, path) for assignment in release.LESSONS for path in release.lessons(assignment)]
+pytestmark = pytest.mark.slow(seconds=420)
+
+
+def _builder():
+    spec = importlib.util.spec_from_file_location("site_build", ROOT / "docs" / "site" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """Every lesson run once in its kit's folder at the quick budget: ``name -> (notebook or None, error)``."""
+    build = _builder()
+    kits = tmp_path_factory.mktemp("kits")
+    saved = {k: os.environ.get(k) for k in ("COURSE_QUICK", "OMP_NUM_THREADS", "PYTHONPATH", "MPLBACKEND")}
+    os.environ.update({"COURSE_QUICK": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    results = {}
+    try:
+        for assignment, lesson in LESSONS:
+            folder = kits / assignment / release.LESSONS_DIR
+            try:
+                nbformat.write(build.execute(lesson, folder, timeout=600), folder / lesson.name)
+                results[lesson.stem] = (folder / lesson.name, None)
+            except Exception as err:  # reported by the lesson's own test
+                results[lesson.stem] = (None, f"{type(err).__name__}: {err}"[-3000:])
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    return results
+
+
+@pytest.mark.parametrize("lesson", [p.stem for _, p in LESSONS])
+def test_lesson_runs_in_its_kit_folder(executed, lesson):
+    """Does the lesson run top to bottom at the quick budget from ``<homework>/lessons/``, with no
+    error output?"""
+    path, error = executed[lesson]
+    assert error is None, f"{lesson} raised while running:\n{error}"
+    nb = nbformat.read(path, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
+
+
+@pytest.fixture(scope="module")
+def site(executed, tmp_path_factory):
+    """The site built from the executed lessons: its ``html`` folder."""
+    if any(error for _, error in executed.values()):
+        pytest.skip("a lesson did not run (its own test says why)")
+    folder = tmp_path_factory.mktemp("executed")
+    for lesson, (path, _) in executed.items():
+        shutil.copy(path, folder / f"{lesson}.ipynb")
+    out = tmp_path_factory.mktemp("site")
+    saved = os.environ.get("COURSE_QUICK")
+    os.environ["COURSE_QUICK"] = "1"  # the banner: numbers from the quick budget
+    try:
+        index = _builder().build(out, folder)
+    finally:
+        os.environ.pop("COURSE_QUICK") if saved is None else os.environ.__setitem__("COURSE_QUICK", saved)
+    return index.parent
+
+
+def test_site_holds_lessons_statements_api_and_guides(site):
+    """Does the site hold every lesson with its figures, the homework statements without solutions or
+    hidden tests, an API page with the library's docstrings, and the guides?"""
+    for _, lesson in LESSONS:
+        page = (site / "lessons" / f"{lesson.stem}.html").read_text()
+        assert "<img" in page, f"{lesson.stem}'s page shows no figure"
+    statement = (site / "homework" / "hw1_vae" / "01_autoencoder_and_vae.html").read_text()
+    assert "YOUR CODE HERE" in statement or "raise NotImplementedError" in statement
+    for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "checks.a1_structure", "nn.ConvTranspose2d(h0, h0"):
+        assert secret not in statement, f"the homework statement shows {secret!r}"
+    api = (site / "api.html").read_text()
+    for documented in ("preprocess_frame", "latent_usage", "check_own_environment", "Practice with instant feedback"):
+        assert documented in api, f"the API page lacks {documented}"
+    assert "solutions" not in api.split("course_lib.solutions")[0][-10:]  # no page for the reference answers
+    assert (site / "guides" / "course.html").exists() and (site / "guides" / "students.html").exists()
+    assert "quick budget" in (site / "index.html").read_text()
+
+
+@contextlib.contextmanager
+def _served(folder: Path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_site_opens_in_chromium_with_its_figures(site, tmp_path):
+    """Served on 127.0.0.1 and opened in Chromium, does a lesson show its figures (every image loaded)
+    and its printed outputs, and the API page its functions? Screenshots of both are kept."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    with _served(site) as url, sync_api.sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        page = chromium.new_page(viewport={"width": 1300, "height": 1000})
+        page.goto(f"{url}/lessons/02_vae_latent_space.html")
+        page.locator("img").first.wait_for()
+        images = page.locator("article img")
+        assert images.count() >= 5
+        loaded = page.evaluate("() => [...document.querySelectorAll('article img')].map(i => i.naturalWidth)")
+        assert all(w > 0 for w in loaded), loaded
+        assert "mean-image baseline" in page.inner_text("article")
+        page.locator("article img").nth(1).scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "site_lesson_02.png"))
+        page.goto(f"{url}/api.html")
+        page.get_by_text("preprocess_frame").first.wait_for()
+        page.screenshot(path=str(shots / "site_api.png"))
+        page.goto(f"{url}/index.html")
+        page.screenshot(path=str(shots / "site_index.png"))
+        chromium.close()
+    if os.environ.get("COURSE_ARTIFACTS"):
+        dest = Path(os.environ["COURSE_ARTIFACTS"]) / "site"
+        shutil.copytree(shots, dest, dirs_exist_ok=True)
+    print(f"site screenshots in {shots}")
