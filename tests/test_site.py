@@ -15,6 +15,7 @@ import functools
 import http.server
 import importlib.util
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -93,11 +94,15 @@ def test_site_holds_lessons_statements_api_and_guides(site):
     hidden tests, an API page with the library's docstrings, and the guides?"""
     for _, lesson in LESSONS:
         page = (site / "lessons" / f"{lesson.stem}.html").read_text()
-        assert "<img" in page, f"{lesson.stem}'s page shows no figure"
+        assert page.count("<img") >= 2, f"{lesson.stem}'s page shows {page.count('<img')} figures"
     statement = (site / "homework" / "hw1_vae" / "01_autoencoder_and_vae.html").read_text()
     assert "YOUR CODE HERE" in statement or "raise NotImplementedError" in statement
-    for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "checks.a1_structure", "nn.ConvTranspose2d(h0, h0"):
+    for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "checks.a1_", "nn.ConvTranspose2d(h0, h0", "MARK SCHEME"):
         assert secret not in statement, f"the homework statement shows {secret!r}"
+    for page in site.rglob("*.html"):  # offline: scripts, styles and fonts are the site's own
+        remote = re.findall(r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', page.read_text())
+        assert not remote, f"{page.relative_to(site)} loads {remote}"
+    assert (site / "_static" / "mathjax" / "MathJax.js").exists()
     api = (site / "api.html").read_text()
     for documented in ("preprocess_frame", "latent_usage", "check_own_environment", "Practice with instant feedback"):
         assert documented in api, f"the API page lacks {documented}"
@@ -119,30 +124,58 @@ def _served(folder: Path):
         server.server_close()
 
 
+def _typeset(page) -> None:
+    """Wait until the page's MathJax has typeset everything it queued."""
+    page.wait_for_function("() => window.MathJax && window.MathJax.Hub")
+    page.evaluate("() => new Promise(done => MathJax.Hub.Queue(done))")
+
+
 def test_site_opens_in_chromium_with_its_figures(site, tmp_path):
-    """Served on 127.0.0.1 and opened in Chromium, does a lesson show its figures (every image loaded)
-    and its printed outputs, and the API page its functions? Screenshots of both are kept."""
+    """Served on 127.0.0.1 and opened in Chromium with every other address blocked (a student offline),
+    does a lesson show its figures (every image loaded), its printed outputs and its math typeset by the
+    site's own MathJax, a homework statement its text without the rubrics, and the API page its
+    functions? Screenshots of each are kept."""
     sync_api = pytest.importorskip("playwright.sync_api")
     shots = tmp_path / "screenshots"
     shots.mkdir()
+    outside = []
     with _served(site) as url, sync_api.sync_playwright() as playwright:
         chromium = launch_chromium(playwright)
         page = chromium.new_page(viewport={"width": 1300, "height": 1000})
+
+        def local_only(route):
+            if route.request.url.startswith(url):
+                route.continue_()
+            else:
+                outside.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", local_only)
         page.goto(f"{url}/lessons/02_vae_latent_space.html")
-        page.locator("img").first.wait_for()
+        _typeset(page)
+        assert page.locator("article .MathJax").count() >= 50
         images = page.locator("article img")
         assert images.count() >= 5
         loaded = page.evaluate("() => [...document.querySelectorAll('article img')].map(i => i.naturalWidth)")
         assert all(w > 0 for w in loaded), loaded
-        assert "mean-image baseline" in page.inner_text("article")
+        text = page.inner_text("article")
+        assert "mean-image baseline" in text and "\\(" not in text  # no raw TeX left
+        page.get_by_text("The evidence lower bound").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "site_lesson_02_math.png"))
         page.locator("article img").nth(1).scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "site_lesson_02.png"))
+        page.goto(f"{url}/homework/hw1_vae/01_autoencoder_and_vae.html")
+        _typeset(page)
+        page.get_by_text("Graded by hand (2 points)").first.scroll_into_view_if_needed()
+        assert "MARK SCHEME" not in page.inner_text("article") and "Rubric" not in page.inner_text("article")
+        page.screenshot(path=str(shots / "site_homework_01.png"))
         page.goto(f"{url}/api.html")
         page.get_by_text("preprocess_frame").first.wait_for()
         page.screenshot(path=str(shots / "site_api.png"))
         page.goto(f"{url}/index.html")
         page.screenshot(path=str(shots / "site_index.png"))
         chromium.close()
+    assert not outside, f"the site asked for outside resources: {sorted(set(outside))}"
     if os.environ.get("COURSE_ARTIFACTS"):
         dest = Path(os.environ["COURSE_ARTIFACTS"]) / "site"
         shutil.copytree(shots, dest, dirs_exist_ok=True)

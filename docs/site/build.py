@@ -13,6 +13,7 @@ pages are built with Sphinx and MyST-NB into ``build/site/html`` (open ``index.h
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -43,11 +44,34 @@ def execute(lesson: Path, workdir: Path, timeout: int = 1200) -> nbformat.Notebo
 
     workdir.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(lesson, as_version=4)
-    env_path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    os.environ["PYTHONPATH"] = env_path  # the kernel imports this checkout's course_lib
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    kernel_env = {
+        # the kernel imports this checkout's course_lib
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        # figures go into the notebook, as in JupyterLab (not to Agg, which a test run or `make` sets)
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
+    saved = {key: os.environ.get(key) for key in kernel_env}
+    os.environ.update(kernel_env)  # the kernel inherits this process's environment
+    try:
+        resources = {"metadata": {"path": str(workdir)}}
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources=resources).execute()
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
     return nb
+
+
+def mathjax() -> Path:
+    """The folder of MathJax 2.7 (``MathJax.js``, its extensions and fonts) that the ``jupyter-server-mathjax``
+    package ships; the site serves a copy, so its math renders offline.
+
+    Raises:
+        RuntimeError: if the package is not installed (``make install`` installs it).
+    """
+    spec = importlib.util.find_spec("jupyter_server_mathjax")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the course site needs MathJax from jupyter-server-mathjax: run `make install`")
+    return Path(spec.origin).parent / "static"
 
 
 def final_progress(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -86,8 +110,10 @@ def statements(out: Path) -> dict[str, list[Path]]:
 
 
 def stage(source: Path, executed: dict[str, Path], homework: dict[str, list[Path]], quick: bool) -> None:
-    """Write the Sphinx source tree: conf.py, the index, the lessons, the statements, the API, the guides."""
+    """Write the Sphinx source tree: conf.py, MathJax, the index, the lessons, the statements, the API, the
+    guides."""
     shutil.copy(HERE / "conf.py", source / "conf.py")
+    shutil.copytree(mathjax(), source / "_static" / "mathjax")
     (source / "lessons").mkdir(exist_ok=True)
     for name, path in executed.items():
         nbformat.write(final_progress(nbformat.read(path, as_version=4)), source / "lessons" / f"{name}.ipynb")
