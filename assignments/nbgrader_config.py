@@ -9,6 +9,7 @@ from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
+    ClearMarkScheme,
     GetGrades,
     IgnorePattern,
     LimitOutput,
@@ -17,6 +18,7 @@ from nbgrader.preprocessors import (
 
 from autograder.late import LatePenalty
 from autograder.nbgrader_ext import CapOutputs, RestartingExecute, StripCheckInternals
+from autograder.rubrics import GradeRubricCells
 
 c = get_config()  # noqa: F821 - injected by traitlets
 
@@ -49,6 +51,7 @@ c.Autograde.autograde_preprocessors = [
     ClearMetadataPreprocessor,
     LimitOutput,
     SaveAutoGrades,
+    GradeRubricCells,
     AssignLatePenalties,
     CheckCellMetadata,
 ]
@@ -58,5 +61,7 @@ c.Autograde.autograde_preprocessors = [
 c.AssignLatePenalties.plugin_class = LatePenalty
 c.LatePenalty.penalty_method = "percent_per_day"
 c.LatePenalty.percent_per_day = 10.0
-# Feedback shows the graded notebook without the hidden test code.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+# Written questions carry their rubric as nbgrader's mark scheme (autograder/rubrics.py): formgrader
+# shows it to the grader, GradeRubricCells above scores the 0-point rubric cells, and the feedback
+# shows the graded notebook without the hidden test code and without the rubrics.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, ClearMarkScheme, CSSHTMLHeaderPreprocessor]

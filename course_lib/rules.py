@@ -1,20 +1,23 @@
-"""The rules a frame collector must follow besides returning the right frames, checked at Validate.
+"""The rules an answer must follow besides computing the right thing, checked at Validate.
 
-The hidden judges replay a collector's environment to check its frames (``autograder.checks``), so
-they enforce rules that are not the answer itself: build the environment with ``make_env``, seed it
-with the seed given, make every frame with ``preprocess_frame``. Each rule's message is declared
-once, here, in :data:`RULES`: the judges fail with it at grading, and the visible tests call
-:func:`check_own_environment` and :func:`check_given_environment`, which fail with the same message
-while the student validates, so that nobody learns a rule from the grade. These checks run in the
-student's kernel and only catch honest mistakes; the verdict is the judges'.
+The hidden judges recompute what the student's code does (``autograder.checks``), so they enforce
+rules that are not the answer itself. A frame collector's environment is replayed: build it with
+``make_env``, seed it with the seed given, make every frame with ``preprocess_frame``. A model is
+rebuilt from its settings and weights: build it from the ``torch.nn`` layers of
+:data:`TORCH_LAYERS` in ``nn.Sequential`` containers. Each rule's message is declared once, here, in
+:data:`RULES`: the judges fail with it at grading, and the visible tests call
+:func:`check_own_environment`, :func:`check_given_environment` and :func:`check_torch_layers`, which
+fail with the same message while the student validates, so that nobody learns a rule from the grade.
+These checks run in the student's kernel and only catch honest mistakes; the verdict is the judges'.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from course_lib.envs import CALL_RESET, EpisodeRecorder
 from course_lib.recording import digest, recording
@@ -30,7 +33,70 @@ RULES: dict[str, str] = {
     "preprocess": (
         "frame {i} of {what} is not a render of the environment it made or was given, preprocessed with {preprocessed}"
     ),
+    "torch_nn": (
+        "{what}.{part} holds a module the grader cannot rebuild ({kinds}): build it from torch.nn layers "
+        "(nn.Conv2d, nn.BatchNorm2d, nn.LeakyReLU, nn.Sigmoid, ...) in an nn.Sequential, so that the grader can "
+        "recompute what it computes"
+    ),
 }
+
+#: The ``torch.nn`` classes the grader rebuilds from their settings and weights (exact classes: a
+#: subclass, like any class of the notebook's own, has a ``forward`` the grader cannot run).
+#: ``autograder.checks.layers`` rebuilds these; ``ModuleList`` and ``ModuleDict`` hold layers but have
+#: no ``forward``, so a part built on them cannot be run either (:func:`runnable`).
+TORCH_LAYERS: tuple[type[nn.Module], ...] = (
+    # containers
+    nn.Sequential,
+    nn.ModuleList,
+    nn.ModuleDict,
+    # layers with parameters
+    nn.Linear,
+    nn.Conv2d,
+    nn.ConvTranspose2d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.InstanceNorm2d,
+    nn.PReLU,
+    # shapes and resampling
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Upsample,
+    nn.UpsamplingNearest2d,
+    nn.UpsamplingBilinear2d,
+    nn.PixelShuffle,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.ZeroPad2d,
+    nn.ReflectionPad2d,
+    nn.Dropout,
+    nn.Dropout2d,
+    # activations
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Hardswish,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Softmax,
+    nn.LogSigmoid,
+    nn.Tanhshrink,
+)
+#: The parts of homework 1's ``MyVAE`` that the grader rebuilds and runs.
+MYVAE_PARTS = ("encoder", "z_simple", "z_mu", "z_var", "decoder_input", "decoder", "final_layer")
 
 
 class RuleBroken(AssertionError):  # noqa: N818 - reads as what happened, in Validate's output
@@ -99,3 +165,26 @@ def check_given_environment(frames: Any, env: EpisodeRecorder, what: str, seed: 
     for i, frame in enumerate(np.asarray(frames)):
         _expect(env.renders_of(frame), "preprocess", i=i, what=what,
                 preprocessed="preprocess_frame(frame, 'CartPole-v1')")
+
+
+def unrunnable(module: nn.Module) -> list[str]:
+    """The class names in ``module``'s tree that keep the grader from running it: classes outside
+    :data:`TORCH_LAYERS` (or subclasses of them), and ``ModuleList``/``ModuleDict``, which have no
+    ``forward``; empty when the grader can rebuild and run it."""
+    allowed = set(TORCH_LAYERS) - {nn.ModuleList, nn.ModuleDict}
+    return sorted({type(m).__name__ for m in module.modules() if type(m) not in allowed})
+
+
+def check_torch_layers(model: nn.Module, what: str, parts: Sequence[str] = MYVAE_PARTS) -> None:
+    """Check the rule ``torch_nn`` on the ``parts`` of ``model`` (``what`` names it, ``MyVAE(3, 10)``):
+    each is made of :data:`TORCH_LAYERS` in ``nn.Sequential`` containers. A missing part is left to the
+    other tests.
+
+    Raises:
+        RuleBroken: with the rule's message (the judge's) for the first part the grader cannot run.
+    """
+    for name in parts:
+        part = getattr(model, name, None)
+        if isinstance(part, nn.Module):
+            kinds = unrunnable(part)
+            _expect(not kinds, "torch_nn", what=what, part=name, kinds=", ".join(kinds))

@@ -1,9 +1,10 @@
 """Does Validate show every rule the grader enforces besides the answer, with the grader's message?
 
 The rules are declared once (:data:`course_lib.rules.RULES`). Here the judges' sources are read for
-the rules they enforce, and for each a collector that is correct but breaks that one rule is run
-through the hidden check (its judge, in this process) and through the visible check the released
-notebook calls: both fail, with the rule's message.
+the rules they enforce, and for each an answer that is correct but breaks that one rule (a frame
+collector, or a ``MyVAE`` whose output layer is a class of its own) is run through the hidden check
+(its judge, in this process) and through the visible check the released notebook calls: both fail,
+with the rule's message.
 """
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
+from browser_helpers import answers
 from PIL import Image
+from torch import nn
 
 from autograder.checks import CheckFailed, find
 from course_lib import rules
 from course_lib.envs import EpisodeRecorder, frame_of, make_env
 from course_lib.frames import Crop, preprocess_frame
+from course_lib.template import MyVAETemplate
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ROOT / "autograder" / "checks"
+HW1 = ROOT / "assignments" / "source" / "hw1_vae"
 
 
 def _rules_enforced() -> set[str]:
@@ -128,9 +134,37 @@ def _loop(env, n_frames, episode_length, reset_seed):
     return np.stack(frames)
 
 
+class OwnOutputLayer(nn.Module):
+    """A correct output layer (64x64, in [0, 1]) written as a class of the notebook's own: its forward is
+    code the grader cannot run."""
+
+    def __init__(self, channels: int, out_channels: int):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(channels, channels, 3, stride=2, padding=1, output_padding=1)
+        self.out = nn.Conv2d(channels, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.out(nn.functional.leaky_relu(self.up(x))))  # (B, C, 64, 64)
+
+
+def own_output_layer() -> type:
+    """The notebook's reference ``MyVAE`` with an :class:`OwnOutputLayer`: right outputs, no torch.nn layers."""
+    namespace = {"__name__": "__main__", "nn": nn, "torch": torch, "MyVAETemplate": MyVAETemplate}
+    exec(answers(HW1 / "01_autoencoder_and_vae.ipynb")["a1_myvae"], namespace)  # the reference answer
+
+    class MyVAE(namespace["MyVAE"]):
+        def __init__(self, in_channels: int, latent_dim: int, hidden_dims: list[int] | None = None):
+            super().__init__(in_channels, latent_dim, hidden_dims)
+            self.final_layer = OwnOutputLayer(self.hidden_dims[0], in_channels)
+
+    MyVAE.__module__ = "__main__"
+    return MyVAE
+
+
 # The hidden checks take only code defined in the student's notebook (``__main__``).
-for _collector in (plain_gymnasium, unseeded, own_crop, cartpole_own_crop, cartpole_unseeded, cartpole_other_seed):
-    _collector.__module__ = "__main__"
+for _code in (plain_gymnasium, unseeded, own_crop, cartpole_own_crop, cartpole_unseeded, cartpole_other_seed,
+              OwnOutputLayer):
+    _code.__module__ = "__main__"
 
 #: One collector per rule, breaking that rule only: ``rule: (grade_id, collector)``.
 CASES = {
@@ -139,6 +173,7 @@ CASES = {
     "preprocess": ("a5_frames", own_crop),
     "seed_before_use": ("a3_reset_pattern", cartpole_unseeded),
     "seed_first": ("a3_reset_pattern", cartpole_other_seed),
+    "torch_nn": ("a1_output_range", own_output_layer()),
 }
 
 
@@ -151,7 +186,9 @@ def _fail_hidden(grade_id, collector) -> str:
 
 def _fail_visible(grade_id, collector) -> str:
     with pytest.raises(rules.RuleBroken) as failed:
-        if grade_id == "a5_frames":
+        if grade_id == "a1_output_range":
+            rules.check_torch_layers(collector(3, 10), "MyVAE(3, 10)")
+        elif grade_id == "a5_frames":
             rules.check_own_environment(collector, "Pendulum-v1", n=16, seed=0)
         else:
             env = EpisodeRecorder(make_env("CartPole-v1", seed=0))
@@ -193,17 +230,17 @@ def test_the_released_notebooks_call_the_visible_checks():
             visible = cell.source.split("### BEGIN HIDDEN TESTS")[0]
             if grade_id:
                 calls[grade_id] = "rules.check_" in visible
-    assert calls["a5_frames"] and calls["a3_reset_pattern"] and calls["a4_angles"], calls
+    assert calls["a5_frames"] and calls["a3_reset_pattern"] and calls["a4_angles"] and calls["a1_output_range"], calls
 
 
-def test_the_reference_collectors_pass_the_visible_checks():
+def test_the_reference_answers_pass_the_visible_checks():
     """Do the reference answers pass every visible check (so the rules ask nothing a correct answer lacks)?"""
-    from browser_helpers import answers
-
     from course_lib.envs import wide_cartpole
     from course_lib.solutions import hw1
 
-    source = ROOT / "assignments" / "source" / "hw1_vae" / "05_other_environment.ipynb"
+    for model_cls in (hw1.MyVAE, own_output_layer().__mro__[1]):  # the library's and the notebook's
+        rules.check_torch_layers(model_cls(3, 10), "MyVAE(3, 10)")
+    source = HW1 / "05_other_environment.ipynb"
     namespace = {"__name__": "__main__", "np": np, "make_env": make_env, "frame_of": frame_of, "Crop": Crop}
     namespace["preprocess_frame"] = preprocess_frame
     exec(answers(source)["a5_collect_other_frames"], namespace)  # the notebook's reference answer
@@ -215,3 +252,23 @@ def test_the_reference_collectors_pass_the_visible_checks():
         env = EpisodeRecorder(make())
         frames = collect(env, 50, seed=0, **kwargs)
         rules.check_given_environment(frames, env, rules.call(collect.__name__, 50, **kwargs), seed=0)
+
+
+def test_the_allowed_layers_are_what_the_grader_rebuilds():
+    """Does the visible check accept exactly the trees the judges can run: torch.nn layers in
+    nn.Sequential, and not a subclass of one, a ModuleList or a class of the notebook's own?"""
+    from autograder.checks import layers
+
+    class Conv(nn.Conv2d):  # a subclass of a torch.nn layer is code of the notebook's own
+        pass
+
+    for module, runs in (
+        (nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.LeakyReLU(), nn.Sigmoid()), True),
+        (nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(3, 3, 3)), True),
+        (nn.Sequential(Conv(3, 4, 3)), False),
+        (nn.ModuleList([nn.Conv2d(3, 4, 3)]), False),
+        (nn.Sequential(nn.Conv1d(3, 4, 3)), False),
+        (OwnOutputLayer(4, 3), False),
+    ):
+        rebuilt = layers.rebuild(layers.describe(module))
+        assert layers.runnable(rebuilt) == runs and (not rules.unrunnable(module)) == runs, module

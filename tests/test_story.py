@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder import rubrics
 from autograder.release import LESSONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,8 @@ def test_homework_opens_with_what_to_read_and_closes_with_further_reading(path):
     head = "\n".join(text.splitlines()[:40])
     assert re.search(r"[Ll]esson \d\d", head), f"{path.name} does not say which lessons to read first"
     assert re.search(r"\d+ min", head), f"{path.name} does not say how long its activities take"
-    assert "## Further reading" in text or path.name == "02_vae_loss.ipynb"
+    reading = text.split("## Further reading")[-1] if "## Further reading" in text else ""
+    assert "Kingma & Welling" in reading and "Ha & Schmidhuber" in reading, f"{path.name} has no further reading"
     kit = {name[:2] for names in LESSONS.values() for name in names}
     assert set(re.findall(r"[Ll]esson (\d\d)", text)) <= kit
 
@@ -95,3 +97,21 @@ def test_every_lesson_is_in_a_kit():
     """Is every lesson of notebooks/ carried by some homework's kit (course map, autograder.release.LESSONS)?"""
     carried = {name for names in LESSONS.values() for name in names}
     assert carried == {p.stem for p in LESSON_FILES}
+
+
+@pytest.mark.parametrize("path", HOMEWORK_FILES, ids=lambda p: p.name)
+def test_written_answers_have_a_rubric_for_the_grader_only(path):
+    """Is every manually graded answer preceded by its question as a 0-point task cell whose rubric is
+    nbgrader's mark scheme (formgrader shows it, the student version does not), with no rubric left in
+    the answer cell?"""
+    cells = nbformat.read(path, as_version=4).cells
+    for i, cell in enumerate(cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if not (cell.cell_type == "markdown" and meta.get("grade")):
+            continue
+        question = cells[i - 1]
+        assert rubrics.is_rubric(question), f"{path.name}: the question of {meta['grade_id']} is not a rubric cell"
+        assert question.metadata["nbgrader"]["grade_id"] == f"{meta['grade_id']}_rubric"
+        scheme = question.source.split(rubrics.BEGIN)
+        assert len(scheme) == 2 and rubrics.END in scheme[1] and "Rubric" in scheme[1], question.source
+        assert "**Question" in scheme[0] and "Rubric" not in scheme[0] and "Rubric" not in cell.source
