@@ -237,6 +237,23 @@ def _rubrics() -> dict[tuple[str, str], str]:
     return found
 
 
+def _formgrader_page(autograded: Path) -> str:
+    """The HTML that nbgrader's formgrader serves for a graded notebook (its ``SubmissionHandler``:
+    nbconvert's HTMLExporter with formgrader's ``formgrade`` template)."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config import Config
+
+    config = Config()
+    config.HTMLExporter.template_name = "formgrade"
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    resources = {"assignment_id": ASSIGNMENT, "notebook_id": autograded.stem, "submission_id": "x", "index": 0}
+    resources |= {"total": 1, "base_url": "/", "student": "blank", "last_name": "", "first_name": ""}
+    resources["notebook_path"] = str(autograded)
+    html, _ = HTMLExporter(config=config).from_filename(str(autograded), resources=resources)
+    return html
+
+
 def test_rubrics_reach_the_grader_not_the_student(graded):
     """Does each written answer's rubric (nbgrader's mark scheme, in a 0-point task cell) stay out of the
     released notebooks and the feedback, but appear in the graded notebook that formgrader shows the
@@ -254,8 +271,9 @@ def test_rubrics_reach_the_grader_not_the_student(graded):
         released = (graded["released"]["release"] / notebook).read_text()
         assert "MARK SCHEME" not in released and scheme[:60] not in released, notebook
         autograded = course.step_dir(root / "course", "autograded", "blank", ASSIGNMENT) / notebook
-        shown = "\n".join(c.source for c in nbformat.read(autograded, as_version=4).cells)
-        assert scheme in shown, f"the graded {notebook} (what formgrader shows) lacks its rubric"
+        assert scheme in "\n".join(c.source for c in nbformat.read(autograded, as_version=4).cells), notebook
+        criterion = scheme.split("1 point for ")[1][:20]  # plain words of the rubric, as HTML shows them
+        assert criterion in _formgrader_page(autograded), f"formgrader's page of {notebook} lacks its rubric"
         for student in ("blank", "solutions"):
             page = (root / "feedback" / student / notebook.replace(".ipynb", ".html")).read_text()
             assert "MARK SCHEME" not in page and scheme[:60] not in page, (student, notebook)
