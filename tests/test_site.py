@@ -180,3 +180,20 @@ def test_site_opens_in_chromium_with_its_figures(site, tmp_path):
         dest = Path(os.environ["COURSE_ARTIFACTS"]) / "site"
         shutil.copytree(shots, dest, dirs_exist_ok=True)
     print(f"site screenshots in {shots}")
+
+
+def test_a_progress_bar_shows_its_final_state_once():
+    """Does a tqdm bar saved as a widget become a static bar with tqdm's own text (its percentage once)?"""
+    state = {
+        "box": {"model_name": "HBoxModel", "state": {"children": [f"IPY_MODEL_{c}" for c in ("left", "bar", "right")]}},
+        "left": {"model_name": "HTMLModel", "state": {"value": "MDN-RNN: 100%"}},
+        "bar": {"model_name": "FloatProgressModel", "state": {"value": 1500.0, "max": 1500.0}},
+        "right": {"model_name": "HTMLModel", "state": {"value": "&nbsp;1500/1500 [00:22&lt;00:00, 66.55it/s]"}},
+    }
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
+    output = nbformat.v4.new_output("display_data", data={_builder().WIDGET: {"model_id": "box"}, "text/plain": "x"})
+    nb.cells.append(nbformat.v4.new_code_cell("for _ in tqdm(range(1500)): ...", outputs=[output]))
+    data = _builder().final_progress(nb).cells[0].outputs[0].data
+    assert data["text/plain"] == "MDN-RNN: 100%  1500/1500 [00:22&lt;00:00, 66.55it/s]"
+    assert '<progress value="1500.0" max="1500.0">' in data["text/html"] and "widgets" not in nb.metadata

@@ -90,7 +90,7 @@ def final_progress(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             del data[WIDGET]
             if bars and len(texts) == 2:
                 value, top = bars[0].get("value", 0), bars[0].get("max", 1) or 1
-                line = f"{texts[0]} {100 * value / top:3.0f}% {texts[1]}".replace("&nbsp;", " ").strip()
+                line = f"{texts[0]} {texts[1]}".replace("&nbsp;", " ").strip()  # tqdm's left text holds the %
                 data["text/html"] = f'<div><progress value="{value}" max="{top}"></progress> {line}</div>'
                 data["text/plain"] = line
     nb.metadata.pop("widgets", None)
