@@ -10,7 +10,7 @@ export JUPYTER_PLATFORM_DIRS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 export MPLBACKEND := Agg
 
-.PHONY: install sandbox postgres browser accounts cluster demo test lint lab bench clean
+.PHONY: install sandbox postgres browser accounts cluster demo test lint lab bench clean site
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ demo: $(STAMP) sandbox  ## release hw1, grade three submissions through nbgrader
 test: $(STAMP) sandbox postgres browser accounts cluster  ## ruff, then the whole suite (notebooks, nbgrader, PostgreSQL, Slurm, users, a browser)
 	$(BIN)/ruff check .
 	COURSE_REQUIRE_SYSTEM=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
+
+# The course site: the lessons run in the kit's layout (the full budget; COURSE_QUICK=1 for the quick
+# one), the homework statements, the API and the guides, into build/site/html (docs/site/build.py).
+site: $(STAMP)  ## the course site into build/site/html/index.html
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) docs/site/build.py --out build/site
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

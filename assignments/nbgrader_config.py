@@ -9,6 +9,7 @@ from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
+    ClearMarkScheme,
     GetGrades,
     IgnorePattern,
     LimitOutput,
@@ -18,6 +19,7 @@ from nbgrader.preprocessors import (
 from autograder.feedback_html import FeedbackExporter, HideHostPaths, template_dirs
 from autograder.late import LatePenalty
 from autograder.nbgrader_ext import CapOutputs, RestartingExecute, StripCheckInternals
+from autograder.rubrics import GradeRubricCells
 
 c = get_config()  # noqa: F821 - injected by traitlets
 
@@ -50,6 +52,7 @@ c.Autograde.autograde_preprocessors = [
     ClearMetadataPreprocessor,
     LimitOutput,
     SaveAutoGrades,
+    GradeRubricCells,
     AssignLatePenalties,
     CheckCellMetadata,
 ]
@@ -59,9 +62,17 @@ c.Autograde.autograde_preprocessors = [
 c.AssignLatePenalties.plugin_class = LatePenalty
 c.LatePenalty.penalty_method = "percent_per_day"
 c.LatePenalty.percent_per_day = 10.0
-# Feedback shows the graded notebook without the hidden test code and without the grading machine's
-# paths (HideHostPaths); its math is MathML written into the page, so it renders offline, with no
-# MathJax from a CDN (autograder.feedback_html).
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, HideHostPaths, CSSHTMLHeaderPreprocessor]
+# Written questions carry their rubric as nbgrader's mark scheme (autograder/rubrics.py): formgrader
+# shows it to the grader, GradeRubricCells above scores the 0-point rubric cells. The feedback shows the
+# graded notebook without the hidden test code, the rubrics and the grading machine's paths
+# (HideHostPaths); its math is MathML written into the page, so it renders offline, with no MathJax from
+# a CDN (autograder.feedback_html).
+c.GenerateFeedback.preprocessors = [
+    GetGrades,
+    ClearHiddenTests,
+    ClearMarkScheme,
+    HideHostPaths,
+    CSSHTMLHeaderPreprocessor,
+]
 c.GenerateFeedback.exporter_class = FeedbackExporter
 c.HTMLExporter.extra_template_basedirs = template_dirs()

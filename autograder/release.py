@@ -2,8 +2,9 @@
 
 ``generate_assignment`` makes the student notebooks from the source (solutions and hidden tests
 removed) and records the assignment's notebooks and grade cells in the gradebook. :func:`release`
-adds the student kit (the notebooks, a ``course_lib`` wheel without the solutions, the environment
-file and a README). Publishing to nbgrader's exchange is :func:`autograder.exchange.release_assignment`.
+adds the student kit (the notebooks, the lessons the homework builds on (:data:`LESSONS`), a
+``course_lib`` wheel without the solutions, the environment file and a README). Publishing to
+nbgrader's exchange is :func:`autograder.exchange.release_assignment`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,40 @@ from pathlib import Path
 from autograder.course import REPO, PipelineError, prepare_course, run_nbgrader
 from autograder.deadlines import format_utc, set_due
 from autograder.gradebook import gradebook_lock, holds_assignment
+
+#: The lessons of ``notebooks/`` that each homework builds on, in reading order. Its kit carries them in
+#: ``lessons/`` next to the homework notebooks; docs/course.md's course map says which of their sections
+#: to read before each activity.
+LESSONS: dict[str, tuple[str, ...]] = {
+    "hw1_vae": (
+        "01_what_an_autoencoder_learns",
+        "02_vae_latent_space",
+        "03_data_cartpole",
+        "04_episode_resets",
+    ),
+    "hw2_world_models": (
+        "05_beta_vae_cyclical_annealing",
+        "06_vae_gan",
+        "07_mdn_rnn_dream",
+    ),
+}
+#: The kit's folder of lessons, inside the homework's folder.
+LESSONS_DIR = "lessons"
+
+
+def lessons(assignment: str) -> list[Path]:
+    """The lesson notebooks (``notebooks/<name>.ipynb``) that ``assignment``'s kit carries.
+
+    Raises:
+        PipelineError: if the assignment has no lessons declared in :data:`LESSONS`, or one is missing.
+    """
+    if assignment not in LESSONS:
+        raise PipelineError(f"no lessons are declared for {assignment!r} (release.LESSONS: {sorted(LESSONS)})")
+    paths = [REPO / "notebooks" / f"{name}.ipynb" for name in LESSONS[assignment]]
+    missing = [p.name for p in paths if not p.exists()]
+    if missing:
+        raise PipelineError(f"the lessons of {assignment} are missing from notebooks/: {missing}")
+    return paths
 
 
 def generate_assignment(assignment: str, root: Path, db_url: str | None = None) -> Path:
@@ -149,8 +184,9 @@ def kit_readme(assignment: str, wheel: str, due: dt.datetime | None = None) -> s
   `.venv\\Scripts\\activate`), then `pip install {wheel}`
 
 then `python -m course_lib.lab_setup --kit` (JupyterLab with nbgrader's Validate button and no
-instructor tools), `jupyter lab`, and open the notebooks in order. *Validate* runs a notebook and its
-visible tests before you hand it in.
+instructor tools), `jupyter lab`, and open the notebooks in order. `{LESSONS_DIR}/` holds the lessons this
+homework builds on; each homework notebook opens with the lesson sections to read first. *Validate* runs
+a notebook and its visible tests before you hand it in.
 
 Google Colab: upload the wheel and a notebook, run `!pip install {wheel}`
 in a first cell, then the notebook (Colab has no Validate button: run every cell, top to bottom).
@@ -184,6 +220,8 @@ def release(assignment: str, out: Path, due: dt.datetime | None = None) -> dict[
     with zipfile.ZipFile(kit, "w", zipfile.ZIP_DEFLATED) as zf:
         for nb in sorted(release_dir.glob("*.ipynb")):
             zf.write(nb, f"{assignment}/{nb.name}")
+        for lesson in lessons(assignment):
+            zf.write(lesson, f"{assignment}/{LESSONS_DIR}/{lesson.name}")
         zf.write(wheel, f"{assignment}/{wheel.name}")
         zf.write(REPO / "environment.yml", f"{assignment}/environment.yml")
         zf.writestr(f"{assignment}/README.md", kit_readme(assignment, wheel.name, due))

@@ -54,11 +54,35 @@ class LatentUsage:
         return float(self.kl.sum())
 
 
+def usage_of_codes(mu: torch.Tensor, logvar: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> LatentUsage:
+    """KL per dimension and active units from the posterior parameters of ``N`` frames.
+
+    The course's one definition of an active unit (Burda et al. 2016): dimension ``j`` is active when
+    the variance over frames of its posterior mean ``mu[:, j]`` exceeds ``threshold``.
+
+    Args:
+        mu: ``(N, Z)`` posterior means, ``N >= 2``.
+        logvar: ``(N, Z)`` posterior log-variances.
+        threshold: variance of the posterior mean above which a dimension counts as active.
+
+    Raises:
+        ValueError: if the shapes differ or are not ``(N, Z)`` with ``N >= 2`` (a variance needs two).
+    """
+    if mu.ndim != 2 or mu.shape != logvar.shape or mu.shape[0] < 2:
+        raise ValueError(
+            f"expected mu and logvar of one shape (N, Z) with N >= 2, got {tuple(mu.shape)} and {tuple(logvar.shape)}"
+        )
+    mu, logvar = mu.detach().double().cpu(), logvar.detach().double().cpu()
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (N, Z) nats
+    mean_variance = mu.var(dim=0).numpy()  # (Z,)
+    return LatentUsage(kl=kl.mean(0).numpy(), mean_variance=mean_variance, active=mean_variance > threshold)
+
+
 @torch.no_grad()
 def latent_usage(
     model: nn.Module, frames: Any, batch_size: int = 256, threshold: float = ACTIVE_THRESHOLD
 ) -> LatentUsage:
-    """KL per dimension and active units of ``model`` on ``frames``, in eval mode.
+    """KL per dimension and active units of ``model`` on ``frames``, in eval mode (:func:`usage_of_codes`).
 
     Args:
         model: a VAE with ``encode(x) -> (mu, logvar)`` (``logvar`` is the log-variance).
@@ -79,21 +103,16 @@ def latent_usage(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    kl_sum: torch.Tensor | None = None
-    mus = []
+    mus, logvars = [], []
     try:
         for start in range(0, n, batch_size):
             x = to_tensor(np.array(frames[start : start + batch_size])).to(device)  # (b, 3, 64, 64)
             mu, logvar = model.encode(x)  # (b, Z) each
-            kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (b, Z)
-            kl_sum = kl.sum(0) if kl_sum is None else kl_sum + kl.sum(0)
             mus.append(mu.double().cpu())
+            logvars.append(logvar.double().cpu())
     finally:
         model.train(was_training)
-    mean_variance = torch.cat(mus).var(dim=0).numpy()  # (Z,)
-    return LatentUsage(
-        kl=(kl_sum / n).double().cpu().numpy(), mean_variance=mean_variance, active=mean_variance > threshold
-    )
+    return usage_of_codes(torch.cat(mus), torch.cat(logvars), threshold)  # (N, Z) each
 
 
 def plot_latent_usage(

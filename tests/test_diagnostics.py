@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.diagnostics import LatentUsage, latent_usage, plot_latent_usage
+from course_lib.diagnostics import LatentUsage, latent_usage, plot_latent_usage, usage_of_codes
 
 
 class FixedEncoder(nn.Module):
@@ -72,3 +72,24 @@ def test_plot_has_one_panel_per_model(tmp_path):
     titles = [ax.get_title() for ax in fig.axes]
     assert len(titles) == 2 and all("2/3 active" in t for t in titles)
     assert (tmp_path / "kl.png").stat().st_size > 0
+
+
+def test_usage_of_codes_is_the_one_definition():
+    """Does a model's usage equal the usage of its (mu, logvar) on the same frames, with a dimension
+    active exactly when Var(mu_j) > 0.01, and are malformed codes refused?"""
+    frames = _frames()
+    model = FixedEncoder()
+    with torch.no_grad():
+        mu, logvar = model.encode(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)  # (N, 3) each
+    from_codes, from_model = usage_of_codes(mu, logvar), latent_usage(model, frames)
+    np.testing.assert_allclose(from_codes.kl, from_model.kl, rtol=1e-6)
+    np.testing.assert_array_equal(from_codes.active, from_model.active)
+    spread = torch.linspace(-1, 1, len(mu))  # (N,)
+    for variance in (0.005, 0.02):  # on either side of Burda et al.'s 0.01
+        codes = mu.clone()
+        codes[:, 1] = spread * (variance / spread.double().var()).sqrt().float()
+        assert usage_of_codes(codes, logvar).active[1] == (variance > 0.01)
+    with pytest.raises(ValueError, match="N >= 2"):
+        usage_of_codes(mu[:1], logvar[:1])
+    with pytest.raises(ValueError, match="one shape"):
+        usage_of_codes(mu, logvar[:, :2])

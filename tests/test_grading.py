@@ -26,7 +26,7 @@ import pytest
 from autograded import cell_errors
 from nbformat.v4 import new_output
 
-from autograder import course, gradebook, pipeline, release
+from autograder import course, gradebook, pipeline, release, rubrics
 from autograder.report import load_report
 from autograder.submissions import (
     HW1_ALTERNATIVES,
@@ -232,6 +232,62 @@ def test_feedback_shows_messages_not_checks(graded):
     mutant_page = (feedback / student / "05_other_environment.html").read_text()
     assert "CheckFailed" in mutant_page and "renders of CartPole-v1" in mutant_page
     assert "nonce" not in mutant_page and "vnd.course.probe" not in mutant_page
+
+
+def _rubrics() -> dict[tuple[str, str], str]:
+    """``{(notebook, grade_id): rubric}``: the mark scheme of each written question of the source."""
+    found = {}
+    for path in sorted(SOURCE.glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if rubrics.is_rubric(cell):
+                scheme = cell.source.split(rubrics.BEGIN)[1].split(rubrics.END)[0].strip(" =\n")
+                found[path.name, cell.metadata["nbgrader"]["grade_id"]] = scheme
+    return found
+
+
+def _formgrader_page(autograded: Path) -> str:
+    """The HTML that nbgrader's formgrader serves for a graded notebook (its ``SubmissionHandler``:
+    nbconvert's HTMLExporter with formgrader's ``formgrade`` template)."""
+    from nbconvert.exporters import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config import Config
+
+    config = Config()
+    config.HTMLExporter.template_name = "formgrade"
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    resources = {"assignment_id": ASSIGNMENT, "notebook_id": autograded.stem, "submission_id": "x", "index": 0}
+    resources |= {"total": 1, "base_url": "/", "student": "blank", "last_name": "", "first_name": ""}
+    resources["notebook_path"] = str(autograded)
+    html, _ = HTMLExporter(config=config).from_filename(str(autograded), resources=resources)
+    return html
+
+
+def test_rubrics_reach_the_grader_not_the_student(graded):
+    """Does each written answer's rubric (nbgrader's mark scheme, in a 0-point task cell) stay out of the
+    released notebooks and the feedback, but appear in the graded notebook that formgrader shows the
+    grader, without leaving a blank submission waiting for a manual grade?"""
+    schemes = _rubrics()
+    written = {
+        c.metadata["nbgrader"]["grade_id"]
+        for nb in SOURCE.glob("*.ipynb")
+        for c in nbformat.read(nb, as_version=4).cells
+        if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade")
+    }
+    assert {gid.removesuffix("_rubric") for _, gid in schemes} == written
+    root = graded["out"] / "grades"
+    for (notebook, _), scheme in schemes.items():
+        released = (graded["released"]["release"] / notebook).read_text()
+        assert "MARK SCHEME" not in released and scheme[:60] not in released, notebook
+        autograded = course.step_dir(root / "course", "autograded", "blank", ASSIGNMENT) / notebook
+        assert scheme in "\n".join(c.source for c in nbformat.read(autograded, as_version=4).cells), notebook
+        criterion = scheme.split("1 point for ")[1][:20]  # plain words of the rubric, as HTML shows them
+        assert criterion in _formgrader_page(autograded), f"formgrader's page of {notebook} lacks its rubric"
+        for student in ("blank", "solutions"):
+            page = (root / "feedback" / student / notebook.replace(".ipynb", ".html")).read_text()
+            assert "MARK SCHEME" not in page and scheme[:60] not in page, (student, notebook)
+    with (root / "grades.csv").open() as f:
+        blank = [r for r in csv.DictReader(f) if r["student_id"] == "blank"]
+    assert blank and all(r["needs_manual_grade"] == "False" for r in blank), blank
 
 
 def test_class_report_summarises_the_class(graded):

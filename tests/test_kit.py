@@ -115,6 +115,8 @@ def test_kit_holds_notebooks_wheel_environment_and_a_readme(kit):
     names = {Path(n).name for n in kit["names"]}
     assert set(course.notebook_names(ASSIGNMENT)) <= names
     assert {"environment.yml", "README.md", kit["wheel"].name} <= names
+    lessons = {n for n in kit["names"] if f"/{release.LESSONS_DIR}/" in n}
+    assert lessons == {f"{ASSIGNMENT}/{release.LESSONS_DIR}/{p.name}" for p in release.lessons(ASSIGNMENT)}, lessons
     readme = (kit["folder"] / "README.md").read_text()
     for needed in (
         "conda env create -f environment.yml",

@@ -10,7 +10,9 @@ the environment goes through the logged observations, renders where the collecto
 preprocesses its own renders (with the CartPole preset, or with the pixel boxes activity 5's
 collector cropped). Each returned frame must then be one of those frames, so the judge knows, from
 its own replay, the frame's image, its episode and the state it shows: nothing the kernel claims
-about frames, states or episodes is taken on trust.
+about frames, states or episodes is taken on trust. The rules a collector breaks besides its answer
+(``make_env``, seeding, ``preprocess_frame``) fail with the messages of :data:`course_lib.rules.RULES`,
+which the visible tests show at Validate.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 from autograder.checks import Record, expect
 from autograder.records import RecordError
+from course_lib import rules
 from course_lib.envs import CALL_RENDER, CALL_RESET, CALL_STEP, EpisodeRecorder
 from course_lib.frames import FRAME_SIZE, crop_and_resize, is_blank
 from course_lib.recording import Recording, digest
@@ -148,11 +151,7 @@ class Replay:
         found, last = [], -1
         for i, key in enumerate(digests):
             candidates = self.digests.get(bytes(key), [])
-            expect(
-                candidates,
-                f"frame {i} of {what} is not a render of the environment it made or was given, preprocessed "
-                f"with {preprocessed}",
-            )
+            expect(candidates, rules.message("preprocess", i=i, what=what, preprocessed=preprocessed))
             expect(not is_blank(self.images[bytes(key)]), f"frame {i} of {what} is blank")
             later = [c for c in candidates if c > last]
             last = later[0] if later else candidates[-1]
@@ -186,7 +185,7 @@ def _replay_env(env: gym.Env, log: dict[str, np.ndarray], what: str, frames_of: 
         if not seeded and not (kind == CALL_RESET and seeds[i] >= 0):
             # before the first seeded reset: a reset without a seed leaves no trace, anything else
             # happens in a state nobody can replay
-            expect(kind == CALL_RESET, f"{what} should seed the environment before using it: env.reset(seed=seed)")
+            expect(kind == CALL_RESET, rules.message("seed_before_use", what=what))
             continue
         if kind == CALL_RENDER:
             image = np.asarray(env.render(), dtype=np.uint8)
@@ -242,9 +241,7 @@ def replay(make_env: Callable[[], gym.Env], record: Record, prefix: str, crop: s
     """
     out = Replay()
     seeds = _replay_env(make_env(), _call_log(record, prefix), what, lambda image: [crop_and_resize(image, crop)], out)
-    expect(
-        seeds and seeds[0] == seed, f"{what} should start by seeding the environment it is given: env.reset(seed=seed)"
-    )
+    expect(seeds and seeds[0] == seed, rules.message("seed_first", what=what))
     return out
 
 
@@ -293,7 +290,7 @@ def replay_recording(
     envs = record.json(f"{prefix}_envs")
     if not isinstance(envs, list) or len(envs) > _MAX_ENVS:
         raise RecordError(f"the record's {prefix}_envs is not a list of at most {_MAX_ENVS} environments")
-    expect(envs, f"{what} should build its environment with make_env(env_id, seed=seed) (the grader replays it)")
+    expect(envs, rules.message("make_env", what=what))
     inputs, boxes, outputs = (
         record.array(f"{prefix}_pre_{k}", d) for k, d in (("in", "uint8"), ("box", "int64"), ("out", "uint8"))
     )
@@ -333,8 +330,5 @@ def replay_recording(
         seeds = _replay_env(env, _call_log(record, f"{prefix}_env{j}"), what, frames_of, out)
         first = first or seeds
         built.add(env_id)
-    expect(
-        first and first[0] == seed,
-        f"{what} should seed its environment with the seed it is given: make_env(env_id, seed=seed)",
-    )
+    expect(first and first[0] == seed, rules.message("seed_given", what=what))
     return out, built

@@ -45,6 +45,7 @@ from autograder.checks import (
     student_code,
 )
 from autograder.checks.episodes import collector_values, expect_frames, recording_values, replay, replay_recording
+from course_lib import rules
 from course_lib.envs import EpisodeRecorder, make_env, wide_cartpole
 from course_lib.frames import FRAME_SIZE
 from course_lib.recording import digest, recording
@@ -60,7 +61,7 @@ LOGVAR_SHIFT = -1.5
 #: Agreement asked of an output the kernel recorded and the judge recomputes from the same layers.
 SAME = {"rtol": 1e-4, "atol": 1e-5}
 #: The parts of ``MyVAE`` (attributes) that hold its layers.
-PARTS = ("encoder", "z_simple", "z_mu", "z_var", "decoder_input", "decoder", "final_layer")
+PARTS = rules.MYVAE_PARTS
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -236,12 +237,7 @@ def expect_rebuildable(model: nn.Module, parts: tuple[str, ...], call: str) -> N
     for name in parts:
         part = getattr(model, name, None)
         expect(part is not None, f"{call} has no {name}")
-        expect(
-            layers.runnable(part),
-            f"{call}.{name} holds a module the grader cannot rebuild ({_kinds(part)}): build it from torch.nn "
-            "layers (nn.Conv2d, nn.BatchNorm2d, nn.LeakyReLU, nn.Sigmoid, ...) in an nn.Sequential, so that the "
-            "grader can recompute what it computes",
-        )
+        expect(layers.runnable(part), rules.message("torch_nn", what=call, part=name, kinds=_kinds(part)))
 
 
 def expect_template_decoder(model: nn.Module, args: tuple) -> None:

@@ -25,62 +25,11 @@ import torch
 from torch import nn
 
 from autograder.records import RecordError
+from course_lib import rules
 
-#: ``torch.nn`` classes the judges rebuild (exact classes: a subclass is the student's own code).
-ALLOWED: dict[str, type[nn.Module]] = {
-    cls.__name__: cls
-    for cls in (
-        # containers whose forward is PyTorch's (ModuleList and ModuleDict have none)
-        nn.Sequential,
-        nn.ModuleList,
-        nn.ModuleDict,
-        # layers with parameters
-        nn.Linear,
-        nn.Conv2d,
-        nn.ConvTranspose2d,
-        nn.BatchNorm1d,
-        nn.BatchNorm2d,
-        nn.GroupNorm,
-        nn.LayerNorm,
-        nn.InstanceNorm2d,
-        nn.PReLU,
-        # shapes and resampling
-        nn.Identity,
-        nn.Flatten,
-        nn.Unflatten,
-        nn.Upsample,
-        nn.UpsamplingNearest2d,
-        nn.UpsamplingBilinear2d,
-        nn.PixelShuffle,
-        nn.MaxPool2d,
-        nn.AvgPool2d,
-        nn.AdaptiveAvgPool2d,
-        nn.ZeroPad2d,
-        nn.ReflectionPad2d,
-        nn.Dropout,
-        nn.Dropout2d,
-        # activations
-        nn.ReLU,
-        nn.ReLU6,
-        nn.LeakyReLU,
-        nn.ELU,
-        nn.SELU,
-        nn.CELU,
-        nn.GELU,
-        nn.SiLU,
-        nn.Mish,
-        nn.Sigmoid,
-        nn.Tanh,
-        nn.Hardtanh,
-        nn.Hardsigmoid,
-        nn.Hardswish,
-        nn.Softplus,
-        nn.Softsign,
-        nn.Softmax,
-        nn.LogSigmoid,
-        nn.Tanhshrink,
-    )
-}
+#: ``torch.nn`` classes the judges rebuild (exact classes: a subclass is the student's own code), declared
+#: in :data:`course_lib.rules.TORCH_LAYERS`, whose visible test shows the rule at Validate.
+ALLOWED: dict[str, type[nn.Module]] = {cls.__name__: cls for cls in rules.TORCH_LAYERS}
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 #: Constructor arguments never read back (where a module lives, not what it computes).
 _SKIPPED = {"self", "device", "dtype"}
