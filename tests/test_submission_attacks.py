@@ -146,3 +146,26 @@ def test_the_run_finishes_within_its_limits(attacked):
     """Did the whole run finish, every student graded, within a bound (no hang on the FIFO)?"""
     assert set(attacked["reports"]) == {"honest", "long_sum", *ATTACKERS}
     assert attacked["seconds"] < len(attacked["reports"]) * 60
+
+
+def test_an_lms_zip_brings_no_link_and_nothing_too_large(tmp_path):
+    """Are a symbolic link stored in an LMS zip (to the course's solutions) and a notebook over the size
+    limit refused by name, never unpacked, while the others are imported?"""
+    import stat
+    import zipfile
+
+    from autograder import intake
+
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("honest_1_05_other_environment.ipynb", SOURCE.read_bytes())
+        link = zipfile.ZipInfo("linker_1_05_other_environment.ipynb")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, str(SOURCE))
+        zf.writestr("huge_1_05_other_environment.ipynb", b" " * 2_000_001)
+    budgets = Budgets(notebook_bytes=2_000_000)
+    problems = intake.import_submissions(ASSIGNMENT, archive, tmp_path / "subs", budgets=budgets)
+    assert sorted(p.name for p in (tmp_path / "subs").iterdir()) == ["honest"]
+    text = " | ".join(problems)
+    assert "linker_1_05_other_environment.ipynb: a symbolic link, refused" in text
+    assert "huge_1_05_other_environment.ipynb: over the 2 MB limit for a notebook, refused" in text
