@@ -1,31 +1,9 @@
 """``course report``: one HTML page, with PNG plots, that says how a class did on an assignment.
 
-What an instructor asks after grading, read from the gradebook and from what the grader saw of each
-submission (``<out>/course/results/<student>.json``, :func:`autograder.report.save_report`):
-
-- every student, in a table that sorts by any column: autograded points, manual points (or that they
-  wait for grading in the formgrader), how late the submission was, the extension, the late penalty,
-  the total as ``grades.csv`` and the LMS files have it (after the penalty), flags, links to the
-  feedback pages;
-- the class's totals after late penalties, the autograded and manual points apart ("manual: 8
-  points, 0 of 3 students graded yet"), and lateness summarised (how many late, by how much,
-  extensions granted);
-- how the points spread, per activity and in total (histograms with whole students and points);
-- which graded cells most of the class fails (pass rate per cell) and with which failure: failures
-  are grouped by the test that decided (:func:`autograder.hints.decided_by`: the judge's failing
-  ``expect``, the visible assert that failed, or the error the student's own code raised), never by
-  matching message texts; each group shows how many students it holds, what the test checks (its
-  docstring, "Check that ..."), the assert that failed and one of its messages;
-- how long each submission took to grade;
-- the submissions that were repaired, stopped at a limit, whose kernel died or that were flagged for
-  review, each linking to its feedback;
-- with ``<out>/similarity.json`` (``course similarity``), the pairs of similar answers side by side,
-  the matched statements highlighted.
-
-It is written at the end of ``course autograde`` and after each submission ``course watch`` grades;
-``course report`` writes it again, from sqlite gradebooks or a shared PostgreSQL one (``--db``).
-The numbers are also written as ``report.json`` next to the page. Every text a student controls
-(ids, messages, answers) is escaped with :func:`html.escape` where it is rendered.
+Read from the gradebook and from what the grader saw of each submission (``<out>/course/results/<student>.json``,
+:func:`autograder.report.save_report`); ``docs/instructors.md`` ("The class report") lists what the page shows.
+``course autograde`` writes it at the end and ``course watch`` after each submission it grades. Every text a
+student controls (ids, messages, answers) is escaped with :func:`html.escape` where it is rendered.
 """
 
 from __future__ import annotations
@@ -314,7 +292,8 @@ def summarize(data: ClassData) -> dict:
         "grade_id", "max_score", "pass_rate", "failures": [{"test", "students", "check", "assertion",
         "message"}]}], "seconds": {student: s}, "listed": {what: [{"student", "problems"}]}, "hints":
         {grade_id: count}, "warnings"}``. Activities count autograded cells only; ``total`` is after
-        the late penalty (:func:`student_rows`).
+        the late penalty (:func:`student_rows`). A cell's failures are grouped by the test that decided
+        (:func:`autograder.hints.decided_by`), never by matching message texts.
     """
     points: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     maxima: dict[str, dict[str, float]] = defaultdict(dict)

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 
 from autograder import course, gradebook, pipeline, release
-from autograder.submissions import FLOOR_AFTER_MEAN_BUG, TEMPLATE_RESET_BUG, copy_notebooks, replace_answer
+from autograder.submissions import copy_notebooks, replace_answer
+from autograder.submissions.hw1_vae import TEMPLATE_RESET_BUG
+from autograder.submissions.hw2_world_models import FLOOR_AFTER_MEAN_BUG
 
 
 def _demo_reconstruction(out: Path) -> str:

@@ -1,34 +1,12 @@
 """Feedback that names the likely bug: a notebook's failures matched against the library of known bugs.
 
-The self-test's mutants (:mod:`autograder.submissions`) are classic bugs, each with a hint written
-for it. Each mutant fails some graded cells of its notebook, each at one test (:func:`decided_by`):
-the judge's failing ``expect`` (:attr:`autograder.checks.CheckFailed.site`, ``module:line``); a line
-of the test cell's visible code, with the error it raised (``AssertionError at a3_reset_pattern:5``,
-:func:`visible_site`); or, where the error came from deeper (the student's code's own error, a
-library's, a probe's ``CheckFailed``), the error's name. That set of ``(grade_id, test)`` is the
-mutant's *signature*. It depends on which test decided, never on the numbers in the message, so it is the
-same for every seed a grading run draws its inputs from (:func:`build` keeps only the signatures
-that are).
-
-A student's notebook gets its signature from the :class:`~autograder.report.CellOutcome` records
-of nbgrader's run. It gets a hint only when the match is unambiguous: the mutants whose signature
-*equals* it (the same cells failed, each at the same test) all write the same bug. Equality, not a
-subset: a bug that explains only some of the failed cells leaves the others unexplained (another
-bug, or none of the library's), and a bug whose signature holds a cell the student passed is not
-the student's bug; either way the hint would be a guess. A cell the student left unanswered (their
-own ``NotImplementedError``) is never matched. And a hint is shown only if, with each mutant held
-out of the library in turn (:func:`leave_one_out`), it named the held-out mutant's bug in at least
-:data:`PRECISION_THRESHOLD` of the times it was shown, and was shown at least once.
-
-A mutant's signature is computed in-process (:func:`answer_signatures`: its notebook run cell by
-cell as nbgrader's autograde runs it, each check probed and judged as :mod:`autograder.judging`
-does), which takes minutes for the whole library (the notebooks train models). So
-``python -m autograder.hints build`` stores the signatures in :data:`LIBRARY_PATH` with a
-fingerprint of what they depend on (the checks' code, the source notebooks' code cells, the
-mutants); ``tests/test_hints.py`` fails, naming that command, when it is out of date.
-
-The hint text is the mutant's :attr:`~autograder.submissions.Mutant.hint`: what looks wrong, never
-a check's inputs or expected values.
+A notebook's *signature* (its failed graded cells, each with the test that decided: :func:`decided_by`) is
+matched against those of the self-test's mutants (:mod:`autograder.submissions`), classic bugs each with
+a hint written for it. A hint is shown only for an unambiguous match (:func:`match`) from a bug whose
+leave-one-out precision reaches :data:`PRECISION_THRESHOLD`; ``docs/grading.md`` ("Hints in the
+feedback") explains why. The signatures take minutes to compute, so they are stored in
+:data:`LIBRARY_PATH`; after editing the checks, the source notebooks or the mutants, run
+``python -m autograder.hints build`` (``tests/test_hints.py`` fails, naming it, until then).
 """
 
 from __future__ import annotations
@@ -54,7 +32,9 @@ import nbformat
 
 from autograder.course import source_dir
 from autograder.report import CellOutcome
-from autograder.submissions import HINT_VARIANTS, HW1_MUTANTS, HW2_MUTANTS, Mutant
+from autograder.submissions import Mutant
+from autograder.submissions.hw1_vae import HW1_MUTANTS, HW1_VARIANTS
+from autograder.submissions.hw2_world_models import HW2_MUTANTS, HW2_VARIANTS
 
 #: Where :func:`build` writes the library of signatures.
 LIBRARY_PATH = Path(__file__).with_name("hint_library.json")
@@ -69,7 +49,7 @@ UNANSWERED = "NotImplementedError"
 #: The assignment of each mutant library.
 MUTANTS_OF = {"hw1_vae": HW1_MUTANTS, "hw2_world_models": HW2_MUTANTS}
 #: Every known bug and variant, by name.
-ALL_MUTANTS: dict[str, Mutant] = {**HW1_MUTANTS, **HW2_MUTANTS, **HINT_VARIANTS}
+ALL_MUTANTS: dict[str, Mutant] = {**HW1_MUTANTS, **HW2_MUTANTS, **HW1_VARIANTS, **HW2_VARIANTS}
 #: The metadata key that marks the output :func:`annotate` adds to a cell.
 OUTPUT_MARK = "autograder_hint"
 
@@ -79,9 +59,12 @@ Signature = frozenset[tuple[str, str]]
 
 
 def decided_by(outcome: CellOutcome) -> str:
-    """Which test decided a failed graded cell: the judge's site (``autograder.checks.hw1:863``), the
+    """Which test decided a failed graded cell: the judge's site (``autograder.checks.episodes:236``), the
     error and the line of the test cell's visible code that raised it (``AssertionError at
-    a3_reset_pattern:5``), or the error's name alone (raised deeper: the student's code, a library)."""
+    a3_reset_pattern:7``), or the error's name alone (raised deeper: the student's code, a library).
+
+    It depends on which test decided, never on the numbers in the message, so a bug's signature is the
+    same for every seed a grading run draws its inputs from (:func:`build` keeps only those that are)."""
     if outcome.site is None:
         return outcome.ename or "error"
     return outcome.site if outcome.ename == "CheckFailed" else f"{outcome.ename} at {outcome.site}"
@@ -157,7 +140,10 @@ class Entry:
 def match(sig: Signature, assignment: str, notebook: str, entries: Iterable[Entry]) -> str | None:
     """The one bug whose signatures in ``entries`` equal ``sig`` for this notebook, or ``None``.
 
-    ``None`` also for a notebook without failures, or with a cell left unanswered.
+    Equality, not a subset: a bug that explains only some of the failed cells leaves the others
+    unexplained, and a bug whose signature holds a cell the student passed is not the student's bug;
+    either way the hint would be a guess. ``None`` also for a notebook without failures, or with a cell
+    left unanswered (the student's own ``NotImplementedError``).
     """
     if not sig or any(site == UNANSWERED for _, site in sig):
         return None
@@ -399,8 +385,8 @@ def sources_digest() -> str:
     notebooks import, ``course_lib``, is left out: its changes rarely move a site, and would make the
     library out of date on every edit.)"""
     digest = hashlib.sha256()
-    for path in sorted((Path(__file__).parent / "checks").glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted((Path(__file__).parent / "checks").rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode() + b"\0" + path.read_bytes())
     for assignment in MUTANTS_OF:
         for path in sorted(source_dir(assignment).glob("*.ipynb")):
             for cell in nbformat.read(path, as_version=4).cells:

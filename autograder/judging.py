@@ -1,23 +1,10 @@
 """The grader's side of the hidden checks: nonces into test cells, verdicts from their records.
 
-Runs in nbgrader's process (:class:`autograder.nbgrader_ext.RestartingExecute`), never in the
-student's kernel. For each graded code cell whose ``grade_id`` has a check
-(:mod:`autograder.checks`):
-
-1. :func:`arm`, before the cell runs: draw a nonce and write it into the cell's call of its check
-   (``checks.a1_structure(MyVAE)`` becomes ``checks.a1_structure(MyVAE, nonce="9f2c...")``). The
-   source is nbgrader's copy from the gradebook (``OverwriteCells``), so it is the instructor's code;
-   the original is put back after the cell has run, so feedback never shows a nonce.
-2. :func:`judge_cell`, after it has run: if the cell raised, it has failed already. Otherwise it must
-   hold exactly one record of its check carrying that nonce; the check's judge decides from it, with
-   inputs recomputed from the nonce. A wrong answer becomes a ``CheckFailed`` error output (nbgrader
-   scores the cell zero). A missing, repeated, foreign, malformed or inconsistent record fails the
-   cell too, and is a :class:`Finding` that names the submission for review, since honest code never
-   leaves one: it means the test cell did not run as written (emptied by an input transformer,
-   skipped by a hook, its check replaced). Records are removed from every cell, so they never reach
-   the feedback. Findings go to the run's event log (:mod:`autograder.events`). A record whose kernel
-   reports code the notebook installed beside the checks (an input transformer, an event callback,
-   a replaced shell method: :func:`autograder.checks.kernel_notes`) fails too, and is reported.
+Runs in nbgrader's process (:class:`autograder.nbgrader_ext.RestartingExecute`), never in the student's
+kernel: :func:`arm` writes a fresh nonce into a graded cell's call of its check before the cell runs, and
+:func:`judge_cell` decides from the one record it must then hold, with inputs recomputed from the nonce.
+A record that is missing, foreign or inconsistent fails the cell and is reported for review, since honest
+code never leaves one. ``docs/grading.md`` ("Who decides") explains the design.
 """
 
 from __future__ import annotations
@@ -124,8 +111,10 @@ def prefetch() -> None:
 def arm(cell: NotebookNode) -> Armed | None:
     """Write a fresh nonce into a graded code cell's call of its check; ``None`` for other cells.
 
-    The check is looked up only when its record is judged (:func:`prefetch` has usually loaded it
-    by then).
+    ``checks.a1_structure(MyVAE)`` becomes ``checks.a1_structure(MyVAE, nonce="9f2c...")``. The source is
+    nbgrader's copy from the gradebook (``OverwriteCells``), so it is the instructor's code; the caller puts
+    :attr:`Armed.source` back after the cell has run, so feedback never shows a nonce. The check is looked
+    up only when its record is judged (:func:`prefetch` has usually loaded it by then).
     """
     grade_id = _grade_id(cell)
     if grade_id is None:
@@ -202,9 +191,14 @@ def _verdict(armed: Armed, found: list[object]) -> _Verdict:
 def judge_cell(
     cell: NotebookNode, armed: Armed | None, notebook: str
 ) -> tuple[list[Finding], CellOutcome | None]:
-    """Judge a cell that has just run (see the module docstring); drop its records.
+    """Judge a cell that has just run; drop its records (from every cell, so they never reach the feedback).
 
-    A failure appends a ``CheckFailed`` error output with the judge's message.
+    A cell that raised has failed already. Otherwise it must hold exactly one record of its check carrying
+    ``armed``'s nonce, which the check's judge decides from. A wrong answer, and a missing, repeated,
+    foreign, malformed or inconsistent record, or one whose kernel reports code the notebook installed
+    beside the checks (:func:`autograder.checks.kernel_notes`), append a ``CheckFailed`` error output
+    (nbgrader scores the cell zero); all but a wrong answer are also a :class:`Finding`: the test cell did
+    not run as written (emptied by an input transformer, skipped by a hook, its check replaced).
 
     Returns:
         ``(findings, outcome)``: what to report for review, and how the cell ended if it is a graded

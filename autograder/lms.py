@@ -1,54 +1,10 @@
 """Grades into the LMS: each student's total for an assignment, from nbgrader's gradebook, written as the
 CSV file that Canvas or Moodle imports, the students matched to the LMS's accounts through a roster.
 
-The total is nbgrader's own score of the submission (:attr:`nbgrader.api.SubmittedAssignment.score`):
-the sum over its grade cells of :attr:`nbgrader.api.Grade.score`, which is the manual score entered in
-the formgrader where there is one, else the autograder's score, plus any extra credit; less the late
-penalty nbgrader's late-submission plugin assigned (``late_submission_penalty``, as nbgrader's own
-``nbgrader export`` subtracts it). The points possible are the assignment's
-:attr:`nbgrader.api.Assignment.max_score`.
-
-**The roster** (``--roster``) is the LMS's own file, as it comes (:func:`load_roster`): Canvas' gradebook
-export (Grades > Export: ``Student, ID, SIS User ID, SIS Login ID, Section``, assignments, totals; the
-``Points Possible`` and ``Manual Posting`` rows, a byte-order mark, ``;`` separators and the test student
-are handled) or Moodle's participants export (Participants > select all > "Download table data as"
-CSV: ``First name, Last name`` and the identity fields, ``Email address`` by default). The column that
-holds the gradebook's student ids is found by matching each candidate column (Canvas: ``SIS Login
-ID``, ``SIS User ID``, ``ID``, ``Integration ID``; Moodle: ``Username``, ``Email address``, ``ID
-number``; as they are, lower-cased, or an e-mail address's local part) against the graded students,
-and ``course export`` says which it used. Or a roster CSV of our own: UTF-8 (a byte-order mark is
-fine), one row per student of the LMS course, with a header row naming its columns (others are ignored):
-
-- ``student_id`` (always): the student's id in the gradebook (nbgrader's id, the exchange user name);
-- Canvas: ``name`` and ``canvas_id`` (Canvas' user id, the ``ID`` column of Canvas' own gradebook
-  export), and optionally ``sis_user_id``, ``sis_login_id``, ``section``;
-- Moodle: ``email`` or ``username``, the one ``--key`` names (the Moodle account field grades are
-  matched on).
-
-**Canvas** (Grades > Import), as Instructure's guide "How do I import grades in the Gradebook?"
-(https://community.instructure.com/en/kb/articles/660862-how-do-i-import-grades-in-the-gradebook,
-formerly https://community.canvaslms.com/t5/Instructor-Guide/How-do-I-import-grades-in-the-Gradebook/ta-p/807)
-describes Canvas' gradebook CSV: the columns ``Student, ID, SIS User ID, SIS Login ID, Section`` in this
-order, then one column per assignment; a second row ``Points Possible`` (as in Canvas' own export); UTF-8.
-An assignment column named ``name (12345)`` updates the Canvas assignment with id 12345; one without an
-id makes Canvas create a new assignment (it asks for the points possible). Canvas does not recognise an
-assignment column whose title contains one of its total columns' names (:data:`CANVAS_RESERVED`).
-
-**Moodle** (Grades > Import > CSV file), as Moodle's "Grade import" page
-(https://docs.moodle.org/en/Grade_import) describes it: any header row; on the preview page the
-instructor maps the key column (``Map from``: ``email``/``username``, ``Map to``: ``useremail``/
-``username``) and the grade column to a grade item. Moodle's importer
-(``grade/import/csv/classes/load_data.php``) reads an empty cell as "no grade" and aborts the whole
-import at a row whose user it cannot find, hence a roster of the Moodle course's own accounts.
-
-**Reported, never dropped silently** (:class:`Reconciliation`):
-
-- a student graded in the gradebook but not in the roster: their grade is in no file, and the
-  export fails (:attr:`Reconciliation.complete` is false; ``course export`` exits 1, files written);
-- a roster student with no submission in the gradebook: their cell is left empty (no grade; the
-  LMS's missing-submission policy or the instructor decides, rather than a zero this export cannot
-  justify);
-- a submission with cells still waiting for manual grading in the formgrader: its total may change.
+The roster is the LMS's own export or a CSV of our own (:func:`load_roster`); ``docs/instructors.md``
+("Grades into your LMS") walks through both and the import. No student is dropped silently
+(:class:`Reconciliation`): a graded student the roster lacks fails the export, and a roster student
+without a submission gets an empty cell, not a zero.
 """
 
 from __future__ import annotations
@@ -122,6 +78,13 @@ class Totals:
 def read_totals(assignment: str, sources: list[tuple[str, list[str]]]) -> Totals:
     """Each student's total for ``assignment``, read with nbgrader's API.
 
+    The total is nbgrader's own score of the submission (:attr:`nbgrader.api.SubmittedAssignment.score`:
+    the sum over its grade cells of :attr:`nbgrader.api.Grade.score`, the formgrader's manual score where
+    there is one, else the autograder's, plus any extra credit) less the late penalty nbgrader's
+    late-submission plugin assigned (``late_submission_penalty``, as ``nbgrader export`` subtracts it), never
+    below zero.
+    The points possible are the assignment's :attr:`nbgrader.api.Assignment.max_score`.
+
     Args:
         sources: (database URL, the students it holds) per gradebook, as
             :func:`autograder.gradebook.sources` gives them. A listed student without a submission
@@ -168,6 +131,12 @@ def required_columns(lms: str, key: str = "email") -> tuple[str, ...]:
 
 def read_roster(path: Path, required: tuple[str, ...]) -> dict[str, dict[str, str]]:
     """The roster at ``path``: student id -> its row (column -> value, stripped), in the file's order.
+
+    A roster CSV of our own: UTF-8 (a byte-order mark is fine), one row per student of the LMS course, a
+    header row naming its columns (others are ignored): ``student_id`` always (the gradebook's id, the
+    exchange user name); for Canvas ``name`` and ``canvas_id`` (the ``ID`` column of Canvas' gradebook
+    export), optionally ``sis_user_id``, ``sis_login_id``, ``section``; for Moodle ``email`` or
+    ``username``, the one ``--key`` names.
 
     Raises:
         PipelineError: if the file is missing, lacks a ``required`` column (all missing ones are
@@ -337,7 +306,12 @@ def _from_export(path: Path, kind: str, header: list[str], raw: list[list[str]],
 
 
 def load_roster(path: Path, lms: str, key: str, graded: set[str]) -> Roster:
-    """The roster at ``path``, whichever of the files the module docstring describes it is.
+    """The roster at ``path``: Canvas' gradebook export (Grades > Export; its ``Points Possible`` and
+    ``Manual Posting`` rows, a byte-order mark, ``;`` separators and the test student are handled), Moodle's
+    participants export (Participants > select all > "Download table data as" CSV), or a roster CSV of our
+    own (:func:`read_roster`). In an export, the column holding the gradebook's ids is the candidate
+    (:data:`CANVAS_ID_COLUMNS`, :data:`MOODLE_ID_COLUMNS`) whose values, as they are, lower-cased or an
+    e-mail address's local part (:data:`ID_FORMS`), name the most graded students.
 
     Args:
         lms: the format written (:data:`FORMATS`): Canvas needs a Canvas export or a roster CSV with
@@ -460,6 +434,13 @@ def write_canvas(
 ) -> None:
     """Write Canvas' gradebook import CSV: the header, the ``Points Possible`` row, one row per roster student.
 
+    The format is the one Instructure's guide "How do I import grades in the Gradebook?"
+    (https://community.instructure.com/en/kb/articles/660862-how-do-i-import-grades-in-the-gradebook,
+    formerly https://community.canvaslms.com/t5/Instructor-Guide/How-do-I-import-grades-in-the-Gradebook/ta-p/807)
+    describes: the columns ``Student, ID, SIS User ID, SIS Login ID, Section`` in this order, then one column
+    per assignment; a second row ``Points Possible``; UTF-8. A roster student without a submission gets an
+    empty cell (no grade: the LMS's missing-submission policy or the instructor decides, not a zero).
+
     Raises:
         PipelineError: as :func:`canvas_column`.
     """
@@ -473,7 +454,14 @@ def write_canvas(
 
 
 def write_moodle(path: Path, totals: Totals, roster: dict[str, dict[str, str]], key: str, column: str) -> None:
-    """Write Moodle's grade import CSV: the columns ``key`` (``email``/``username``) and ``column``."""
+    """Write Moodle's grade import CSV: the columns ``key`` (``email``/``username``) and ``column``.
+
+    As Moodle's "Grade import" page (https://docs.moodle.org/en/Grade_import) describes it: any header row;
+    on the preview page the instructor maps the key column (``Map from``: ``email``/``username``, ``Map to``:
+    ``useremail``/``username``) and the grade column to a grade item. Moodle's importer
+    (``grade/import/csv/classes/load_data.php``) reads an empty cell as "no grade" and aborts the whole
+    import at a row whose user it cannot find, hence a roster of the Moodle course's own accounts.
+    """
     with Path(path).open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([key, column])
@@ -518,7 +506,7 @@ def export(
         lms: one of :data:`FORMATS`; ``csv`` writes nothing here (the gradebook CSVs are
             :func:`autograder.gradebook.export`'s) and only reconciles.
         sources: as :func:`read_totals`.
-        roster: the LMS's export or a roster CSV (module docstring, :func:`load_roster`); required for
+        roster: the LMS's export or a roster CSV (:func:`load_roster`); required for
             ``canvas`` and ``moodle``.
         key: Moodle: the roster column accounts are matched on, one of :data:`MOODLE_KEYS`.
         lms_assignment: Canvas: the assignment id to update (else Canvas creates an assignment);

@@ -1,21 +1,9 @@
 """nbgrader preprocessors of the course, and its collect from the exchange.
 
-``RestartingExecute`` is nbgrader's ``Execute`` with two additions:
-
-- **It judges.** Right before a graded test cell runs, it writes a fresh nonce into the cell's call of
-  its hidden check; right after, the check's judge decides in this process from the record the
-  probe left in the cell's outputs (:mod:`autograder.judging`). A wrong answer becomes the cell's
-  ``CheckFailed`` error, so nbgrader scores it zero; a test cell that did not run as written is
-  reported (``$COURSE_EVENTS``). Nothing that runs in the student's kernel decides a grade.
-- **It survives a kernel that dies** (``os._exit``, a crash, the sandbox's limits): the cell gets a
-  ``KernelDied`` error, the kernel is restarted and the notebook goes on, so the test cells that
-  passed before keep their points. nbgrader's own ``Execute`` stops the notebook and saves no
-  grade for any of its cells.
-
-nbgrader's feedback shows a graded notebook with its outputs. A hidden check that fails would show
-its traceback, whose frames quote the checks' source. ``StripCheckInternals`` runs right after
-execution and keeps only the exception's name and message for errors raised inside
-``autograder``; frames of the student's own code stay.
+:class:`RestartingExecute` is nbgrader's ``Execute`` that judges each graded test cell in nbgrader's process
+(:mod:`autograder.judging`), so that nothing that runs in the student's kernel decides a grade, and that
+survives a kernel that dies. :class:`StripCheckInternals` keeps the checks' source out of the feedback,
+:class:`CapOutputs` keeps outputs small, and :class:`SafeCollect` copies submissions without following links.
 """
 
 from __future__ import annotations
@@ -46,9 +34,18 @@ _BUDGETS = Budgets()  # the defaults of RestartingExecute's budgets
 class RestartingExecute(Execute):
     """nbgrader's ``Execute``; a cell that kills the kernel fails and the kernel is restarted.
 
-    The cells after it run in the fresh kernel, without the notebook's earlier state: they earn what
-    they earn there (usually nothing). After ``max_restarts`` deaths the notebook fails as in
-    nbgrader (no grades saved for it). Configured like ``Execute`` (``c.Execute.timeout``...).
+    It judges: right before a graded test cell runs, it writes a fresh nonce into the cell's call of its
+    hidden check; right after, the check's judge decides in this process from the record the probe left
+    in the cell's outputs (:mod:`autograder.judging`). A wrong answer becomes the cell's ``CheckFailed``
+    error, so nbgrader scores it zero; a test cell that did not run as written is reported
+    (``$COURSE_EVENTS``).
+
+    A cell whose kernel dies (``os._exit``, a crash, the sandbox's limits) gets a :data:`KERNEL_DIED`
+    error, so the test cells that passed before keep their points; nbgrader's own ``Execute`` stops the
+    notebook and saves no grade for any of its cells. The cells after it run in the fresh kernel, without
+    the notebook's earlier state: they earn what they earn there (usually nothing). After ``max_restarts``
+    deaths the notebook fails as in nbgrader (no grades saved for it). Configured like ``Execute``
+    (``c.Execute.timeout``...).
     """
 
     max_restarts = Integer(3, help="kernel deaths survived per notebook").tag(config=True)
@@ -249,7 +246,11 @@ def _cut_at_hidden_tests(frame: str) -> str:
 
 class StripCheckInternals(NbGraderPreprocessor):
     """Remove traceback frames that quote ``autograder`` or ``course_lib.solutions`` code, and
-    traceback context lines from the hidden test region of a cell."""
+    traceback context lines from the hidden test region of a cell.
+
+    Runs right after execution: a hidden check that fails keeps only its exception's name and message,
+    since its frames would quote the checks' source in nbgrader's feedback; frames of the student's own
+    code stay."""
 
     def preprocess_cell(self, cell, resources, cell_index):
         if cell.cell_type != "code":

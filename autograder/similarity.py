@@ -1,30 +1,9 @@
 """Similarity review: pairs of submissions whose answer cells are alike after renaming and reformatting.
 
-Each answer cell (an nbgrader solution cell, matched across students by its ``grade_id``) is compared
-without the code the release already gave every student: the statements of the released cell (the
-source with its solutions cleared by nbgrader's ``ClearSolutions``, configured as the course is) are
-taken out of the student's answer before anything is compared, so a student who only kept the
-provided code has nothing left to be similar with.
-
-What is left is parsed with :mod:`ast` and each statement turned into a sequence of syntax-node
-tokens in which the names the answer itself defines (variables, arguments, functions, classes,
-attributes it assigns) become placeholders numbered by first appearance in the statement, names it
-only uses (``torch``, ``np.zeros``, the notebook's helpers) and constants are kept, and docstrings,
-comments, type annotations and layout are gone. Two answers are compared as the sets of their
-statements' token n-grams (Jaccard similarity), the fingerprinting idea of Schleimer, Wilkerson and
-Aiken, "Winnowing: local algorithms for document fingerprinting" (SIGMOD 2003), without the
-winnowing step (all n-grams are kept: answers are short). N-grams never span two statements, so
-reordering independent statements changes nothing. An answer that does not parse is tokenized with
-:mod:`tokenize` instead (every name a placeholder, one line a statement). Answers shorter than
-:data:`MIN_TOKENS` tokens are not compared: short code is alike by chance.
-
-Each answer also keeps, per statement, its lines in the text shown and its n-grams, so that a similar
-pair's side-by-side view marks the statements the two answers share (:func:`matched_lines`).
-
-Earlier terms (``course similarity --against DIR...``): the archived submissions of earlier runs (an
-``--out`` folder of ``course autograde``, or a folder with one sub-folder per student) are compared with
-this run's students, not with each other; such a pair names the earlier student ``<archive>/<student>``.
-
+Each answer cell, less the code the release gave every student, becomes per-statement syntax-node tokens in
+which the answer's own names are placeholders (:func:`normalize_answer`); two answers are compared by the
+Jaccard similarity of their statements' token n-grams (:func:`fingerprints`). ``docs/instructors.md``
+("Similarity review") explains the threshold and the comparison with earlier terms (``--against``).
 Written (markdown) answers are not compared. The result is for an instructor's review, not a verdict.
 """
 
@@ -365,8 +344,10 @@ def _text_tokens_and_lines(source: str) -> tuple[list[list[str]], list[tuple[int
 
 def fingerprints(statements: list[list[str]], n: int = NGRAM, min_tokens: int = MIN_TOKENS) -> frozenset[int]:
     """Hashes of the ``n``-grams of each statement's tokens (a shorter statement is one gram); empty
-    when there are fewer than ``min_tokens`` tokens in all.
+    when there are fewer than ``min_tokens`` tokens in all (short code is alike by chance).
 
+    The fingerprinting idea of Schleimer, Wilkerson and Aiken, "Winnowing: local algorithms for document
+    fingerprinting" (SIGMOD 2003), without the winnowing step: all n-grams are kept (answers are short).
     N-grams do not cross statements: moving a statement changes none of them.
     """
     if sum(len(tokens) for tokens in statements) < min_tokens:
@@ -391,6 +372,11 @@ def _head_lines(node: ast.stmt) -> tuple[int, int]:
 
 def normalize_answer(source: str, release: str, markers: tuple[str, ...] = ()) -> Answer:
     """One answer cell with the release's code removed, and its fingerprints.
+
+    The statements of the released cell are taken out before anything is compared, so a student who only
+    kept the provided code has nothing left to be similar with. The rest is tokenized by :func:`ast_tokens`,
+    or by :func:`text_tokens` if it does not parse (or nests too deeply); each statement keeps its lines
+    in ``text`` and its n-grams, for :func:`matched_lines`.
 
     Args:
         source: the student's cell source.

@@ -1,30 +1,12 @@
 """A static scan of submitted notebooks for code that reaches for the grader or smuggles code in.
 
-It runs outside the kernel, before grading, on every cell the student can edit (answer cells and
-unlocked cells; locked and test cells are restored from the source by nbgrader anyway). Cells are
-parsed with :mod:`ast`, so multi-line imports, aliases (``import pickle as p``, ``t = torch``),
-attribute chains, ``getattr`` with constant names and names built from constant strings are read as
-the interpreter reads them. Two kinds of finding:
+It runs outside the kernel, before grading, on every cell the student can edit, parsed with :mod:`ast` so that
+aliases, attribute chains and names built from constant strings are read as the interpreter reads them. A
+:data:`TAMPERING` finding zeroes the notebook's autograded points; a :data:`REVIEW` finding is only reported
+(``docs/grading.md``, "The static scan", lists both).
 
-- **tampering** (:data:`TAMPERING`): code with no business in an answer that reaches the grader or
-  the interpreter beside it: importing ``autograder`` or the reference answers, editing
-  ``sys.modules``, builtins or a namespace directly, replacing functions of torch, NumPy, gymnasium,
-  IPython or ``course_lib``, any attribute of the IPython shell but a short allowlist
-  (:data:`SHELL_ALLOWED`), however the shell is reached (``get_ipython()``,
-  ``IPython.get_ipython()``, ``InteractiveShell.instance()``, the kernel application) and the shell
-  handed to other code, trace and profile functions, frame and object walking, editing a function's
-  code or disguising where it was defined (``__module__``, ``__qualname__``, ``__name__``), strings
-  naming the checks' records. The notebook's autograded points are set to zero and the submission is
-  reported.
-- **review** (:data:`REVIEW`): routes that can smuggle code past a reader: unpickling (pickle,
-  marshal, dill, ``torch.load``, ``np.load(allow_pickle=True)``), base64, ``codecs`` and other
-  encoders, decoders and decompressors, ``ctypes``, ``exec``/``eval``/``compile``, dynamic imports,
-  names built at run time (``getattr(x, name)`` with a computed name), Python files written (and
-  imported later), ``sys.path`` edits, shell commands and IPython magics. Reported for review; the
-  points stand.
-
-It is one layer, not a proof: the verdicts come from judges outside the kernel
-(:mod:`autograder.judging`) and must hold even when this scan sees nothing.
+It is one layer, not a proof: the verdicts come from judges outside the kernel (:mod:`autograder.judging`)
+and must hold even when this scan sees nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +20,14 @@ from pathlib import Path
 
 import nbformat
 
+#: Code with no business in an answer that reaches the grader or the interpreter beside it (importing the
+#: grader, editing modules, builtins or namespaces, the IPython shell beyond :data:`SHELL_ALLOWED`, trace
+#: functions, frame walking, disguised functions): the notebook's autograded points are set to zero and the
+#: submission is reported.
 TAMPERING = "tampering"
+#: Routes that can smuggle code past a reader (unpickling, encoders and decompressors, ``ctypes``, ``exec``,
+#: dynamic imports, Python files written, ``sys.path`` edits, shell commands, magics): reported for review;
+#: the points stand.
 REVIEW = "review"
 
 #: Modules whose functions the checks or the judges rely on; replacing any of their attributes is tampering.
@@ -432,6 +421,9 @@ class _Scanner(ast.NodeVisitor):
 
 def scan_notebook(path: Path) -> list[Finding]:
     """Findings in the student-editable code cells of one notebook, in order (empty when clean).
+
+    Student-editable: answer cells and unlocked cells (nbgrader restores locked and test cells from the
+    source anyway).
 
     A cell that does not parse as Python (it will fail when it runs) is skipped; one nested too deeply
     for Python's parser (the kernel cannot compile it either) is reported for review, unread.

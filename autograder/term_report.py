@@ -1,22 +1,10 @@
 """``course report --term``: the instructor's view of a whole term, one page and one CSV over every
 assignment that the course's gradebooks hold.
 
-Students by assignments: each cell is the assignment's total as ``grades.csv`` and the LMS files have
-it (after the late penalty, :func:`autograder.class_report.student_rows`), marked when it was late or
-has written answers still to grade; then each student's total over the term, the late days used
-(started days after the due date plus extension, added over the assignments), the extensions granted
-and the submissions flagged (repaired, stopped at a limit, flagged for review: the class report's
-:data:`~autograder.class_report.LISTED`). Above it, per assignment: points possible, due date,
-submissions, late ones and extensions.
-
-Where the grades are read: the run folders given (``--out`` and ``--runs``: each one's
-``course/gradebook*.db``, one run per assignment as ``course autograde`` and ``course watch`` write
-them) and a shared PostgreSQL gradebook (``--db``). A student can be in several gradebooks of a run
-(``course extend`` enters an empty submission in each; the workers' gradebooks copy the release's):
-the one the run's index (``gradebooks.json``) names wins, then one that was autograded, then the
-latest submission; two autograded copies of one submission are reported under Warnings.
-
-Written into ``DEST`` (default ``OUT/term``): ``index.html``, ``term.csv`` and ``term.json``.
+Students by assignments, each cell the assignment's total after its late penalty, as ``grades.csv`` and the
+LMS files have it (:func:`autograder.class_report.student_rows`); then each student's term total, late
+days, extensions and flagged submissions. ``docs/instructors.md`` ("The term: every assignment at once")
+shows the command.
 """
 
 from __future__ import annotations
@@ -115,8 +103,8 @@ def _read_book(term: Term, url: str, label: str, indexed: set[str] | None, run: 
 
 
 def _choose(term: Term, assignment: str, candidate: Held) -> None:
-    """Keep ``candidate`` for its student and ``assignment`` if it ranks before the copy kept (the
-    module docstring says how); two autograded copies that the indexes both name are reported."""
+    """Keep ``candidate`` for its student and ``assignment`` if it ranks before the copy kept (as
+    :func:`gather_term` says); two autograded copies that the indexes both name are reported."""
     student = candidate.row["student"]
     kept = term.students.setdefault(student, {}).get(assignment)
     if kept is not None and kept.rank == candidate.rank == 0 and kept.autograded and candidate.autograded:
@@ -156,6 +144,10 @@ def gather_term(out: Path, runs: tuple[Path, ...] = (), url: str | None = None) 
 
     A run folder's flags come from its saved grading reports; a run folder that holds several
     assignments' gradebooks is read whole, each assignment's submissions as their gradebooks hold them.
+    A student can be in several gradebooks of a run (``course extend`` enters an empty submission in each;
+    the workers' gradebooks copy the release's): the one the run's index (``gradebooks.json``) names wins,
+    then one that was autograded, then the latest submission; two autograded copies of one submission are
+    reported under :attr:`Term.warnings`.
 
     Raises:
         PipelineError: if none of them holds a gradebook.
@@ -217,7 +209,8 @@ def summarize_term(term: Term) -> dict:
     """``term.json``: ``{"assignments": [{"name", "max", "due", "submissions", "late", "extensions",
     "mean"}], "students": [{"student", "assignments": {name: {"total", "penalty", "seconds_late",
     "days_late", "extension_hours", "manual_pending", "flags"}}, "total", "max", "late_days",
-    "extensions", "flags"}], "sources", "warnings"}``. A missing submission counts 0 in the total."""
+    "extensions", "flags"}], "sources", "warnings"}``. A missing submission counts 0 in the total.
+    ``late_days`` adds over the assignments the started days after the due date plus extension."""
     names = list(term.assignments)
     possible = sum(info["max"] for info in term.assignments.values())
     students = []

@@ -1,23 +1,10 @@
 """``course watch``: feedback minutes after a student submits.
 
-nbgrader grades a class when the instructor runs it; students of other platforms get feedback within
-minutes of submitting, and expect it. The watcher is a long-running process beside nbgrader's
-exchange: it looks at the exchange's inbound folder every few seconds and, for each student whose
-latest submission is newer than the one last graded, it
-
-1. collects that student's latest submission (nbgrader's ``collect --update``),
-2. grades it in the sandbox with the watcher's own limits (minutes, not the class run's 900 s),
-   exactly as ``course autograde`` does (:func:`autograder.grading.grade_student`),
-3. releases that student's feedback (nbgrader's ``release_feedback``), which the student fetches in
-   JupyterLab's Assignments panel, and rewrites the class's CSVs and report.
-
-Several submissions at once queue up and are graded by ``workers`` processes, each with its own
-sandbox user and sqlite gradebook. A resubmission is graded again and only the latest counts. The
-ledger (``<out>/watch.json``, written atomically after each submission) records what was graded, so a
-watcher killed and started again with the same command loses no submission and grades none twice: a
-submission whose grading was cut short is graded from the start. A broken or hostile submission is
-graded like any other: its feedback says what went wrong (:func:`~autograder.grading.write_problem_pages`)
-and it never stops the watcher.
+A long-running process beside nbgrader's exchange: each new submission (the latest of its student) is
+collected, graded in the sandbox as ``course autograde`` grades it, and its feedback released. The ledger
+(``<out>/watch.json``, :class:`Ledger`) lets a watcher killed and started again with the same command go on
+where it stopped: no submission is lost, none graded twice. A broken or hostile submission gets feedback
+saying what went wrong and never stops the watcher. ``docs/instructors.md`` ("JupyterHub") shows it in use.
 """
 
 from __future__ import annotations
@@ -123,7 +110,12 @@ def grade_submission(
     gradebook: str,
     settings: GradingSettings,
 ) -> Graded:
-    """Collect, grade and release the feedback of ``student``'s latest submission (in a worker process)."""
+    """Collect, grade and release the feedback of ``student``'s latest submission (in a worker process).
+
+    nbgrader's ``collect --update``, then :func:`autograder.grading.grade_student` with the watcher's own
+    limits (minutes, not the class run's 900 s), then nbgrader's ``release_feedback``, which the student
+    fetches in JupyterLab's Assignments panel.
+    """
     exchange.collect(assignment, root, exchange_dir, course_id, student)
     folder = root / exchange.COLLECTED / student
     timestamp = (folder / assignment / "timestamp.txt").read_text().strip()
@@ -156,6 +148,11 @@ def watch(
     log: Callable[[str], None] = _log,
 ) -> Ledger:
     """Grade every new submission of ``assignment`` in ``exchange_dir`` and release its feedback.
+
+    The exchange's inbound folder is read every ``settings.interval`` seconds. Several submissions at once
+    queue up for ``settings.workers`` processes, each with its own sandbox user and sqlite gradebook. A
+    resubmission is graded again and only the latest counts; a submission whose grading was cut short is
+    graded from the start. The class's CSVs and report are rewritten after each submission.
 
     Args:
         assignment: e.g. ``"hw1_vae"``; released to the exchange with ``course release --exchange``.

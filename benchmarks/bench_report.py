@@ -43,6 +43,8 @@ from autograder.tamper import REVIEW
 ASSIGNMENT = "hw1_vae"
 HW2 = "hw2_world_models"
 TARGET_S = 10.0
+#: The module of activity 1's checks, where the generated failures are sited.
+AE_CHECKS = "autograder.checks.hw1_vae.autoencoder"
 
 
 #: The due date of the generated classes (naive UTC, as nbgrader stores it).
@@ -110,7 +112,7 @@ def generate_class(
                     grade.auto_score = cell.max_score if passed else 0.0
                     grade.needs_manual_grade = False
                     score += grade.auto_score
-                    failure = rng.choice(["autograder.checks.hw1:120", "autograder.checks.hw1:131", None])
+                    failure = rng.choice([f"{AE_CHECKS}:120", f"{AE_CHECKS}:131", None])
                     report.outcomes.append(
                         CellOutcome(
                             f"{nb.name}.ipynb",

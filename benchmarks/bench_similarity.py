@@ -32,14 +32,9 @@ import nbformat
 from _common import OthersLoad, conditions, emit, log, machine, quiet_median, timed
 
 from autograder import course, similarity
-from autograder.submissions import (
-    HW1_ALTERNATIVES,
-    HW1_MUTANTS,
-    HW2_ALTERNATIVES,
-    HW2_MUTANTS,
-    copy_notebooks,
-    replace_answer,
-)
+from autograder.submissions import copy_notebooks, replace_answer
+from autograder.submissions.hw1_vae import HW1_ALTERNATIVES, HW1_MUTANTS
+from autograder.submissions.hw2_world_models import HW2_ALTERNATIVES, HW2_MUTANTS
 
 TARGET_S = 60.0
 ALTERNATIVES = {**HW1_ALTERNATIVES, **HW2_ALTERNATIVES}

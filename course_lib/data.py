@@ -2,20 +2,8 @@
 
 A *shard* is one ``.npy`` file of ``uint8`` frames ``(N, 64, 64, 3)``, optionally with a sibling
 ``<name>.actions.npy`` of ``float32`` actions ``(N, A)`` (one rollout per shard for CarRacing).
-:class:`ShardDataset` opens shards with ``np.load(..., mmap_mode="r")``, so reading a batch
-reads only that batch from disk; memory is bounded by the batch, not by the dataset. Sampling
-across shards can be weighted (as a convolutional VAE for MineRL images does: lazily loaded
-files with per-file weights).
-Batches are read with ``os.preadv`` into the batch array where the platform has it, so pages
-read once do not stay mapped into the process (its resident memory stays at the batch size
-even after a pass over a dataset larger than RAM).
-
-Collection (:func:`record_rollouts`, :func:`sample_frames`) runs in two phases: the episodes are
-first played without rendering (cheap: the physics of the course's environments costs
-microseconds per step), then their frames are rendered by replaying the same actions from the
-same reset seed, in parallel worker processes when there are enough frames to pay for them
-(``COURSE_WORKERS`` caps the number). Rendering does not touch the environments' random
-generators, so the frames are exactly those of rendering while playing (tested).
+:class:`ShardDataset` reads only the frames a batch asks for, so memory is bounded by the batch, not by
+the dataset.
 """
 
 from __future__ import annotations
@@ -124,10 +112,12 @@ def record_rollouts(
 ) -> list[Rollout]:
     """Record ``n_rollouts`` episodes of ``env_id``; episode ``i`` is reset with ``seed + i``.
 
-    The episodes are played first and rendered afterwards by replaying their actions (in
-    parallel processes for large collections, see the module docstring); the frames, actions and
-    observations are exactly those of :func:`record_rollout` called episode after episode on one
-    environment.
+    The episodes are played first without rendering (cheap: the physics of the course's environments
+    costs microseconds per step), then rendered by replaying the same actions from the same reset seed,
+    in worker processes (:func:`collect_workers`, capped by ``COURSE_WORKERS``) from
+    :data:`PARALLEL_MIN_FRAMES` frames on. Rendering does not touch the environments' random generators,
+    so the frames, actions and observations are exactly those of :func:`record_rollout` called episode
+    after episode on one environment (tested).
 
     Args:
         env_id: a gymnasium id (see :data:`course_lib.envs.ENV_IDS`).
@@ -492,8 +482,11 @@ class ShardDataset:
     """Frames from many shards, read lazily; indexable like one ``(N, 64, 64, 3)`` array.
 
     ``dataset[i]`` is one frame, ``dataset[index_array]`` a batch, ``dataset[a:b]`` a slice;
-    only the requested frames are read from disk. Works as ``train_frames`` for
-    :func:`course_lib.train.fit`.
+    only the requested frames are read from disk (shards are memory-mapped, batches read with
+    ``os.preadv`` where the platform has it, so resident memory stays at the batch size even after a
+    pass over a dataset larger than RAM). Works as ``train_frames`` for :func:`course_lib.train.fit`.
+    Sampling across shards can be weighted, as a convolutional VAE for MineRL images does (lazily
+    loaded files with per-file weights).
 
     Args:
         shards: ``.npy`` files, or one directory whose ``*.npy`` files (other than

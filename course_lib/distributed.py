@@ -1,22 +1,10 @@
 """Training in several processes with PyTorch's ``DistributedDataParallel``, launched by ``torchrun``.
 
-``torchrun`` (``python -m torch.distributed.run``) starts one process per GPU (or several on a CPU)
-and tells each its ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` in the environment;
-:func:`from_torchrun` joins them into one process group (NCCL between GPUs, gloo between CPU
-processes: https://pytorch.org/docs/stable/distributed.html). :func:`course_lib.train.fit` then
-wraps the model in ``torch.nn.parallel.DistributedDataParallel``, which averages the gradients of
-all processes in every backward pass, and reads its frames through :class:`DistributedBatches`.
-
-:class:`DistributedBatches` plays the part of ``torch.utils.data.DistributedSampler`` for
-:func:`fit`'s batches: every process draws the same shuffled order of the whole data set (the
-same seed gives the same global batches whatever the number of processes) and reads only its
-share of each global batch. ``DistributedSampler`` itself pads the data set to a multiple of the
-number of processes and splits whole epochs, so its global batches depend on that number; cutting
-each global batch instead keeps a run on 2 processes the same optimisation, step for step, as on 1
-(tests/test_distributed.py).
-
-Outside ``torchrun`` (or with one process) nothing here starts anything: :func:`current` reports
-rank 0 of 1 and the collectives below return their input.
+:func:`from_torchrun` joins the process group ``torchrun`` set up; :func:`course_lib.train.fit` then wraps the
+model in ``DistributedDataParallel`` and reads its frames through :class:`DistributedBatches`, which keeps a
+run on 2 processes the same optimisation, step for step, as on 1. Outside ``torchrun`` (or with one process)
+nothing here starts anything: :func:`current` reports rank 0 of 1 and the collectives return their input.
+``docs/training.md`` shows the commands.
 """
 
 from __future__ import annotations
@@ -92,7 +80,8 @@ def current() -> Processes:
 
 
 def backend_for(device: torch.device) -> str:
-    """The ``torch.distributed`` backend for ``device``: ``"nccl"`` for CUDA, ``"gloo"`` for the CPU.
+    """The ``torch.distributed`` backend for ``device``: ``"nccl"`` for CUDA, ``"gloo"`` for the CPU
+    (https://pytorch.org/docs/stable/distributed.html).
 
     Raises:
         ValueError: for any other device (MPS has no collective backend).
@@ -195,6 +184,11 @@ class DistributedBatches:
     each shard in order), and process ``rank`` reads the ``rank``-th of ``world_size`` equal,
     contiguous parts. The last batch of an epoch may be shorter and split unevenly
     (:class:`LocalBatch`'s ``weight`` makes the averaged gradient that of the whole batch).
+
+    It plays the part of ``torch.utils.data.DistributedSampler``, which pads the data set to a multiple of
+    the number of processes and splits whole epochs, so that its global batches depend on that number;
+    cutting each global batch instead keeps a run on 2 processes the same optimisation, step for step, as
+    on 1 (``tests/test_distributed.py``).
 
     Args:
         n: frames in the data set.

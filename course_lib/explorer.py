@@ -1,30 +1,9 @@
 """An interactive latent explorer: one slider per latent dimension, the decoded frame updating live.
 
-``LatentExplorer(model, frames)`` (or :func:`explore`) shows, in a notebook:
-
-- the input frame (frame A), the frame decoded from the sliders' code, and frame B;
-- one slider per latent dimension, most informative first: ordered by decreasing KL from the prior
-  (:func:`course_lib.diagnostics.latent_usage` on ``frames``), each labelled with its KL in nats;
-  the collapsed dimensions (inactive units, Burda et al. 2016) are greyed out: moving them should
-  change nothing;
-- a frame picker that sets the sliders to the posterior mean ``mu`` of a real frame;
-- a button that draws ``z ~ N(0, I)`` (a sample from the prior);
-- a second frame picker and a ``t`` slider that set the code to ``(1 - t) mu_A + t mu_B``, the
-  interpolation of notebook 02.
-
-It works with any VAE with ``encode(x) -> (mu, logvar)``, ``decode(z)`` and a ``z_size`` or
-``latent_dim`` attribute (``SmallVAE``, the World Models ``ConvVAE``, homework 1's ``MyVAE``). The
-model is put in eval mode (BatchNorm uses its running statistics) and runs without gradients.
-
-Responsiveness: in a Jupyter kernel, slider changes only record the latest code; a worker thread
-decodes the most recent one and drops those that were overtaken while it was busy, so the image
-never lags behind a fast-moving slider (``benchmarks/bench_explorer.py`` measures the time from a
-slider change to the new PNG). Outside a kernel (tests, scripts) decoding is synchronous.
-
-Where widgets cannot render (nbconvert HTML without widget state, nbgrader feedback), the display
-falls back to a static PNG: frame A, the current decoding and frame B above a latent traversal of
-the most informative dimensions. Widgets carry stable CSS classes (:data:`CSS_CLASSES`) for browser
-tests.
+``explore(model, frames)`` (or :class:`LatentExplorer`) takes any VAE with ``encode(x) -> (mu, logvar)``,
+``decode(z)`` and a ``z_size`` or ``latent_dim`` (``SmallVAE``, the World Models ``ConvVAE``, homework 1's
+``MyVAE``). Where widgets cannot render (nbconvert HTML without widget state, nbgrader feedback), a static
+PNG stands in (:meth:`LatentExplorer.static_png`).
 """
 
 from __future__ import annotations
@@ -47,7 +26,7 @@ from course_lib.frames import to_frames, to_tensor
 
 T = TypeVar("T")
 
-#: CSS classes given to the explorer's widgets (``widget.add_class``), by role.
+#: CSS classes given to the explorer's widgets (``widget.add_class``), by role; stable, for browser tests.
 CSS_CLASSES: dict[str, str] = {
     "root": "course-explorer",
     "image": "course-explorer-image",  # the decoded frame (changes when a slider moves)
@@ -249,6 +228,13 @@ class LatentExplorer:
     :attr:`interpolate_button`, :attr:`reset_button`, and the images :attr:`image` (decoded),
     :attr:`input_image` (frame A) and :attr:`target_image` (frame B), each holding PNG bytes.
 
+    The sliders come most informative first: by decreasing KL from the prior
+    (:func:`course_lib.diagnostics.latent_usage` on ``frames``), each labelled with its KL in nats; the
+    collapsed dimensions (inactive units, Burda et al. 2016, "Importance Weighted Autoencoders") are greyed
+    out: moving them should change nothing. A frame picker sets the sliders to the posterior mean ``mu`` of a
+    real frame; the prior button draws ``z ~ N(0, I)``; the second picker and ``t`` set the code to
+    ``(1 - t) mu_A + t mu_B``, the interpolation of notebook 02.
+
     Args:
         model: a VAE with ``encode(x) -> (mu, logvar)`` on ``float32 (B, 3, 64, 64)`` in [0, 1],
             ``decode(z)`` from ``(B, Z)`` to ``(B, 3, 64, 64)`` in [0, 1], and ``z_size`` or
@@ -262,8 +248,9 @@ class LatentExplorer:
         scale: upscaling of the 64x64 images, in screen pixels per frame pixel.
         seed: seed of the first prior sample; each click of the prior button draws the next one.
         n_static: latent dimensions shown in the static fallback's traversal.
-        threaded: decode in a worker thread that keeps only the latest code; default: inside a
-            Jupyter kernel only.
+        threaded: decode in a worker thread that keeps only the latest code (:class:`LatestOnly`), so
+            the image never lags behind a fast-moving slider (``benchmarks/bench_explorer.py`` measures
+            it); default: inside a Jupyter kernel only.
         decode_threads: PyTorch intra-op threads while decoding (see :func:`torch_threads`);
             ``None`` keeps PyTorch's setting.
 

@@ -1,34 +1,9 @@
 """Faster kernels for layers that oneDNN runs far below the CPU's matmul rate, swapped in by ``fit``.
 
-A transposed convolution of a 1x1 map (World Models' first decoder layer: ``(B, 1024, 1, 1)`` to
-``(B, 128, 5, 5)``, Ha & Schmidhuber 2018) is a matrix product: with no padding, dilation or
-groups, every output pixel ``(i, j)`` of channel ``c`` is ``sum_k x[b, k] * W[k, c, i, j] + bias[c]``,
-whatever the stride. oneDNN runs it as a general transposed convolution: on a 2-core Xeon with AMX,
-forward and backward of that layer at batch 100 took 102 ms in float32 and 210 ms under bfloat16
-autocast, against 17 and 14 ms as one ``F.linear`` (``benchmarks/bench_training.py``, lever
-``dense_first_transposed_convolution``); it was a quarter of the whole training step. With
-channels-last weights the product reads them in their memory order, ``(C_in, kH, kW, C_out)``, so
-neither pass copies the weight or its gradient.
-
-A transposed convolution of stride ``s`` whose kernel ``k`` is a multiple of ``s`` (World Models'
-last decoder layer: 32 to 3 channels, kernel 6, stride 2) is ``s * s`` ordinary convolutions of
-kernel ``k / s``, one per phase ``(i mod s, j mod s)`` of the output, run as one ``F.conv2d`` with
-``s * s`` times the output channels and interleaved by ``F.pixel_shuffle`` (the sub-pixel
-convolution of Shi et al. 2016, "Real-Time Single Image and Video Super-Resolution Using an
-Efficient Sub-Pixel Convolutional Neural Network"): the same FLOPs, but 12 output channels where
-oneDNN's transposed convolution vectorises 3 poorly. On a 2-core AMD EPYC at batch 100 in float32
-that layer's forward took 23 ms as a transposed convolution and 10 ms as the phase convolution;
-its backward stays oneDNN's own (``aten::convolution_backward``, the same kernel and gradients as
-the layer's), so forward and backward went from 34 to 20 ms (under bfloat16 autocast from 27 to
-20 ms), and from 46 to 37 ms with 8 output channels, while with 16 they were slower (96 against
-74 ms): hence :data:`PHASE_MAX_OUT_CHANNELS`.
-
-:func:`fast_transposed_convolutions` makes the model's eligible ``nn.ConvTranspose2d`` layers take
-the product when their input is 1x1, the phase convolution where :func:`is_phase_eligible` says
-so, and their own ``forward`` otherwise. The weights, their gradients' shapes, the state dict and
-the optimiser's parameters stay as they are; results agree with ``ConvTranspose2d`` to float
-rounding (tests/test_kernels.py), and under ``torch.autocast`` both run in the autocast dtype as
-the convolution does.
+Two ``nn.ConvTranspose2d`` cases of the World Models decoder: a 1x1 input is a matrix product
+(:func:`dense_forward`), and a stride that divides the kernel is one convolution and a pixel shuffle
+(:func:`phase_forward`). :func:`fast_transposed_convolutions` swaps them in; the weights, the state dict and
+the results (to float rounding, ``tests/test_kernels.py``) stay the layer's. Timings: ``benchmarks/bench_training.py``.
 """
 
 from __future__ import annotations
@@ -49,8 +24,8 @@ DENSE_LABEL = "course.dense_conv_transpose2d"
 #: ``_PhaseConvTranspose2dBackward``, calling ``aten::convolution_backward``).
 PHASE_LABEL = "course.phase_conv_transpose2d"
 #: The most output channels for which the phase convolution beat oneDNN's transposed convolution
-#: (8: 37 against 46 ms; 16: 96 against 74 ms; see the module docstring; bench_training.py, lever
-#: ``phase_last_transposed_convolution``).
+#: (forward and backward at batch 100 on a 2-core AMD EPYC, 8: 37 against 46 ms; 16: 96 against 74 ms;
+#: bench_training.py, lever ``phase_last_transposed_convolution``).
 PHASE_MAX_OUT_CHANNELS = 8
 
 
@@ -78,6 +53,15 @@ def _unpadded(module: nn.Module) -> bool:
 
 def dense_forward(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
     """``module(x)`` for an eligible layer (:func:`is_eligible`) and ``x`` of shape ``(B, C_in, 1, 1)``.
+
+    A transposed convolution of a 1x1 map is a matrix product, whatever the stride: output pixel ``(i, j)``
+    of channel ``c`` is ``sum_k x[b, k] * W[k, c, i, j] + bias[c]``. For World Models' first decoder layer
+    (``(B, 1024, 1, 1)`` to ``(B, 128, 5, 5)``; Ha & Schmidhuber 2018, "World Models") oneDNN's general
+    transposed convolution took 102 ms forward and backward at batch 100 on a 2-core Xeon with AMX in
+    float32 (210 ms under bfloat16 autocast), against 17 and 14 ms as one ``F.linear``
+    (``benchmarks/bench_training.py``, lever ``dense_first_transposed_convolution``). With channels-last
+    weights the product reads them in their memory order, ``(C_in, kH, kW, C_out)``, so neither pass copies
+    the weight or its gradient.
 
     Args:
         module: the transposed convolution, weight ``(C_in, C_out, kH, kW)``, bias ``(C_out,)`` or None.
@@ -155,6 +139,16 @@ class _PhaseConvTranspose2d(torch.autograd.Function):
 def phase_forward(module: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
     """``module(x)`` for a layer :func:`is_phase_eligible` accepts, as a phase convolution.
 
+    A transposed convolution of stride ``s`` whose kernel ``k`` is a multiple of ``s`` is ``s * s`` ordinary
+    convolutions of kernel ``k / s``, one per phase ``(i mod s, j mod s)`` of the output, run as one
+    ``F.conv2d`` with ``s * s`` times the output channels and interleaved by ``F.pixel_shuffle``: the
+    sub-pixel convolution of Shi et al. 2016, "Real-Time Single Image and Video Super-Resolution Using an
+    Efficient Sub-Pixel Convolutional Neural Network". The same FLOPs, but for World Models' last decoder
+    layer (32 to 3 channels, kernel 6, stride 2) 12 output channels where oneDNN vectorises 3 poorly: on a
+    2-core AMD EPYC at batch 100 in float32 its forward took 10 ms instead of 23 ms. The backward stays
+    oneDNN's own (``aten::convolution_backward``, the layer's kernel and gradients), so forward and backward
+    went from 34 to 20 ms (under bfloat16 autocast from 27 to 20 ms).
+
     Args:
         module: the transposed convolution, weight ``(C_in, C_out, kH, kW)``, bias ``(C_out,)`` or None.
         x: ``(B, C_in, H, W)`` float input.
@@ -205,7 +199,10 @@ def fast_transposed_convolutions(
     else as the layer itself (``dense`` and ``phase`` apart: the benchmark's levers).
 
     Yields the layers swapped; on leaving, each gets its own ``forward`` back (also on an error).
-    Only the layers' ``forward`` attribute changes: hooks, parameters and the state dict do not.
+    Only the layers' ``forward`` attribute changes: hooks, parameters, their gradients' shapes, the state
+    dict and the optimiser's parameters do not. Results agree with ``ConvTranspose2d`` to float rounding
+    (``tests/test_kernels.py``), and under ``torch.autocast`` both kernels run in the autocast dtype, as the
+    convolution does.
     """
     layers = [module for module in model.modules() if is_eligible(module)]
     for layer in layers:

@@ -5,32 +5,6 @@ Run once in the students' environment (a conda env, a venv, the JupyterHub image
     python -m course_lib.lab_setup --kit                 # the student kit: Validate, no exchange
     python -m course_lib.lab_setup --hub --exchange /srv/nbgrader/exchange --course-id vae101
 
-Both switch nbgrader's instructor tools off with the switches nbgrader documents ("Installation":
-``jupyter labextension disable``, ``jupyter server extension disable``): the JupyterLab plugins
-``@jupyter/nbgrader:formgrader`` (*Formgrader*, *Manage Assignments*) and
-``@jupyter/nbgrader:create-assignment`` (the *Create Assignment* cell toolbar), locked as
-``jupyter labextension lock`` does (JupyterLab >= 4.1 lets users switch an unlocked plugin back on
-in its Plugin Manager), and the server extension ``nbgrader.server_extensions.formgrader``.
-*Validate* (``@jupyter/nbgrader:validate-assignment`` and its server extension) stays on.
-
-- ``--kit``: there is no exchange, so the Assignments panel (``assignment-list``, ``course-list``, the
-  *Nbgrader* menu that opens them, and their server extensions) is switched off too: it would only
-  say "Error fetching courses!" and "The exchange directory does not exist".
-- ``--hub``: the Assignments panel is on, and ``nbgrader_config.py`` says where the exchange is
-  (:func:`student_config`: the exchange root, the course id, optionally a fixed student id).
-
-Both write ``nbgrader_config.py`` with Validate's time limit per cell (nbgrader's default, 30 s,
-cuts a training cell short on a slow laptop or a busy hub). The switches and the file go to the
-environment's configuration folder (``--sys-prefix``, ``<sys.prefix>/etc/jupyter``, the default)
-or to the user's (``--user``, ``jupyter --config-dir``). They are written as the commands write
-them (``labconfig/page_config.json``, ``jupyter_server_config.d/<module>.json``), through the same
-functions, then read back merged over every configuration folder as JupyterLab and Jupyter Server
-merge them: a folder of higher priority that undoes a switch is an error here, not a surprise in
-class. (In a virtual environment its owner runs, Jupyter ranks the environment's folder above the
-user's, see ``JUPYTER_PREFER_ENV_PATH``, so ``--user`` cannot override it there; ``--sys-prefix``
-can.) To give an environment its instructor tools back: ``jupyter labextension unlock`` and
-``enable`` the plugins, ``jupyter server extension enable`` the module.
-
 This module ships to students (``autograder`` does not): it is the one source of the students'
 ``nbgrader_config.py``, which ``course student-config`` prints too.
 """
@@ -256,7 +230,22 @@ def setup(
     student: str | None = None,
     level: Level = "sys_prefix",
 ) -> Path:
-    """Configure this environment's JupyterLab for a student; see the module docstring.
+    """Configure this environment's JupyterLab for a student.
+
+    nbgrader's instructor tools are switched off as nbgrader's "Installation" page says (``jupyter
+    labextension disable``, ``jupyter server extension disable``): the plugins *Formgrader*, *Manage
+    Assignments* and *Create Assignment*, locked (JupyterLab >= 4.1 lets users switch an unlocked plugin back
+    on in its Plugin Manager), and the formgrader's server extension; *Validate* stays on. The kit also
+    switches the Assignments panel off (without an exchange it would only say "Error fetching courses!").
+    ``nbgrader_config.py`` gets Validate's limit per cell (:data:`VALIDATE_CELL_TIMEOUT`: nbgrader's default,
+    30 s, cuts a training cell short on a slow laptop or a busy hub).
+
+    Everything is written to ``level``'s configuration folder (:func:`config_dir`), then read back merged
+    over every folder as JupyterLab and Jupyter Server merge them (:func:`check`): a folder of higher priority
+    that undoes a switch is an error here, not a surprise in class. (In a virtual environment its owner runs,
+    Jupyter ranks the environment's folder above the user's, see ``JUPYTER_PREFER_ENV_PATH``, so ``"user"``
+    cannot override it there.) To give an environment its instructor tools back: ``jupyter labextension
+    unlock`` and ``enable`` the plugins, ``jupyter server extension enable`` the module.
 
     Args:
         hub: ``True`` for an exchange (the Assignments panel), ``False`` for the student kit.

@@ -1,32 +1,13 @@
 """Train the World Models VAE on a folder of shards, at full scale: ``python -m course_lib.train_vae``.
 
-Ha & Schmidhuber 2018, "World Models", https://worldmodels.github.io: the VAE is trained on frames of
-random rollouts with squared error summed over pixels plus the KL floored at ``kl_tolerance * z_size``
-per frame (:func:`course_lib.losses.vae_loss`). This command wraps :func:`course_lib.train.fit`:
-shards are memory-mapped (:class:`course_lib.data.ShardDataset`), so the data set may be far larger
-than memory; validation uses whole held-out rollouts and is compared with the mean-image baseline; a
-GPU is used when there is one; progress shows as a tqdm bar; the checkpoint is written after every
-epoch and ``--resume`` continues from it; ``--precision auto`` measures float32 and the two bfloat16
-paths at the start and trains with the fastest.
-
-Under ``torchrun`` it trains in several processes with ``DistributedDataParallel``
-(:mod:`course_lib.distributed`): one per GPU (NCCL) or several on CPUs (gloo), on one machine or
-many. ``--batch-size`` is then the global batch, split evenly over the processes; rank 0 alone
-prints, validates and writes the checkpoint, which a run with any number of processes can resume
-(docs/training.md).
-
-Examples::
+As in Ha & Schmidhuber 2018, "World Models" (https://worldmodels.github.io), through :func:`course_lib.train.fit`;
+``docs/training.md`` covers ``--precision``, ``--resume`` and several processes under ``torchrun``::
 
     python -m course_lib.train_vae --shards data/carracing --out runs/conv_vae.pt --epochs 10
-    python -m course_lib.train_vae --shards data/carracing --out runs/conv_vae.pt --epochs 20 --resume
-    course train-vae --shards data/carracing --out runs/my_vae.pt --model my_vae.py:ConvVAE
     torchrun --standalone --nproc-per-node 4 -m course_lib.train_vae --shards data/carracing --out runs/conv_vae.pt
 
-Which model: ``--model MODULE:CLASS`` or ``FILE.py:CLASS``, any VAE whose ``__init__`` takes
-``z_size`` and whose ``forward`` returns ``(x_hat, mu, logvar)``. The default is the reference
-``course_lib.solutions.conv_vae:ConvVAE``, which instructors have; the student kit leaves
-``course_lib.solutions`` out (it is homework 2's answer), so students pass their own class from
-homework 2, e.g. saved as ``my_vae.py``.
+Students pass their own class from homework 2 (``--model my_vae.py:ConvVAE``): the student kit leaves out
+the default, the reference ``course_lib.solutions.conv_vae:ConvVAE``.
 """
 
 from __future__ import annotations
@@ -132,6 +113,14 @@ def train(
     args: argparse.Namespace, processes: distributed.Processes | None = None, device: torch.device | None = None
 ) -> dict[str, Any]:
     """Run the training described by ``args``; return the final validation scores and the baseline.
+
+    As Ha & Schmidhuber 2018, "World Models": frames of random rollouts, squared error summed over pixels
+    plus the KL floored at ``kl_tolerance * z_size`` per frame (:func:`course_lib.losses.vae_loss`). The
+    shards are memory-mapped (:class:`course_lib.data.ShardDataset`), so the data set may be far larger than
+    memory; validation uses whole held-out rollouts. The checkpoint is written after every epoch, and a run
+    with any number of processes can resume it; ``--precision auto`` measures float32 and the two bfloat16
+    paths at the start and trains with the fastest. ``--model`` is any VAE whose ``__init__`` takes ``z_size``
+    and whose ``forward`` returns ``(x_hat, mu, logvar)``.
 
     Args:
         args: the parsed command line (:func:`parse_args`).

@@ -19,7 +19,7 @@ import nbformat
 from autograder import records
 from autograder.checks import CheckFailed, find, seed_of
 from autograder.course import source_dir
-from autograder.submissions import NB5
+from autograder.submissions.hw1_vae import NB5
 
 PRELUDE = """
 import numpy as np

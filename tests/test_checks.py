@@ -11,8 +11,10 @@ from __future__ import annotations
 import ast
 import base64
 import copy
+import importlib
 import inspect
 import json
+import pkgutil
 import secrets
 import time
 
@@ -24,16 +26,12 @@ from answers import graded, hidden_calls, namespace, record_of, training_cell
 from nbformat.v4 import new_code_cell
 
 from autograder import checks, judging, records
-from autograder.checks import CheckFailed, hw1, hw2, seed_of
+from autograder.checks import CheckFailed, hw1_vae, hw2_world_models, seed_of
+from autograder.checks.hw1_vae import rebuild
+from autograder.checks.hw2_world_models import matching
 from autograder.course import notebook_names, source_dir
-from autograder.submissions import (
-    FLOOR_AFTER_MEAN_BUG,
-    HW1_ALTERNATIVES,
-    HW1_MUTANTS,
-    HW2_ALTERNATIVES,
-    HW2_MUTANTS,
-    W1,
-)
+from autograder.submissions.hw1_vae import HW1_ALTERNATIVES, HW1_MUTANTS
+from autograder.submissions.hw2_world_models import FLOOR_AFTER_MEAN_BUG, HW2_ALTERNATIVES, HW2_MUTANTS, W1
 
 ASSIGNMENTS = ("hw1_vae", "hw2_world_models")
 NOTEBOOKS = [(a, nb) for a in ASSIGNMENTS for nb in notebook_names(a)]
@@ -88,7 +86,10 @@ def test_a_grade_id_is_declared_once_and_named_after_its_probe():
 
 def test_check_modules_load_the_reference_only_inside_judges():
     """Do the check modules leave course_lib.solutions out of their module-level imports (the kernel imports them)?"""
-    for module in (hw1, hw2, checks.episodes, checks.sampling, checks):
+    found = pkgutil.walk_packages(checks.__path__, prefix="autograder.checks.")
+    modules = [checks, *(importlib.import_module(m.name) for m in found)]
+    assert {"autograder.checks.hw1_vae.vae", "autograder.checks.hw2_world_models.loss"} <= {m.__name__ for m in modules}
+    for module in modules:
         tree = ast.parse(inspect.getsource(module))
         top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
         names = [alias.name for n in top for alias in n.names] + [getattr(n, "module", "") or "" for n in top]
@@ -306,14 +307,14 @@ def test_messages_say_what_was_expected_without_the_drawn_inputs():
     nonce = secrets.token_hex(8)
     message = graded("a2_reparameterize_stats", ns["MyVAE"], nonce=nonce)
     assert message is not None and "exp(logvar / 2), not exp(logvar)" in message
-    inputs = hw1.a2_reparameterize_stats.inputs(seed_of(nonce))
+    inputs = hw1_vae.a2_reparameterize_stats.inputs(seed_of(nonce))
     for value in (*inputs["mu"], *inputs["std"]):
         assert f"{value:.2f}" not in message
 
 
 # ---------------------------------------------------------------- judging in the grader's process
 def _test_cell(grade_id: str, call: str) -> nbformat.NotebookNode:
-    source = f"from autograder.checks import hw2 as checks\n{call}"
+    source = f"from autograder.checks import hw2_world_models as checks\n{call}"
     return new_code_cell(source, metadata={"nbgrader": {"grade": True, "grade_id": grade_id, "points": 1}})
 
 
@@ -373,7 +374,7 @@ def test_a_wrong_answer_fails_with_the_judges_hint(vae_loss):
     outcomes = []
     failures, findings = _judged(cell, armed, outcomes)
     assert len(failures) == 1 and "floor each sample's KL" in failures[0] and findings == []
-    assert outcomes[0].ename == "CheckFailed" and outcomes[0].site.startswith("autograder.checks.hw2:")
+    assert outcomes[0].ename == "CheckFailed" and outcomes[0].site.startswith("autograder.checks.hw2_world_models.")
 
 
 def test_the_failing_test_is_named_by_its_site_not_its_message():
@@ -501,9 +502,9 @@ def test_outside_autograding_the_check_judges_in_the_kernel(vae_loss, monkeypatc
     """Does an instructor running the source notebook get the judge's verdict in the cell itself?"""
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     bug = namespace("hw2_world_models", "02_vae_loss.ipynb", {"w2_vae_loss": FLOOR_AFTER_MEAN_BUG})["vae_loss"]
-    hw2.w2_recon(vae_loss)
+    hw2_world_models.w2_recon(vae_loss)
     with pytest.raises(CheckFailed, match="floor each sample"):
-        hw2.w2_kl_floor(bug)
+        hw2_world_models.w2_kl_floor(bug)
 
 
 def test_while_autograding_the_kernel_only_emits_the_record(vae_loss, monkeypatch):
@@ -512,7 +513,7 @@ def test_while_autograding_the_kernel_only_emits_the_record(vae_loss, monkeypatc
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     monkeypatch.setattr("IPython.display.display", lambda data, raw=False: shown.append(data))
     bug = namespace("hw2_world_models", "02_vae_loss.ipynb", {"w2_vae_loss": FLOOR_AFTER_MEAN_BUG})["vae_loss"]
-    hw2.w2_kl_floor(bug, nonce="cd" * 8)
+    hw2_world_models.w2_kl_floor(bug, nonce="cd" * 8)
     assert len(shown) == 1
     grade_id, nonce, _, _ = records.decode(shown[0][records.MIME])
     assert (grade_id, nonce) == ("w2_kl_floor", "cd" * 8)
@@ -542,14 +543,15 @@ def test_the_checks_constants_agree_with_the_reference():
 
     for z_size in (8, 16, 32, 64):
         model = conv_vae.ConvVAE(z_size=z_size)
-        assert sum(p.numel() for p in model.parameters()) == hw2.N_PARAMS + (z_size - 32) * hw2.PARAMS_PER_LATENT
-        assert hw2.layers_differ(model, z_size) is None
-    assert list(reference.DEFAULT_HIDDEN_DIMS) == hw1.DEFAULT_HIDDEN_DIMS
+        expected = matching.N_PARAMS + (z_size - 32) * matching.PARAMS_PER_LATENT
+        assert sum(p.numel() for p in model.parameters()) == expected
+        assert matching.layers_differ(model, z_size) is None
+    assert list(reference.DEFAULT_HIDDEN_DIMS) == rebuild.DEFAULT_HIDDEN_DIMS
     for args in [(3, 10), (3, 6, [8, 16, 32, 64, 128]), (1, 4, [4, 8, 16, 32, 64])]:
         model = reference.MyVAE(*args)
         layers = (model.encoder, model.z_simple, model.z_mu, model.z_var)
-        dims = list(args[2]) if len(args) > 2 else hw1.DEFAULT_HIDDEN_DIMS
-        assert hw1.encoder_parameter_count(args[0], args[1], dims) == sum(
+        dims = list(args[2]) if len(args) > 2 else rebuild.DEFAULT_HIDDEN_DIMS
+        assert rebuild.encoder_parameter_count(args[0], args[1], dims) == sum(
             p.numel() for m in layers for p in m.parameters()
         )
 

@@ -146,14 +146,14 @@ def test_a_visible_tests_failure_is_shown_by_what_it_checks(generated, tmp_path)
     shutil.copytree(generated, out)
     report = load_report(out / "course" / "results" / "student_0002.json")
     outcome = CellOutcome(
-        "03_curating_cartpole.ipynb", "a3_reset_pattern", False, "AssertionError", "[19, 81]", "a3_reset_pattern:5"
+        "03_curating_cartpole.ipynb", "a3_reset_pattern", False, "AssertionError", "[19, 81]", "a3_reset_pattern:7"
     )
     report.outcomes = [o for o in report.outcomes if o.cell != "a3_reset_pattern"] + [outcome]
     save_report(report, out / "course")
     assert cli.main(["report", ASSIGNMENT, "--out", str(out)]) == 0
     summary = json.loads((out / "report" / "report.json").read_text())
     cell = next(c for c in summary["cells"] if c["grade_id"] == "a3_reset_pattern")
-    failure = next(f for f in cell["failures"] if f["test"] == "AssertionError at a3_reset_pattern:5")
+    failure = next(f for f in cell["failures"] if f["test"] == "AssertionError at a3_reset_pattern:7")
     assert failure["check"] == "Check that every episode contributes at most episode_length frames."
     assert failure["assertion"] == "assert max(env.episode_lengths()) <= 20, env.episode_lengths()"
     assert failure["message"] == "AssertionError: [19, 81]"

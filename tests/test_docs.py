@@ -3,7 +3,9 @@ only sources a reader can look up."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import pkgutil
 import re
 import subprocess
 from pathlib import Path
@@ -49,3 +51,36 @@ def test_sources_are_named_as_readers_can_find_them():
         if not f.startswith("tests/") and (ROOT / f).is_file() and pattern.search((ROOT / f).read_text(errors="ignore"))
     ]
     assert not offenders, offenders
+
+
+PACKAGES = [
+    "autograder",
+    "autograder.checks",
+    "autograder.checks.hw1_vae",
+    "autograder.checks.hw2_world_models",
+    "autograder.submissions",
+    "course_lib",
+    "course_lib.pretrained",
+    "course_lib.solutions",
+]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_module_is_listed_in_its_packages_docstring(package):
+    """Does the package's docstring give each of its modules a line of its own ("- :mod:`name`: ..."),
+    so that a newcomer finds every room from the front door?"""
+    module = importlib.import_module(package)
+    listed = set(re.findall(r"^- :mod:`~?([\w.]+)`", module.__doc__, flags=re.MULTILINE))
+    present = {info.name for info in pkgutil.iter_modules(module.__path__, prefix=f"{package}.")}
+    assert present - listed == set(), f"{package}'s docstring does not list {sorted(present - listed)}"
+    assert listed - present == set(), f"{package}'s docstring lists missing modules {sorted(listed - present)}"
+
+
+def test_every_package_is_checked_for_its_list():
+    """Is every package of the two libraries in :data:`PACKAGES`?"""
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts)
+        for top in ("autograder", "course_lib")
+        for path in (ROOT / top).rglob("__init__.py")
+    }
+    assert found == set(PACKAGES)

@@ -24,7 +24,8 @@ from autograder import checks, records
 from autograder.checks import CheckFailed, Inconsistent, seed_of
 from autograder.course import notebook_names
 from autograder.records import RecordError
-from autograder.submissions import HW1_MUTANTS, HW2_MUTANTS
+from autograder.submissions.hw1_vae import HW1_MUTANTS
+from autograder.submissions.hw2_world_models import HW2_MUTANTS
 
 ASSIGNMENTS = ("hw1_vae", "hw2_world_models")
 CELLS = {
@@ -142,11 +143,12 @@ def _tiny_autoencoder() -> torch.nn.Module:
 def test_a_trained_model_that_is_not_the_notebooks_earns_nothing():
     """Does a1_loss_drops refuse weights that lower the loss by design (the mean colour in a bias) in
     layers the student's MyVAE never built?"""
-    from autograder.checks import hw1, layers
+    from autograder.checks import hw1_vae, layers
+    from autograder.checks.hw1_vae.autoencoder import cartpole_frames
 
     nonce = secrets.token_hex(8)
     model = _tiny_autoencoder()
-    frames = hw1.cartpole_frames(hw1.a1_loss_drops.inputs(seed_of(nonce))["frames_seed"])
+    frames = cartpole_frames(hw1_vae.a1_loss_drops.inputs(seed_of(nonce))["frames_seed"])
     mean = torch.tensor(frames.reshape(-1, 3).mean(0) / 255.0).clamp(0.01, 0.99)
     with torch.no_grad():
         model.final_layer[0].weight.zero_()

@@ -28,15 +28,8 @@ from nbformat.v4 import new_output
 
 from autograder import course, gradebook, pipeline, release, rubrics
 from autograder.report import load_report
-from autograder.submissions import (
-    HW1_ALTERNATIVES,
-    HW1_MUTANTS,
-    TEMPLATE_RESET_BUG,
-    copy_notebooks,
-    make_mutant_student,
-    mutant_students,
-    replace_answer,
-)
+from autograder.submissions import copy_notebooks, make_mutant_student, mutant_students, replace_answer
+from autograder.submissions.hw1_vae import HW1_ALTERNATIVES, HW1_MUTANTS, TEMPLATE_RESET_BUG
 
 pytestmark = pytest.mark.slow(seconds=360)
 ASSIGNMENT = "hw1_vae"
@@ -349,7 +342,7 @@ def test_the_demos_reset_bug_gets_its_hint_in_the_feedback(graded):
     by its line, and get its bug's hint in the report and on its feedback page?"""
     report = graded["reports"]["demo_reset_bug"]
     (outcome,) = [o for o in report.outcomes if not o.passed]
-    assert (outcome.cell, outcome.ename, outcome.site) == ("a3_reset_pattern", "AssertionError", "a3_reset_pattern:5")
+    assert (outcome.cell, outcome.ename, outcome.site) == ("a3_reset_pattern", "AssertionError", "a3_reset_pattern:7")
     hint = HW1_MUTANTS["a3_template_reset_bug"].hint
     assert report.hints == {"a3_reset_pattern": hint}
     page = (graded["out"] / "grades" / "feedback" / "demo_reset_bug" / "03_curating_cartpole.html").read_text()

@@ -18,15 +18,8 @@ from attacks import made_up_payload, smuggled, structures
 from autograded import cell_errors
 
 from autograder import course, gradebook, pipeline, release
-from autograder.submissions import (
-    HW2_ALTERNATIVES,
-    HW2_CLAMPED_OUTPUT_BUG,
-    HW2_MUTANTS,
-    copy_notebooks,
-    make_mutant_student,
-    mutant_students,
-    replace_answer,
-)
+from autograder.submissions import copy_notebooks, make_mutant_student, mutant_students, replace_answer
+from autograder.submissions.hw2_world_models import HW2_ALTERNATIVES, HW2_CLAMPED_OUTPUT_BUG, HW2_MUTANTS
 
 pytestmark = pytest.mark.slow(seconds=280)
 ASSIGNMENT = "hw2_world_models"

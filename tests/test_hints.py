@@ -19,7 +19,8 @@ from autograder import hints
 from autograder.course import source_dir
 from autograder.hints import ALL_MUTANTS, Entry, Library
 from autograder.report import CellOutcome
-from autograder.submissions import HINT_VARIANTS, HW1_MUTANTS, HW2_MUTANTS, NB3, W2, W3
+from autograder.submissions.hw1_vae import HW1_MUTANTS, HW1_VARIANTS, NB3
+from autograder.submissions.hw2_world_models import HW2_MUTANTS, HW2_VARIANTS, W2, W3
 
 HW2 = "hw2_world_models"
 #: Mutants whose notebooks run in a fraction of a second in-process.
@@ -84,7 +85,7 @@ def test_a_held_out_variant_gets_its_bugs_hint(library):
     name = "w2_floor_after_batch_mean_two_steps"
     (sig,) = hints.mutant_signatures(name, seeds=(31,))
     rest = Library(tuple(e for e in library.entries if e.name != name))
-    bug = HINT_VARIANTS[name].bug
+    bug = (HW1_VARIANTS | HW2_VARIANTS)[name].bug
     assert rest.hint(sig, HW2, W2) == HW2_MUTANTS[bug].hint != ""
 
 
@@ -167,7 +168,8 @@ def test_annotate_leaves_passing_and_unmatched_notebooks_alone(library, tmp_path
     shutil.copy(source_dir(HW2) / W2, tmp_path / W2)
     before = (tmp_path / W2).read_text()
     passing = _outcomes(W2, frozenset())
-    unknown = _outcomes(W2, frozenset({("w2_recon", "autograder.checks.hw2:1"), ("w2_kl_floor", "NameError")}))
+    site = "autograder.checks.hw2_world_models.loss:1"
+    unknown = _outcomes(W2, frozenset({("w2_recon", site), ("w2_kl_floor", "NameError")}))
     assert hints.annotate(HW2, tmp_path, passing + unknown, library) == {}
     assert (tmp_path / W2).read_text() == before
 
@@ -234,9 +236,9 @@ def test_the_demos_reset_bug_gets_its_hint(library):
     """Do the outcomes nbgrader's run logs for the demo's reset bug (the homework template's loop: the
     visible assert on the episode lengths fails, every other cell passes) get that bug's hint?"""
     (sig,) = {e.signature for e in library.entries if e.bug == "a3_template_reset_bug"}
-    assert sig == frozenset({("a3_reset_pattern", "AssertionError at a3_reset_pattern:5")})
+    assert sig == frozenset({("a3_reset_pattern", "AssertionError at a3_reset_pattern:7")})
     outcomes = [
-        CellOutcome(NB3, "a3_reset_pattern", False, "AssertionError", "[19, 81]", "a3_reset_pattern:5"),
+        CellOutcome(NB3, "a3_reset_pattern", False, "AssertionError", "[19, 81]", "a3_reset_pattern:7"),
         *(CellOutcome(NB3, cell, True) for cell in ("a3_frames", "a4_angles", "a4_count")),
     ]
     hint = library.hint(hints.signature(outcomes), "hw1_vae", NB3)

@@ -254,7 +254,7 @@ def test_feedback_says_how_late_and_what_it_cost(run):
 def test_feedback_of_an_on_time_submission_says_so(run):
     """Does the feedback of a submission on time (thanks to an extension) say so, and name the extension?"""
     root = run / "course"
-    assert cli.main(["extend", "erin", "hw", "--hours", "48", "--out", str(run)]) == 0
+    assert cli.main(["extend", "erin", "hw", "--hours", "48", "--out", str(run), "--new-student"]) == 0
     record(root, "gradebook.db", "erin", DUE + dt.timedelta(hours=30))
     page = feedback_page(root, "erin")
     annotate_feedback("hw", root, "erin", f"sqlite:///{root / 'gradebook.db'}")

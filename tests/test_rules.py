@@ -35,7 +35,7 @@ HW1 = ROOT / "assignments" / "source" / "hw1_vae"
 def _rules_enforced() -> set[str]:
     """The rule names the judges pass to ``rules.message``, read from their source."""
     found = set()
-    for path in CHECKS.glob("*.py"):
+    for path in CHECKS.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if (
                 isinstance(node, ast.Call)

@@ -19,7 +19,8 @@ import pytest
 
 from autograder import cli, course, similarity
 from autograder.course import PipelineError
-from autograder.submissions import HW1_ALTERNATIVES, HW1_MUTANTS, NB1, NB3, NB5, copy_notebooks, replace_answer
+from autograder.submissions import copy_notebooks, replace_answer
+from autograder.submissions.hw1_vae import HW1_ALTERNATIVES, HW1_MUTANTS, NB1, NB3, NB5
 
 ASSIGNMENT = "hw1_vae"
 SOURCE = course.source_dir(ASSIGNMENT)

@@ -25,7 +25,8 @@ from nbformat.v4 import new_code_cell
 
 from autograder import course, gradebook, intake, pipeline, release
 from autograder.checks import CheckFailed, require_student_code
-from autograder.submissions import HW1_MUTANTS, LOGSIGMA_BUG, TEMPLATE_RESET_BUG, replace_answer
+from autograder.submissions import replace_answer
+from autograder.submissions.hw1_vae import HW1_MUTANTS, LOGSIGMA_BUG, TEMPLATE_RESET_BUG
 from autograder.tamper import REVIEW, TAMPERING, scan_notebook
 
 pytestmark = pytest.mark.slow(seconds=735)
@@ -126,7 +127,7 @@ DOCTORED_MUTANTS = ("a1_relu_output", "a2_logvar_as_logsigma")
 
 
 #: The payload that switches the hidden checks of notebook 03 off.
-CHECKS_OFF = "import autograder.checks.hw1 as h\nfor name in {names}:\n    setattr(h, name, lambda *a, **k: None)\n"
+CHECKS_OFF = "import autograder.checks.hw1_vae as h\nfor name in {names}:\n    setattr(h, name, lambda *a, **k: None)\n"
 #: The payload that replaces the probes: every check displays a record of a correct answer made
 #: before grading, given the nonce of the cell it runs in.
 FORGER = """
@@ -227,7 +228,7 @@ def tampered(tmp_path_factory) -> dict:
     replace_answer(
         path,
         "a3_collect_frames",
-        TEMPLATE_RESET_BUG + "\nimport autograder.checks.hw1 as hidden\nhidden.a3_reset_pattern = lambda f: None\n"
+        TEMPLATE_RESET_BUG + "\nimport autograder.checks.hw1_vae as hidden\nhidden.a3_reset_pattern = lambda f: None\n"
         "EpisodeRecorder.episode_lengths = lambda self: [1]\nEpisodeRecorder.steps_after_end = lambda self: 0\n",
     )
     path = _student(subs, "patches_allclose", SOURCE / NB1)

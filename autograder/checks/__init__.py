@@ -11,28 +11,19 @@ A check is keyed by the ``grade_id`` of its test cell and has three parts::
     def _(inputs, record):                               #   decides from the outputs alone
         expect(np.allclose(record.array("grad_mu"), 1), "dz/dmu should be 1 ...")
 
-The hidden test cell calls the check by its name, ``checks.a2_gradients(MyVAE)``. While nbgrader
-autogrades, the grader writes a fresh nonce into that call (``nonce="..."``,
-:mod:`autograder.judging`); the inputs are drawn from a seed derived from the nonce, the probe's
-outputs leave the kernel as a record (:mod:`autograder.records`) that must carry the nonce back, and
-the judge decides in the grader's process, where nothing the student's code did can reach it. So the
-kernel only produces data: a check passes only if its record holds what a correct answer computes on
-inputs that nobody knew before the cell ran. Outside autograding (an instructor running the source
-notebook, ``nbgrader validate``, the notebook tests) the judge runs right in the kernel, with a fixed
-seed, and a failure raises :class:`CheckFailed` in the cell.
+While nbgrader autogrades, the grader writes a fresh nonce into the hidden call; the inputs come
+from a seed derived from it, the probe's outputs leave the kernel as a record
+(:mod:`autograder.records`) carrying the nonce back, and the judge decides in the grader's process.
+A pass rests only on values the judge recomputes or cross-checks itself; a record whose outputs
+disagree with the judge's computation is :class:`Inconsistent`. Outside autograding the judge runs
+in the kernel with a fixed seed. Judges import the reference answers (``course_lib.solutions``)
+inside their bodies, which the sandbox hides from the kernel. How and why: ``docs/grading.md``.
 
-A probe may fail early in the kernel (the student's code raised, returned something that cannot be
-recorded): a kernel can always make its own cells fail, so only passing must be decided outside.
-For the same reason a flag, a count or a description the probe writes may choose the message of a
-failure but never makes a cell pass: every pass rests on values the judge recomputes or
-cross-checks itself, from the inputs it draws and what the record carries (weights it loads into
-layers it rebuilds, :mod:`autograder.checks.layers`; noise it draws from the seeded generators,
-:mod:`autograder.checks.sampling`; environments it replays, :mod:`autograder.checks.episodes`).
-Where the record holds outputs the judge can recompute, they must agree with its computation, or
-the record is :class:`Inconsistent`: no honest probe writes such a record, so the cell fails and
-the submission is reported. Each check's judge says in its docstring what it recomputes.
-Judges import the reference answers (``course_lib.solutions``) inside their bodies, so importing a
-check module never needs them; the sandbox hides them from the kernel.
+- :mod:`autograder.checks.hw1_vae`: homework 1's checks, one module per activity
+- :mod:`autograder.checks.hw2_world_models`: homework 2's checks, one module per activity
+- :mod:`autograder.checks.episodes`: collectors judged by replaying their environments' logs
+- :mod:`autograder.checks.layers`: the student's layers, described in the kernel, rebuilt by the judge
+- :mod:`autograder.checks.sampling`: ``reparameterize`` judged by its noise, statistics and gradients
 """
 
 from __future__ import annotations
@@ -340,11 +331,30 @@ def check(grade_id: str, inputs: Callable[[int], Inputs]) -> Callable[[Probe], C
     return declare
 
 
-def registry() -> dict[str, Check]:
-    """Every declared check by ``grade_id``, after importing every module of this package."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
-    return dict(_REGISTRY)
+def registry(package: str = __name__) -> dict[str, Check]:
+    """Every check declared in ``package`` (this one, with every homework's, by default) by
+    ``grade_id``, after importing each of its modules."""
+    path = importlib.import_module(package).__path__
+    for module in pkgutil.walk_packages(path, prefix=f"{package}."):
+        importlib.import_module(module.name)
+    return {gid: c for gid, c in _REGISTRY.items() if c.probe.__module__.startswith(f"{package}.")}
+
+
+def checks_of(package: str) -> Callable[[str], Check]:
+    """The module ``__getattr__`` of a homework's package of checks, so that a hidden test cell's
+    ``checks.a2_gradients`` finds the check wherever in ``package`` it is declared.
+
+    Raises:
+        AttributeError: (from the returned function) for a name no module of ``package`` declares.
+    """
+
+    def lookup(name: str) -> Check:
+        found = registry(package).get(name)
+        if found is None:
+            raise AttributeError(f"no check named {name!r} is declared in {package}")
+        return found
+
+    return lookup
 
 
 def find(grade_id: str) -> Check | None:

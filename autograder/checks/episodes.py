@@ -1,18 +1,10 @@
 """Judging a frame collector from its episode log: replay the log on a fresh environment.
 
-The probe hands the student's collector an :class:`~course_lib.envs.EpisodeRecorder` (activities 3
-and 4), or records the environments the collector builds itself with ``make_env`` and the frames
-it makes with ``preprocess_frame`` (activity 5, :mod:`course_lib.recording`). It records each
-environment's :meth:`~course_lib.envs.EpisodeRecorder.call_log` (every reset with its seed, every
-step with its action, every render) and a digest of each frame the collector returned. The judge
-builds the same environment in the grader's process, replays the resets and actions, checks that
-the environment goes through the logged observations, renders where the collector rendered and
-preprocesses its own renders (with the CartPole preset, or with the pixel boxes activity 5's
-collector cropped). Each returned frame must then be one of those frames, so the judge knows, from
-its own replay, the frame's image, its episode and the state it shows: nothing the kernel claims
-about frames, states or episodes is taken on trust. The rules a collector breaks besides its answer
-(``make_env``, seeding, ``preprocess_frame``) fail with the messages of :data:`course_lib.rules.RULES`,
-which the visible tests show at Validate.
+The probe records each environment's call log (resets with seeds, steps with actions, renders) and a
+digest of each returned frame; the judge replays the log in the grader, renders and preprocesses its
+own frames, and requires every returned frame to be one of them. So a frame's image, episode and
+state are known from the replay, never from the kernel. A broken rule (``make_env``, seeding,
+``preprocess_frame``) fails with its message from :data:`course_lib.rules.RULES`.
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """A student's ``torch.nn`` layers, described in the kernel and rebuilt in the grader from an allowlist.
 
-A judge that computes a model's outputs itself needs the model, not the kernel's word for what it
-computes. So a probe records a **description** of the student's module tree (:func:`describe`: for
-each module its ``torch.nn`` class and the constructor arguments read back from its attributes) and
-the module's **state** (:func:`state_values`: every tensor of its ``state_dict``). The judge
-rebuilds the tree (:func:`rebuild`): a module whose class is in :data:`ALLOWED` is constructed
-from its arguments with PyTorch's own class, so its ``forward`` is PyTorch's; any other module (the
-student's ``MyVAE``, a block class of their own) becomes an :class:`Opaque` container holding its
-rebuilt children, whose ``forward`` the judge cannot run. The state is then loaded into the rebuilt
-tree with ``load_state_dict(strict=True)``, so description and weights must fit each other exactly.
-
-Nothing here trusts the kernel: a description that does not rebuild, or weights that do not fit it,
-raise :class:`~autograder.records.RecordError` (an honest probe never writes one). Modules are
-first built on PyTorch's ``meta`` device, so a description of a huge layer costs no memory before
-its size is checked against :data:`MAX_PARAMETERS`.
+The probe records a description of the module tree (:func:`describe`) and its ``state_dict``
+(:func:`state_values`); the judge rebuilds it (:func:`rebuild`) with PyTorch's own classes for the
+layers of :data:`ALLOWED` (any other module becomes an :class:`Opaque` container) and loads the
+state strictly. A description that does not rebuild, or weights that do not fit, raise
+:class:`~autograder.records.RecordError`; layers are sized on the ``meta`` device first.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
 """Judging a ``reparameterize(mu, logvar)`` from its samples and gradients (homeworks 1 and 2).
 
-Kingma & Welling 2014 ("Auto-Encoding Variational Bayes"): ``z = mu + sigma * eps`` with
-``sigma = exp(logvar / 2)`` and ``eps ~ N(0, I)``, so that gradients reach ``mu`` and ``logvar``.
-The probe draws two batches of samples for per-dimension means and standard deviations drawn by the
-grading run (some far from 1), and the gradients of ``z.sum()``; the judge checks the statistics of
-``eps = (z - mu) / sigma`` and the gradients ``dz/dmu = 1``, ``dz/dlogvar = 0.5 * sigma * eps``.
-The thresholds are at least six standard errors wide, so a correct answer fails with probability
-below one in a hundred million per check.
-
-Statistics alone can be met by noise of any origin, so the judge also recomputes the noise: the
-probe runs ``reparameterize`` right after seeding PyTorch's and NumPy's global generators with the
-grading run's seed (:func:`autograder.checks.seeded`), and the judge draws from generators seeded the
-same way (:func:`generator_draws`). Samples pass only if their ``eps`` is what those generators draw:
-in order for the samples (:func:`expect_drawn_noise`), or value for value, whatever the layout, for
-the gradients and the forward passes (:func:`noise_is_drawn`), so that noise shared by the latent
-dimensions is judged by the statistics check it fails, not by these.
+Kingma & Welling 2014 ("Auto-Encoding Variational Bayes"): ``z = mu + sigma * eps``, ``sigma =
+exp(logvar / 2)``, ``eps ~ N(0, I)``. The judge checks the statistics of ``eps = (z - mu) / sigma``
+(thresholds six standard errors wide), the gradients ``dz/dmu = 1`` and ``dz/dlogvar = 0.5 * sigma *
+eps``, and that ``eps`` is the noise generators seeded with the grading run's seed draw
+(:func:`generator_draws`), so statistics met by noise of another origin do not pass.
 """
 
 from __future__ import annotations

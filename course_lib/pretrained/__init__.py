@@ -1,29 +1,12 @@
 """Pretrained VAEs that ship with the course, each with a model card: ``load(name)`` and go.
 
-Each checkpoint is a file in this folder with a JSON *card* beside it (``<name>.json``) saying what
-data it saw, how it was trained, how well it reconstructs held-out rollouts compared with the
-mean-image baseline, what a linear probe reads from its code, and the command that rebuilds it
-(``python -m course_lib.pretrained.build NAME --out DIR``, instructors only). docs/pretrained.md renders
-the cards (:func:`course_lib.pretrained.cards.render_cards`).
+Each checkpoint lies in this folder beside its JSON card (``<name>.json``: the data, the training, the scores,
+the command that rebuilds it), which ``docs/pretrained.md`` renders. ``conv_vae_carracing`` ships as TorchScript:
+its class is homework 2's graded answer, so the package holds no Python class of it.
 
-- ``conv_vae_carracing``: World Models' ConvVAE (Ha & Schmidhuber 2018, https://worldmodels.github.io)
-  on CarRacing-v3, shipped as a TorchScript module (float16 on disk): its class is homework 2's
-  graded answer, so the package holds no Python class of it. :func:`load` returns it behind a
-  generic :class:`~course_lib.pretrained.scripted.ScriptedVAE`; ``encode``, ``decode`` and
-  ``reparameterize`` work as in the paper's VAE.
-- ``small_vae_<env>``: a :class:`course_lib.models.SmallVAE` per classic-control environment,
-  shipped as a float16 state dict.
-
-:func:`load` checks the file before using it: its SHA-256 must be the card's (else the checkpoint is
-corrupt or was replaced) and its parameters' names and shapes must be the card's architecture.
-Models are returned in eval mode, in float32.
-
-Example::
-
-    from course_lib import pretrained
-    pretrained.available()        # ['conv_vae_carracing', 'small_vae_acrobot', ...]
-    vae = pretrained.load("conv_vae_carracing")
-    mu, logvar = vae.encode(x)    # x: float32 (B, 3, 64, 64) in [0, 1]
+- :mod:`course_lib.pretrained.build`: rebuilds the checkpoints and their cards (instructors only)
+- :mod:`course_lib.pretrained.cards`: the cards as Markdown, for ``docs/pretrained.md``
+- :mod:`course_lib.pretrained.scripted`: a TorchScript VAE behind a plain ``nn.Module``
 """
 
 from __future__ import annotations
@@ -162,6 +145,9 @@ def check_architecture(parameters: Mapping[str, torch.Tensor], expected: Mapping
 
 def load(name: str, device: str | torch.device = "cpu", directory: str | os.PathLike | None = None) -> nn.Module:
     """Load shipped checkpoint ``name``, checked against its card, in eval mode and float32.
+
+    The file's SHA-256 must be the card's (else it is corrupt or was replaced), and its parameters' names
+    and shapes the card's architecture. Checkpoints are stored in float16 and converted when loaded.
 
     Args:
         name: one of :func:`available`, e.g. ``"conv_vae_carracing"`` or ``"small_vae_cartpole"``.
