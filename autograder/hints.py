@@ -373,9 +373,19 @@ def _add_output(path: Path, grade_id: str, hint: str) -> bool:
         if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id and "outputs" in cell:
             cell.outputs = [o for o in cell.outputs if not o.get("metadata", {}).get(OUTPUT_MARK)]
             cell.outputs.append(hint_output(hint))
-            nbformat.write(nb, path)
+            _replace_notebook(nb, path)
             return True
     return False
+
+
+def _replace_notebook(nb: nbformat.NotebookNode, path: Path) -> None:
+    """Write ``nb`` in place of ``path``, with its mode: nbgrader leaves autograded notebooks read-only
+    (0444), which stops an ordinary user's write, though not root's; the folder is the grader's."""
+    mode = path.stat().st_mode & 0o777
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".ipynb", delete=False, encoding="utf-8") as tmp:
+        nbformat.write(nb, tmp)
+    os.chmod(tmp.name, mode)
+    os.replace(tmp.name, path)
 
 
 # ---------------------------------------------------------------- building the library

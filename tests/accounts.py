@@ -143,7 +143,10 @@ def installation() -> Path:
             for old in INSTALLATIONS.iterdir():  # an earlier set's installation
                 if old.is_dir():
                     shutil.rmtree(old, ignore_errors=True)
-        changed = [name for name in _tracked_files() if not _same(REPO / name, folder / name)]
+        tracked = _tracked_files()
+        changed = [name for name in tracked if not _same(REPO / name, folder / name)]
+        for stale in _stale_files(folder, set(tracked)):  # deleted or moved here since the last call
+            stale.unlink()
         for name in changed:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, folder / name)
@@ -157,6 +160,17 @@ def installation() -> Path:
             run_as(owner, [".venv/bin/pip", "install", "--quiet", "-e", "."], cwd=folder, env=settings, timeout=1800)
             (folder / ".installed").touch()
     return folder
+
+
+def _stale_files(folder: Path, tracked: set[str]) -> list[Path]:
+    """The modules of the installation's packages that the repository no longer has: a module moved
+    away must not stay importable there (a package's registry walks its modules)."""
+    return [
+        path
+        for package in ("autograder", "course_lib")
+        for path in (folder / package).rglob("*.py")
+        if path.relative_to(folder).as_posix() not in tracked
+    ]
 
 
 def _same(source: Path, copy: Path) -> bool:

@@ -25,6 +25,7 @@ from autograder import cli, course, pipeline
 from autograder.course import GraderFaultError
 from autograder.sandbox import Limits
 from autograder.submissions import replace_answer
+from autograder.submissions.hw1_vae import HW1_MUTANTS
 
 pytestmark = pytest.mark.slow(seconds=300)
 ASSIGNMENT = "hw1_vae"
@@ -70,15 +71,17 @@ def _rows(path: Path, student: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def graded(installation):
-    """The class graded by the grader account with secrets set, then the spy regraded alone."""
+    """The class graded by the grader account with secrets set (an honest student, the spy, and a student
+    with a known bug), then the spy regraded alone."""
     grader = user(GRADER)
     source = course.source_dir(ASSIGNMENT) / NB5
     term = Path(tempfile.mkdtemp(prefix="term-", dir=grader.home))  # private to the grader, as a home is
     subs = term / "subs"
-    for student in ("honest", "spy"):
+    for student in ("honest", "spy", "buggy"):
         (subs / student).mkdir(parents=True, exist_ok=True)
         (subs / student / NB5).write_bytes(source.read_bytes())
     replace_answer(subs / "spy" / NB5, "a5_collect_other_frames", SPY)
+    replace_answer(subs / "buggy" / NB5, "a5_collect_other_frames", HW1_MUTANTS["a5_wrong_environment"].code)
     earlier = shared_folder("course-earlier-", owner=grader)  # another run's output, elsewhere
     for name in ("feedback/honest/05_other_environment.html", "course/autograded/honest/hw1_vae/" + NB5):
         (earlier / name).parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +96,8 @@ def graded(installation):
     before = {name: (out / name).read_text() for name in ("grades.csv", "cells.csv")}
     honest_feedback = (out / "feedback" / "honest" / "05_other_environment.html").read_bytes()
     spy_feedback = (out / "feedback" / "spy" / "05_other_environment.html").read_text()
+    buggy_feedback = (out / "feedback" / "buggy" / "05_other_environment.html").read_text()
+    first_report = (out / "report.txt").read_text()
     # the spy's extension: a corrected upload, regraded alone into the same --out
     regrade = term / "regrade"
     (regrade / "spy").mkdir(parents=True)
@@ -106,6 +111,8 @@ def graded(installation):
         "before": before,
         "honest_feedback": honest_feedback,
         "spy_feedback": spy_feedback,
+        "buggy_feedback": buggy_feedback,
+        "first_report": first_report,
     }
     shutil.rmtree(term)
 
@@ -149,7 +156,16 @@ def test_a_regrade_of_one_student_keeps_the_class(graded):
     report = (out / "report.txt").read_text()
     assert re.search(r"^honest: ", report, re.M) and re.search(r"^spy: ", report, re.M), report
     summary = json.loads((out / "report" / "report.json").read_text())
-    assert summary["students"] == ["honest", "spy"]
+    assert summary["students"] == ["buggy", "honest", "spy"]
+
+
+def test_a_known_bug_gets_its_hint_when_an_ordinary_user_grades(graded):
+    """Does the grader account, which cannot write nbgrader's read-only autograded notebooks in place, still
+    add a known bug's hint to its feedback, with no problem reported?"""
+    assert "Likely cause:" in graded["buggy_feedback"]
+    assert HW1_MUTANTS["a5_wrong_environment"].hint.split(":")[0][:40] in graded["buggy_feedback"]
+    line = next(line for line in graded["first_report"].splitlines() if line.startswith("buggy: "))
+    assert "hints" not in line, line
 
 
 def test_a_kernel_that_cannot_start_stops_the_run_and_scores_nobody(tmp_path, capsys):
