@@ -55,6 +55,8 @@ from autograder.similarity import DEFAULT_THRESHOLD, describe, review
 from autograder.term_report import write_term_report
 from course_lib import lab_setup
 
+#: One argument of a command: the flags and options of :meth:`argparse.ArgumentParser.add_argument`.
+Argument = tuple[tuple[str, ...], dict[str, Any]]
 #: Every command of ``course``, by name, in the order ``course --help`` lists them (:func:`command`).
 COMMANDS: dict[str, Command] = {}
 
@@ -66,9 +68,6 @@ class Command:
     help: str
     arguments: tuple[Argument, ...]
     run: Callable[[argparse.Namespace], int]
-
-
-Argument = tuple[tuple[str, ...], dict[str, Any]]
 
 
 def arg(*flags: str, **options: Any) -> Argument:
