@@ -335,7 +335,8 @@ def fit(
     total_steps = num_epochs * len(batches) if max_steps is None else min(max_steps, num_epochs * len(batches))
     start_time, seconds_before = time.perf_counter(), history.seconds  # of the runs this one resumes
     path = _precision_path(
-        history, precision, model, train_frames, total_steps, local_batch, device, loss_fn, kl_tolerance, lr, seed
+        history, precision, model, train_frames, total_steps - history.steps,
+        batch_size=local_batch, device=device, loss_fn=loss_fn, kl_tolerance=kl_tolerance, lr=lr, seed=seed,
     )
     kind = (type(model).__qualname__, local_batch, history.precision)  # of run, for a remembered thread count
     threads = ThreadChooser(device, total_steps - history.steps, key=kind)
@@ -372,36 +373,16 @@ def _check_arguments(train_frames: Any, val_frames: Any | None, precision: str) 
 
 
 def _precision_path(
-    history: History,
-    precision: str,
-    model: nn.Module,
-    frames: Any,
-    total_steps: int,
-    batch_size: int,
-    device: torch.device,
-    loss_fn: LossFn | None,
-    kl_tolerance: float,
-    lr: float,
-    seed: int,
+    history: History, precision: str, model: nn.Module, frames: Any, steps: int, **trial_options: Any
 ) -> Precision:
     """The path :func:`fit` trains along, recorded in ``history``: ``precision``'s, or with ``"auto"`` the trial's.
 
-    The trial (:func:`course_lib.precision.auto_precision`) runs on a copy of ``model`` with
-    ``batch_size`` frames per process, or reuses a recent choice for a short run.
+    The trial (:func:`course_lib.precision.auto_precision`, given ``trial_options``) runs on a copy of
+    ``model`` for a run of ``steps`` more steps, or reuses a recent choice for a short run.
     """
     history.precision, history.precision_trial = precision, {}
     if precision == AUTO:
-        trial = auto_precision(
-            model,
-            frames,
-            total_steps - history.steps,
-            batch_size=batch_size,
-            device=device,
-            loss_fn=loss_fn,
-            kl_tolerance=kl_tolerance,
-            lr=lr,
-            seed=seed,
-        )
+        trial = auto_precision(model, frames, steps, **trial_options)
         history.precision, history.precision_trial = trial.chosen, asdict(trial)
     return PRECISIONS[history.precision]
 
